@@ -1,0 +1,64 @@
+"""cnn-search: Optuna hyperparameter search for Keras image classifiers.
+
+The public API: a run config describes a training run; a space samples configs from a
+trial; ``build_model`` and ``fit`` turn a config into a trained Keras model without
+Optuna.  Heavy modules (TensorFlow) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from search.config import (
+    AugmentConfig,
+    CNNConfig,
+    DataConfig,
+    OptimizerConfig,
+    ResNetConfig,
+    RunConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from search.errors import (
+    CnnSearchError,
+    ConfigError,
+    DataError,
+    DivergedError,
+    MetricNotFoundError,
+    ResourceError,
+    SpaceError,
+    StorageError,
+    TrialError,
+    UsageError,
+)
+from search.spaces import Space, builtin_spaces, load_space
+
+__version__ = "0.1.0"
+
+# name -> module, imported on first access so ``import search`` stays light
+_LAZY = {
+    "load_dataset": "search.data",
+    "Dataset": "search.data",
+    "build_model": "search.models",
+    "build_for_data": "search.training",
+    "fit": "search.training",
+    "FitResult": "search.training",
+    "Objective": "search.objective",
+    "TrialReporter": "search.pruning",
+}
+
+__all__ = [
+    "AugmentConfig", "CNNConfig", "DataConfig", "OptimizerConfig", "ResNetConfig", "RunConfig",
+    "ScheduleConfig", "TrainConfig",
+    "CnnSearchError", "ConfigError", "DataError", "DivergedError", "MetricNotFoundError", "ResourceError",
+    "SpaceError", "StorageError", "TrialError", "UsageError",
+    "Space", "builtin_spaces", "load_space",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

@@ -1,0 +1,72 @@
+"""Command line: ``run_search.py [search] ...`` and the other sub-commands.
+
+Each sub-command lives in its own ``cmd_*`` module with ``add_arguments(parser)`` and
+``run(args) -> int``.  This module parses, dispatches, and turns the project's usage
+errors into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from search.errors import UsageError
+
+__all__ = ["main", "COMMANDS", "require_tensorflow"]
+
+# name -> (module, one-line help); ``search`` is the default when no name is given.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "search": ("search.cmd_search", "run or resume a search (the default)"),
+    "spaces": ("search.cmd_spaces", "list the built-in search spaces and their parameters"),
+}
+DEFAULT_COMMAND = "search"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with one line (status 2) instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}; see --help")
+
+
+def require_tensorflow() -> None:
+    """Commands that train call this first: TensorFlow comes from an extra, not by default."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as e:
+        raise UsageError(
+            "TensorFlow is not installed; run: pip install -e '.[cpu]' (or '.[gpu]' on a machine with an NVIDIA GPU)"
+        ) from e
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cnn-search", description="Optuna hyperparameter search for Keras image classifiers.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, DEFAULT_COMMAND)
+    try:
+        args = build_parser().parse_args(args_list)
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return int(module.run(args) or 0)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""``search`` (the default command): run a new search or resume one.
+
+Everything a bad argument can break is checked before the study is created or a trial
+runs: the study name, storage URL, space file, dataset, metric, sampler and pruner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from search.config import DataConfig, RunConfig, TrainConfig
+from search.errors import MetricNotFoundError, TrialError, UsageError
+from search.spaces import load_space
+from search.study import (
+    PRUNERS,
+    SAMPLERS,
+    StudySettings,
+    check_study_name,
+    create_or_load,
+    default_storage,
+    make_pruner,
+    make_sampler,
+    read_recorded,
+    resolve_settings,
+    safe_url,
+)
+
+DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10)
+DEFAULT_SPACE = "cnn"
+DEFAULT_TRIALS = 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", help="study name (default: <dataset>-<space>); an existing study is resumed")
+    p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, cifar100, folder:PATH or npz:PATH")
+    p.add_argument("--data-dir", help="folder with the dataset's files when it cannot be downloaded")
+    p.add_argument("--space", help=f"built-in space name or a .toml file (default: {DEFAULT_SPACE})")
+    p.add_argument("--trials", type=int, default=None, help=f"trials to run now (default: {DEFAULT_TRIALS})")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--epochs", type=int, help=f"maximum epochs per trial (default: {DEFAULTS.epochs})")
+    p.add_argument("--sampler", choices=SAMPLERS, help="default: tpe")
+    p.add_argument("--pruner", choices=PRUNERS, help="default: median")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
+    p.add_argument("--studies-dir", default="studies", help="where default databases go (default: studies)")
+    p.add_argument("--seed", type=int, help="seed for the sampler, the splits and each trial (default: 0)")
+    p.add_argument("--val-split", type=float, help="fraction of the training split kept for validation (default: 0.1)")
+    p.add_argument("--limit-train", type=int, help="use only this many training images (quick searches)")
+    p.add_argument("--monitor", help="metric to optimize and prune on (default: val_accuracy)")
+
+
+def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The study settings the user gave explicitly (None means 'not given')."""
+    given = {
+        "dataset": args.dataset,
+        "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        "val_split": args.val_split,
+        "limit_train": args.limit_train,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "monitor": args.monitor,
+    }
+    if args.monitor:
+        given["direction"] = "minimize" if "loss" in args.monitor else "maximize"
+    if args.space:
+        given["space"] = load_space(args.space).to_dict()
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def default_study_name(dataset: str, space: str) -> str:
+    stem = Path(dataset.split(":", 1)[1]).name if ":" in dataset else dataset
+    return f"{stem}-{Path(space).stem}"
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.trials is not None and args.trials < 1:
+        raise UsageError(f"--trials must be at least 1, received {args.trials}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout}")
+    if args.val_split is not None and not 0 < args.val_split < 1:
+        raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
+
+
+def check_monitor(monitor: str) -> None:
+    from search.training import METRICS
+
+    known = [*METRICS, *(f"val_{m}" for m in METRICS)]
+    if monitor not in known:
+        raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    requested = requested_settings(args)
+    name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
+    url = args.storage or default_storage(name, Path(args.studies_dir))
+    recorded = read_recorded(name, url)
+    defaults = StudySettings(**{**DEFAULTS.to_dict(), "space": load_space(DEFAULT_SPACE).to_dict()})
+    settings = resolve_settings(name, requested, recorded, defaults)
+    check_monitor(settings.monitor)
+    make_sampler(settings.sampler, settings.seed)  # fail on a missing optional package now,
+    make_pruner(settings.pruner, settings.epochs)  # not after the study exists
+
+    from search.cli import require_tensorflow
+
+    require_tensorflow()
+    from search.data import load_dataset  # TensorFlow loads after the cheap checks
+
+    data_cfg = DataConfig(settings.dataset, settings.data_dir, settings.val_split, settings.limit_train)
+    data = load_dataset(data_cfg, split_seed=settings.seed)
+    space = settings.space_obj
+    print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
+    print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
+          f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
+
+    import optuna
+
+    from search.objective import Objective
+    from search.progress import TrialPrinter, summary
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = create_or_load(name, url, settings)
+    base = RunConfig(data=data_cfg, train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
+    objective = Objective(space, data, base, settings.monitor, settings.direction)
+    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
+    print(f"\nran {trials if args.timeout is None else 'up to ' + str(trials)} trials in {time.perf_counter() - start:.0f}s")
+    summary(study, safe_url(url))
+    return 0

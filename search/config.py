@@ -1,0 +1,322 @@
+"""The run config: one frozen dataclass tree that describes a whole training run.
+
+A space turns a trial into a ``RunConfig``; the model builder turns it into a Keras
+model; training reads it; export writes it as JSON and ``train`` reads it back.
+Nothing else carries hyperparameters.
+
+Choice-valued fields are typed with ``Literal``: the annotation is the one list of
+allowed values, used both to check configs and to check space files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from search.errors import ConfigError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DataConfig",
+    "AugmentConfig",
+    "CNNConfig",
+    "ResNetConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "RunConfig",
+    "SECTIONS",
+    "check_value",
+    "field_names",
+]
+
+SCHEMA_VERSION = 1
+
+Initializer = Literal["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal"]
+Activation = Literal["relu", "elu", "selu", "swish", "gelu", "leaky_relu"]
+
+
+def _fail(where: str, expected: str, value: Any) -> typing.NoReturn:
+    raise ConfigError(f"{where}: expected {expected}, received {value!r}")
+
+
+def _require(ok: bool, where: str, expected: str, value: Any) -> None:
+    if not ok:
+        _fail(where, expected, value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data to load, how to split it and how to normalize it."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    val_split: float = 0.1
+    limit_train: int | None = None
+    normalization: Literal["scale", "per_channel", "per_image"] = "scale"
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.val_split < 1.0, "data.val_split", "a fraction in (0, 1)", self.val_split)
+        if self.limit_train is not None:
+            _require(self.limit_train >= 20, "data.limit_train", "at least 20 images", self.limit_train)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation; applied to the training split only."""
+
+    horizontal_flip: bool = False
+    translate: float = 0.0  # random translation, as a fraction of height and width
+    pad_crop: int = 0  # pad by this many pixels, then crop back at a random offset
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.translate < 0.5, "augment.translate", "a fraction in [0, 0.5)", self.translate)
+        _require(0 <= self.pad_crop <= 16, "augment.pad_crop", "pixels in [0, 16]", self.pad_crop)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """A VGG-style network: blocks of convolutions, each block followed by pooling."""
+
+    kind: Literal["cnn"] = "cnn"
+    blocks: int = 3
+    convs_per_block: int = 2
+    base_filters: int = 32
+    filter_growth: float = 2.0  # filters of block i = base_filters * filter_growth**i
+    kernel_size: int = 3
+    batch_norm: bool = True
+    block_dropout: float = 0.25
+    head_dropout: float = 0.5
+    dense_units: int = 128  # 0 means no hidden dense layer
+    initializer: Initializer = "he_normal"
+    activation: Activation = "relu"
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.blocks <= 8, "model.blocks", "an integer in [1, 8]", self.blocks)
+        _require(1 <= self.convs_per_block <= 6, "model.convs_per_block", "an integer in [1, 6]", self.convs_per_block)
+        _require(1 <= self.base_filters <= 1024, "model.base_filters", "an integer in [1, 1024]", self.base_filters)
+        _require(1.0 <= self.filter_growth <= 4.0, "model.filter_growth", "a number in [1, 4]", self.filter_growth)
+        _require(self.kernel_size in (1, 3, 5, 7), "model.kernel_size", "one of 1, 3, 5, 7", self.kernel_size)
+        _require(0.0 <= self.block_dropout < 1.0, "model.block_dropout", "a rate in [0, 1)", self.block_dropout)
+        _require(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", self.head_dropout)
+        _require(0 <= self.dense_units <= 8192, "model.dense_units", "an integer in [0, 8192]", self.dense_units)
+
+    def filters(self, block: int) -> int:
+        """Number of filters in block ``block`` (0-based)."""
+        return max(1, int(round(self.base_filters * self.filter_growth**block)))
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """A CIFAR-style ResNet (He et al.): three stages, depth 6n+2 (basic) or 9n+2 (bottleneck)."""
+
+    kind: Literal["resnet"] = "resnet"
+    version: Literal[1, 2] = 1
+    blocks_per_stage: int = 3  # n
+    base_filters: int = 16
+    block: Literal["basic", "bottleneck"] = "basic"
+    head_dropout: float = 0.0
+    initializer: Initializer = "he_normal"
+    activation: Activation = "relu"
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.blocks_per_stage <= 18, "model.blocks_per_stage", "an integer in [1, 18]", self.blocks_per_stage)
+        _require(1 <= self.base_filters <= 256, "model.base_filters", "an integer in [1, 256]", self.base_filters)
+        _require(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", self.head_dropout)
+
+    @property
+    def depth(self) -> int:
+        """Number of weighted layers: 6n+2 for basic blocks, 9n+2 for bottleneck blocks."""
+        per_block = 2 if self.block == "basic" else 3
+        return 3 * per_block * self.blocks_per_stage + 2
+
+
+ModelConfig = Union[CNNConfig, ResNetConfig]
+MODEL_KINDS: dict[str, type] = {"cnn": CNNConfig, "resnet": ResNetConfig}
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # SGD and RMSprop only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = 0.0  # decoupled weight decay (Keras optimizers' ``weight_decay``)
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.learning_rate <= 10.0, "optimizer.learning_rate", "a rate in (0, 10]", self.learning_rate)
+        _require(0.0 <= self.momentum < 1.0, "optimizer.momentum", "a value in [0, 1)", self.momentum)
+        _require(0.0 <= self.weight_decay < 1.0, "optimizer.weight_decay", "a value in [0, 1)", self.weight_decay)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule; the base rate is ``optimizer.learning_rate``."""
+
+    name: Literal["constant", "step", "cosine", "exponential", "one_cycle", "cyclic", "plateau"] = "constant"
+    drop_every: int = 10  # step: epochs between drops
+    drop_factor: float = 0.1  # step and plateau: multiply the rate by this
+    decay_rate: float = 0.9  # exponential: multiply the rate by this each epoch
+    max_lr_factor: float = 10.0  # one_cycle and cyclic: peak rate = learning_rate * this
+    cycle_epochs: int = 4  # cyclic: epochs from base to peak (half a cycle)
+    patience: int = 2  # plateau: epochs without improvement before a drop
+
+    def __post_init__(self) -> None:
+        _require(self.drop_every >= 1, "schedule.drop_every", "an integer >= 1", self.drop_every)
+        _require(0.0 < self.drop_factor < 1.0, "schedule.drop_factor", "a factor in (0, 1)", self.drop_factor)
+        _require(0.0 < self.decay_rate <= 1.0, "schedule.decay_rate", "a factor in (0, 1]", self.decay_rate)
+        _require(self.max_lr_factor >= 1.0, "schedule.max_lr_factor", "a factor >= 1", self.max_lr_factor)
+        _require(self.cycle_epochs >= 1, "schedule.cycle_epochs", "an integer >= 1", self.cycle_epochs)
+        _require(self.patience >= 1, "schedule.patience", "an integer >= 1", self.patience)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    epochs: int = 10
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.batch_size <= 8192, "train.batch_size", "an integer in [1, 8192]", self.batch_size)
+        _require(1 <= self.epochs <= 10000, "train.epochs", "an integer in [1, 10000]", self.epochs)
+        _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "a value in [0, 1)", self.label_smoothing)
+
+
+# Sections of a run config, in the order spaces sample them and JSON lists them.
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": CNNConfig,  # placeholder: the model section's class depends on ``kind``
+    "optimizer": OptimizerConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=CNNConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        out.update(dataclasses.asdict(self))
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "config") -> RunConfig:
+        """Build and validate a config from plain data; unknown keys are errors."""
+        if not isinstance(raw, dict):
+            _fail(where, "a JSON object with sections " + ", ".join(SECTIONS), type(raw).__name__)
+        raw = dict(raw)
+        version = raw.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            _fail(f"{where}.schema_version", f"{SCHEMA_VERSION} (written by this version of cnn-search)", version)
+        seed = check_value(int, raw.pop("seed", 0), f"{where}.seed")
+        sections: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in SECTIONS:
+                _fail(where, "sections " + ", ".join(SECTIONS) + " and seed", name)
+            if not isinstance(value, dict):
+                _fail(f"{where}.{name}", "a table of settings", value)
+            section_cls = model_class(value.get("kind", "cnn"), f"{where}.model.kind") if name == "model" else SECTIONS[name]
+            sections[name] = section_from_dict(section_cls, value, f"{where}.{name}")
+        return cls(seed=seed, **sections)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "config") -> RunConfig:
+        return cls.from_dict(cls._json(text, where), where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a run config from a JSON file (an export's ``config`` section or a bare config)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the config file ({e.strerror}); check the path") from e
+        raw = RunConfig._json(text, str(path))
+        if isinstance(raw, dict) and "config" in raw and isinstance(raw["config"], dict):
+            raw = raw["config"]  # an export file: the run config plus where it came from
+        return cls.from_dict(raw, str(path))
+
+    @staticmethod
+    def _json(text: str, where: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}); pass a file written by 'export'") from e
+
+
+def model_class(kind: Any, where: str) -> type:
+    if kind not in MODEL_KINDS:
+        _fail(where, "one of " + ", ".join(map(repr, MODEL_KINDS)), kind)
+    return MODEL_KINDS[kind]
+
+
+def field_names(section_cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(section_cls)]
+
+
+def field_type(section_cls: type, name: str) -> Any:
+    return typing.get_type_hints(section_cls)[name]
+
+
+def section_from_dict(section_cls: type, raw: dict[str, Any], where: str) -> Any:
+    names = field_names(section_cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            _fail(where, "keys " + ", ".join(names), key)
+        values[key] = check_value(field_type(section_cls, key), value, f"{where}.{key}")
+    return section_cls(**values)
+
+
+def check_value(annotation: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against a field's type annotation; return it (ints widened to float)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        # bool is an int in Python: True must not pass for the choice 1.
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        _fail(where, "one of " + ", ".join(repr(a) for a in args), value)
+    if origin is Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return check_value(inner[0], value, where)
+    if annotation is bool:
+        _require(isinstance(value, bool), where, "true or false", value)
+        return value
+    if annotation is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), where, "an integer", value)
+        return value
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        _require(ok, where, "a number", value)
+        return float(value)
+    if annotation is str:
+        _require(isinstance(value, str), where, "a string", value)
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} at {where}")

@@ -1,0 +1,407 @@
+"""Datasets: load once per process, split, and describe; no Optuna, no Keras model.
+
+A dataset spec is a name (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``,
+``cifar100``) or a path spec (``folder:PATH``, ``npz:PATH``).  Loading returns raw
+pixels (uint8, or float for digits) with a train and a test split; ``prepare`` then
+carves a stratified, seeded validation split from the training split, optionally
+limits the training images, and computes normalization statistics from the training
+images only.  The test split is kept apart and never used by a search.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search.config import DataConfig
+from search.errors import DataError
+
+__all__ = ["BUILTIN_DATASETS", "RawData", "Dataset", "load_raw", "prepare", "load_dataset", "parse_spec"]
+
+BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TEST_FRACTION = 0.2  # carved (stratified, seed 0) for datasets that ship no test split
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Images as (N, H, W, C) arrays and integer labels, before any split of ours."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    pixel_max: float  # the value that ``scale`` maps to 1.0
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds arrays
+class Dataset:
+    """Train / validation / test splits plus what the model needs to normalize inputs."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    pixel_max: float
+    mean: tuple[float, ...]  # per channel, training split only
+    variance: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> str:
+        h, w, c = self.input_shape
+        return (
+            f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
+            f"{h}x{w}x{c}, {self.num_classes} classes"
+        )
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``folder:PATH`` / ``npz:PATH`` into kind and path; names have no path."""
+    for kind in ("folder", "npz"):
+        if spec.startswith(kind + ":"):
+            path = spec[len(kind) + 1 :]
+            if not path:
+                raise DataError(f"dataset '{spec}': no path after '{kind}:'; write {kind}:PATH")
+            return kind, path
+    if spec not in BUILTIN_DATASETS:
+        raise DataError(
+            f"unknown dataset '{spec}'; use one of {', '.join(BUILTIN_DATASETS)}, folder:PATH or npz:PATH"
+        )
+    return spec, None
+
+
+@functools.lru_cache(maxsize=4)
+def load_raw(spec: str, data_dir: str | None = None) -> RawData:
+    """Load a dataset's raw splits; cached, so a process loads each dataset once."""
+    kind, path = parse_spec(spec)
+    if kind == "digits":
+        raw = _load_digits()
+    elif kind in ("mnist", "fashion_mnist"):
+        raw = _load_idx_dataset(kind, data_dir)
+    elif kind in ("cifar10", "cifar100"):
+        raw = _load_cifar(kind, data_dir)
+    elif kind == "folder":
+        raw = _load_folder(Path(path))  # type: ignore[arg-type]
+    else:
+        raw = _load_npz(Path(path))  # type: ignore[arg-type]
+    _check_arrays(raw, spec)
+    return raw
+
+
+def prepare(raw: RawData, cfg: DataConfig, split_seed: int = 0) -> Dataset:
+    """Carve the validation split, apply ``limit_train`` and compute training statistics."""
+    from sklearn.model_selection import train_test_split
+
+    n_classes = len(raw.class_names)
+    n_val = max(int(round(len(raw.x_train) * cfg.val_split)), n_classes)
+    if len(raw.x_train) - n_val < n_classes:
+        raise DataError(
+            f"dataset '{cfg.dataset}': {len(raw.x_train)} training images are too few for val_split "
+            f"{cfg.val_split}; lower --val-split or add images"
+        )
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        raw.x_train, raw.y_train, test_size=n_val, stratify=_stratify(raw.y_train), random_state=split_seed
+    )
+    if cfg.limit_train is not None and cfg.limit_train < len(x_tr):
+        x_tr, _, y_tr, _ = train_test_split(
+            x_tr, y_tr, train_size=cfg.limit_train, stratify=_stratify(y_tr), random_state=split_seed
+        )
+    x64 = x_tr.reshape(-1, x_tr.shape[-1]).astype(np.float64)
+    return Dataset(
+        name=cfg.dataset,
+        x_train=np.ascontiguousarray(x_tr),
+        y_train=np.ascontiguousarray(y_tr),
+        x_val=np.ascontiguousarray(x_val),
+        y_val=np.ascontiguousarray(y_val),
+        x_test=raw.x_test,
+        y_test=raw.y_test,
+        class_names=raw.class_names,
+        pixel_max=raw.pixel_max,
+        mean=tuple(float(v) for v in x64.mean(axis=0)),
+        variance=tuple(float(v) for v in x64.var(axis=0)),
+    )
+
+
+def load_dataset(cfg: DataConfig, split_seed: int = 0) -> Dataset:
+    return prepare(load_raw(cfg.dataset, cfg.data_dir), cfg, split_seed)
+
+
+# --- loaders -------------------------------------------------------------------------
+
+
+def _load_digits() -> RawData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[..., None]
+    y = bunch.target.astype(np.int64)
+    return _with_carved_test(x, y, tuple(str(i) for i in range(10)), pixel_max=16.0)
+
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def _load_idx_dataset(kind: str, data_dir: str | None) -> RawData:
+    names = FASHION_CLASSES if kind == "fashion_mnist" else tuple(str(i) for i in range(10))
+    if data_dir is None:
+        arrays = _keras_download(kind)
+    else:
+        folder = _existing_dir(data_dir, kind)
+        missing = [f for f in IDX_FILES.values() if not (folder / f).is_file()]
+        if missing:
+            raise DataError(f"--data-dir {folder}: missing {', '.join(missing)}; point it at the folder with the four idx .gz files")
+        arrays = tuple(_read_idx(folder / IDX_FILES[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    x_train, y_train, x_test, y_test = arrays
+    return RawData(x_train[..., None], y_train.astype(np.int64), x_test[..., None], y_test.astype(np.int64), names, 255.0)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read one idx file (optionally gzipped): a magic number, the dims, then uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("bad magic number")
+        dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, ValueError, struct.error, EOFError) as e:
+        raise DataError(f"{path}: not a readable idx file ({e}); replace it with the original download") from e
+
+
+def _load_cifar(kind: str, data_dir: str | None) -> RawData:
+    if data_dir is None:
+        x_train, y_train, x_test, y_test = _keras_download(kind)
+        meta_names = None
+    else:
+        sub = "cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python"
+        folder = _existing_dir(data_dir, kind)
+        if (folder / sub).is_dir():
+            folder = folder / sub
+        label_key = b"labels" if kind == "cifar10" else b"fine_labels"
+        train_files = [f"data_batch_{i}" for i in range(1, 6)] if kind == "cifar10" else ["train"]
+        test_file = "test_batch" if kind == "cifar10" else "test"
+        missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
+        if missing:
+            raise DataError(f"--data-dir {folder}: missing {', '.join(missing)}; point it at the '{sub}' folder of the python version")
+        batches = [_read_pickle_batch(folder / f, label_key) for f in train_files]
+        x_train = np.concatenate([b[0] for b in batches])
+        y_train = np.concatenate([b[1] for b in batches])
+        x_test, y_test = _read_pickle_batch(folder / test_file, label_key)
+        meta_names = _cifar_names(folder, kind)
+    y_train, y_test = y_train.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
+    n = 10 if kind == "cifar10" else 100
+    names = meta_names or tuple(str(i) for i in range(n))
+    return RawData(x_train, y_train, x_test, y_test, names, 255.0)
+
+
+def _read_pickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    # CIFAR's "python version" is distributed as pickles; these are the dataset's own files.
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x), np.asarray(batch[label_key])
+    except Exception as e:  # a corrupt pickle can raise almost anything
+        raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}); replace it with the original download") from e
+
+
+def _cifar_names(folder: Path, kind: str) -> tuple[str, ...] | None:
+    meta, key = (folder / "batches.meta", b"label_names") if kind == "cifar10" else (folder / "meta", b"fine_label_names")
+    try:
+        with open(meta, "rb") as f:
+            return tuple(n.decode() for n in pickle.load(f, encoding="bytes")[key])
+    except Exception:
+        return None
+
+
+def _keras_download(kind: str) -> tuple[np.ndarray, ...]:
+    import keras
+
+    loader = getattr(keras.datasets, kind)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as e:
+        raise DataError(
+            f"dataset '{kind}': download failed ({type(e).__name__}); pass --data-dir with the dataset's files "
+            "(idx .gz files for MNIST/Fashion-MNIST, the python-version folder for CIFAR)"
+        ) from e
+    return x_train, y_train, x_test, y_test
+
+
+def _load_folder(root: Path) -> RawData:
+    root = _existing_dir(str(root), "folder")
+    if (root / "train").is_dir():
+        x_train, y_train, names = _read_class_folders(root / "train", None)
+        if (root / "test").is_dir():
+            x_test, y_test, _ = _read_class_folders(root / "test", names)
+            _same_image_shape(x_train, x_test, root)
+            return RawData(x_train, y_train, x_test, y_test, names, 255.0)
+        return _with_carved_test(x_train, y_train, names, 255.0)
+    x, y, names = _read_class_folders(root, None)
+    return _with_carved_test(x, y, names, 255.0)
+
+
+def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    from PIL import Image, UnidentifiedImageError
+
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if names is None:
+        names = tuple(p.name for p in class_dirs)
+        if len(names) < 2:
+            raise DataError(f"{root}: found {len(names)} class folders; put each class's images in its own sub-folder (two or more)")
+    else:
+        unknown = [p.name for p in class_dirs if p.name not in names]
+        if unknown:
+            raise DataError(f"{root}: class folders {unknown} are not in the training classes; rename or remove them")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    first: tuple[Path, tuple[int, ...]] | None = None
+    for class_dir in class_dirs:
+        label = names.index(class_dir.name)
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                raise DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace the file") from e
+            arr = arr[..., None] if arr.ndim == 2 else arr
+            if first is None:
+                first = (path, arr.shape)
+            elif arr.shape[:2] != first[1][:2]:
+                raise DataError(
+                    f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {first[0].name} is {first[1][1]}x{first[1][0]}; "
+                    "resize all images to one size"
+                )
+            images.append(arr)
+            labels.append(label)
+    if not images:
+        raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); check the folder")
+    channels = max(a.shape[-1] for a in images)
+    if channels == 3:  # a folder mixing grey and colour images: make all RGB
+        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
+    return np.stack(images), np.asarray(labels, dtype=np.int64), names
+
+
+def _load_npz(path: Path) -> RawData:
+    if not path.is_file():
+        raise DataError(f"npz file {path} does not exist; check the path after 'npz:'")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}); save it with numpy.savez") from e
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {missing}; save x_train and y_train (and optionally x_test, y_test)")
+    x, y = _as_images(arrays["x_train"], path, "x_train"), np.asarray(arrays["y_train"]).reshape(-1)
+    y = _as_labels(y, len(x), path, "y_train")
+    names = tuple(str(i) for i in range(int(y.max()) + 1))
+    pixel_max = 255.0 if x.dtype == np.uint8 else float(max(1.0, np.nanmax(x)))
+    if "x_test" in arrays and "y_test" in arrays:
+        xt = _as_images(arrays["x_test"], path, "x_test")
+        yt = _as_labels(np.asarray(arrays["y_test"]).reshape(-1), len(xt), path, "y_test")
+        _same_image_shape(x, xt, path)
+        if yt.max() >= len(names):
+            raise DataError(f"{path}: y_test has label {int(yt.max())} but y_train's labels stop at {len(names) - 1}; fix the labels")
+        return RawData(x, y, xt, yt, names, pixel_max)
+    return _with_carved_test(x, y, names, pixel_max)
+
+
+def _as_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{path}: {key} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C in 1, 3, 4")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    return x
+
+
+def _as_labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
+    if len(y) != n:
+        raise DataError(f"{path}: {key} has {len(y)} labels for {n} images; give one label per image")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: {key} has dtype {y.dtype}; labels must be integers 0..K-1")
+    if y.min() < 0:
+        raise DataError(f"{path}: {key} has label {int(y.min())}; labels must be integers 0..K-1")
+    return y.astype(np.int64)
+
+
+# --- checks and helpers ------------------------------------------------------------------
+
+
+def _check_arrays(raw: RawData, spec: str) -> None:
+    for key in ("x_train", "x_test"):
+        x = getattr(raw, key)
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).any(axis=(1, 2, 3)).sum())
+            raise DataError(f"dataset '{spec}': {key} has NaN or infinite pixels in {bad} images; clean or drop them")
+    n = len(raw.class_names)
+    for key in ("y_train", "y_test"):
+        y = getattr(raw, key)
+        if len(y) and (y.min() < 0 or y.max() >= n):
+            raise DataError(f"dataset '{spec}': {key} has labels outside 0..{n - 1}; fix the labels")
+    counts = np.bincount(raw.y_train, minlength=n)
+    if (counts < 2).any():
+        empty = [raw.class_names[i] for i in np.flatnonzero(counts < 2)]
+        raise DataError(f"dataset '{spec}': classes {empty} have fewer than 2 training images; add images or drop the class")
+
+
+def _same_image_shape(a: np.ndarray, b: np.ndarray, where: Path) -> None:
+    if a.shape[1:] != b.shape[1:]:
+        raise DataError(f"{where}: training images are {a.shape[1:]} but test images are {b.shape[1:]}; use one size")
+
+
+def _stratify(y: np.ndarray) -> np.ndarray | None:
+    counts = np.bincount(y)
+    return y if counts[counts > 0].min() >= 2 else None
+
+
+def _with_carved_test(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], pixel_max: float) -> RawData:
+    """Set aside a fixed test split for datasets that ship none (seed 0, never varied)."""
+    from sklearn.model_selection import train_test_split
+
+    n_test = max(int(round(len(x) * TEST_FRACTION)), len(names))
+    if len(x) - n_test < 2 * len(names):
+        raise DataError(f"only {len(x)} images for {len(names)} classes; need at least {n_test + 2 * len(names)}")
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=n_test, stratify=_stratify(y), random_state=0)
+    return RawData(x_tr, y_tr, x_te, y_te, names, pixel_max)
+
+
+def _existing_dir(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{what}: folder {p} does not exist; check --data-dir or the path after 'folder:'")
+    if not p.is_dir():
+        raise DataError(f"{what}: {p} is not a folder; pass the folder that holds the data")
+    return p

@@ -1,0 +1,61 @@
+"""The project's errors, split by what the caller should do.
+
+``UsageError`` and its children stop the program with one line and a non-zero exit:
+the user must change an argument, a file or a setting.  ``TrialError`` and its
+children fail the current trial only; the study goes on with the next one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CnnSearchError",
+    "UsageError",
+    "ConfigError",
+    "SpaceError",
+    "DataError",
+    "StorageError",
+    "MetricNotFoundError",
+    "TrialError",
+    "DivergedError",
+    "ResourceError",
+]
+
+
+class CnnSearchError(Exception):
+    """Base class of every error raised on purpose by cnn-search."""
+
+
+class UsageError(CnnSearchError):
+    """A mistake in the user's input: stop everything and say how to fix it."""
+
+
+class ConfigError(UsageError):
+    """A run config (or a value in it) is invalid."""
+
+
+class SpaceError(UsageError):
+    """A search-space file is malformed or names something that does not exist."""
+
+
+class DataError(UsageError):
+    """A dataset cannot be found, read or used."""
+
+
+class StorageError(UsageError):
+    """The study storage cannot be opened, or holds a study that does not match."""
+
+
+class MetricNotFoundError(UsageError):
+    """The monitored metric is not among the metrics Keras logs."""
+
+
+class TrialError(CnnSearchError):
+    """Something went wrong inside one trial: fail that trial and go on."""
+
+
+class DivergedError(TrialError):
+    """The training loss became NaN or infinite."""
+
+
+class ResourceError(TrialError):
+    """The trial ran out of memory or another resource (e.g. the model is too big)."""

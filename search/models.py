@@ -1,0 +1,155 @@
+"""Run config -> Keras model.  Plain functions, no Optuna.
+
+Every model starts with an input-normalization layer built from training-split
+statistics, so a saved model takes raw pixels, and ends in a float32 softmax (safe
+under mixed precision).  Weight decay lives in the optimizer, not in the layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from search.config import CNNConfig, ModelConfig, ResNetConfig
+
+# Keras' default (0.99) needs hundreds of steps before the moving statistics used at
+# evaluation catch up; short trials on small data evaluate with stale statistics.
+BN_MOMENTUM = 0.9
+
+__all__ = ["InputStats", "PerImageStandardization", "build_model", "normalization_layer"]
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the normalization layer needs; computed from the training split only."""
+
+    pixel_max: float
+    mean: tuple[float, ...]
+    variance: tuple[float, ...]
+
+
+@keras.saving.register_keras_serializable(package="cnn_search")
+class PerImageStandardization(layers.Layer):
+    """Subtract each image's mean and divide by its standard deviation (all channels)."""
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = keras.ops.std(x, axis=(1, 2, 3), keepdims=True)
+        n = keras.ops.cast(keras.ops.prod(keras.ops.shape(x)[1:]), x.dtype)
+        # like tf.image.per_image_standardization: never divide by less than 1/sqrt(N)
+        return (x - mean) / keras.ops.maximum(std, keras.ops.rsqrt(n))
+
+
+def normalization_layer(mode: str, stats: InputStats) -> layers.Layer:
+    if mode == "scale":
+        return layers.Rescaling(1.0 / stats.pixel_max, name="scale")
+    if mode == "per_channel":
+        variance = [max(v, 1e-12) for v in stats.variance]
+        return layers.Normalization(mean=list(stats.mean), variance=variance, name="per_channel")
+    if mode == "per_image":
+        return PerImageStandardization(name="per_image")
+    raise ValueError(f"normalization: expected 'scale', 'per_channel' or 'per_image', received {mode!r}")
+
+
+def build_model(
+    model: ModelConfig,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    normalization: str,
+    stats: InputStats,
+) -> keras.Model:
+    """Build (not compile) the classifier that ``model`` describes."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = normalization_layer(normalization, stats)(inputs)
+    if isinstance(model, CNNConfig):
+        x = _cnn_body(model, x)
+    elif isinstance(model, ResNetConfig):
+        x = _resnet_body(model, x)
+    else:
+        raise TypeError(f"model: expected CNNConfig or ResNetConfig, received {type(model).__name__}")
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    name = "cnn" if isinstance(model, CNNConfig) else f"resnet{model.depth}_v{model.version}"
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _cnn_body(cfg: CNNConfig, x):
+    size = min(x.shape[1], x.shape[2])
+    for b in range(cfg.blocks):
+        for _ in range(cfg.convs_per_block):
+            x = layers.Conv2D(
+                cfg.filters(b), cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm,
+                kernel_initializer=cfg.initializer,
+            )(x)
+            if cfg.batch_norm:
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+            x = layers.Activation(cfg.activation)(x)
+        if size >= 2:  # small inputs (digits are 8x8) stop pooling at 1x1
+            x = layers.MaxPooling2D(2)(x)
+            size //= 2
+        if cfg.block_dropout > 0:
+            x = layers.Dropout(cfg.block_dropout)(x)
+    x = layers.Flatten()(x)
+    if cfg.dense_units:
+        x = layers.Dense(cfg.dense_units, activation=cfg.activation, kernel_initializer=cfg.initializer)(x)
+    if cfg.head_dropout > 0:
+        x = layers.Dropout(cfg.head_dropout)(x)
+    return x
+
+
+def _conv(filters: int, kernel: int, strides: int, cfg: ResNetConfig):
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=cfg.initializer)
+
+
+def _bn_act(x, cfg: ResNetConfig):
+    return layers.Activation(cfg.activation)(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
+
+
+def _resnet_block(x, filters: int, strides: int, cfg: ResNetConfig):
+    """One residual block; v1 is post-activation (He 2015), v2 pre-activation (He 2016)."""
+    out_filters = filters * (4 if cfg.block == "bottleneck" else 1)
+    if cfg.block == "basic":
+        convs = [(filters, 3, strides), (filters, 3, 1)]
+    else:
+        convs = [(filters, 1, 1), (filters, 3, strides), (out_filters, 1, 1)]
+    needs_projection = strides != 1 or x.shape[-1] != out_filters
+    if cfg.version == 1:
+        shortcut = x
+        if needs_projection:
+            shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM)(_conv(out_filters, 1, strides, cfg)(x))
+        y = x
+        for i, (f, k, s) in enumerate(convs):
+            y = layers.BatchNormalization(momentum=BN_MOMENTUM)(_conv(f, k, s, cfg)(y))
+            if i < len(convs) - 1:
+                y = layers.Activation(cfg.activation)(y)
+        return layers.Activation(cfg.activation)(layers.Add()([y, shortcut]))
+    pre = _bn_act(x, cfg)
+    shortcut = _conv(out_filters, 1, strides, cfg)(pre) if needs_projection else x
+    y = pre
+    for i, (f, k, s) in enumerate(convs):
+        if i > 0:
+            y = _bn_act(y, cfg)
+        y = _conv(f, k, s, cfg)(y)
+    return layers.Add()([y, shortcut])
+
+
+def _resnet_body(cfg: ResNetConfig, x):
+    x = _conv(cfg.base_filters, 3, 1, cfg)(x)
+    if cfg.version == 1:
+        x = _bn_act(x, cfg)
+    size = min(x.shape[1], x.shape[2])
+    for stage in range(3):
+        filters = cfg.base_filters * 2**stage
+        for i in range(cfg.blocks_per_stage):
+            strides = 2 if (stage > 0 and i == 0 and size >= 2) else 1
+            if strides == 2:
+                size //= 2
+            x = _resnet_block(x, filters, strides, cfg)
+    if cfg.version == 2:
+        x = _bn_act(x, cfg)
+    x = layers.GlobalAveragePooling2D()(x)
+    if cfg.head_dropout > 0:
+        x = layers.Dropout(cfg.head_dropout)(x)
+    return x

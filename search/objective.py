@@ -1,0 +1,63 @@
+"""The Optuna objective: sample a config, train it with the reporting callback, score it.
+
+Every outcome of a trial is handled here, in one place: complete (the best monitored
+value over its epochs), pruned (reason stored), failed by a ``TrialError`` (reason
+stored; the study goes on), or stopped by a ``UsageError`` (the study stops).
+"""
+
+from __future__ import annotations
+
+import os
+
+import optuna
+
+from search.config import RunConfig
+from search.data import Dataset
+from search.errors import TrialError
+from search.pruning import TrialReporter
+from search.spaces import Space
+from search.training import fit, keras_session
+
+__all__ = ["Objective", "best_of"]
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process in MiB (Linux), to show it stays flat over trials."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def best_of(values: list[float], direction: str) -> float:
+    return max(values) if direction == "maximize" else min(values)
+
+
+class Objective:
+    def __init__(self, space: Space, data: Dataset, base: RunConfig, monitor: str, direction: str) -> None:
+        self.space = space
+        self.data = data
+        self.base = base
+        self.monitor = monitor
+        self.direction = direction
+
+    def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
+        """The run config of ``trial``: sampled from the space, seeded by trial number."""
+        return self.space.sample(trial, self.base.replace(seed=self.base.seed + trial.number))
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        config = self.config_for(trial)
+        trial.set_user_attr("config", config.to_dict())
+        reporter = TrialReporter(trial, self.monitor)
+        try:
+            with keras_session():
+                try:
+                    fit(config, self.data, callbacks=[reporter], monitor=self.monitor)
+                except TrialError as e:
+                    trial.set_user_attr("fail_reason", str(e))
+                    raise
+        finally:
+            trial.set_user_attr("rss_mb", _rss_mb())  # after clean-up: shows whether memory stays flat
+        return best_of(reporter.history[self.monitor], self.direction)

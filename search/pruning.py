@@ -1,0 +1,59 @@
+"""The Keras callback that reports to an Optuna trial: one of the two places that touch it.
+
+At every epoch end it records the epoch's metrics on the trial (so a live dashboard
+shows them), reports the monitored metric as an intermediate value, and raises
+``optuna.TrialPruned`` when the pruner says so.  Unlike the optuna-integration
+callbacks, a monitored metric missing from the logs is an error, not a warning that
+leaves pruning silently off.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import optuna
+
+from search.errors import MetricNotFoundError
+
+__all__ = ["TrialReporter"]
+
+
+class TrialReporter(keras.callbacks.Callback):
+    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str, prune: bool = True) -> None:
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
+        self.prune = prune
+        self.history: dict[str, list[float]] = {}
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.trial.set_user_attr("params_count", int(self.model.count_params()))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.monitor not in logs:
+            raise MetricNotFoundError(
+                f"monitored metric '{self.monitor}' is not logged by Keras; "
+                f"available: {', '.join(sorted(logs))}; pass one of them to --monitor"
+            )
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        self.trial.set_user_attr("history", self.history)
+        self.trial.set_user_attr("epoch_seconds", [round(s, 3) for s in self.epoch_seconds])
+        value = float(logs[self.monitor])
+        if not math.isfinite(value):
+            return  # the NaN guard fails the trial; a NaN must not reach the pruner
+        step = epoch + 1  # epochs completed: the resource Hyperband and SHA count
+        self.trial.report(value, step)
+        if self.prune and self.trial.should_prune():
+            reason = f"pruned after epoch {step}: {self.monitor}={value:.4f} ranked below other trials at this epoch"
+            self.trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)

@@ -1,0 +1,240 @@
+"""Studies: storage URLs, samplers and pruners by name, create-or-resume with checks.
+
+A study records the settings it was created with (dataset, split, space, metric) as a
+study user attribute.  Resuming with different data or a different space is refused:
+their trials would not be comparable.  Settings that do not change what a value means
+(epochs, sampler, pruner, the data folder's location) may change between runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
+
+from search.errors import StorageError, UsageError
+from search.spaces import Space
+
+__all__ = [
+    "SAMPLERS",
+    "PRUNERS",
+    "StudySettings",
+    "check_study_name",
+    "default_storage",
+    "safe_url",
+    "make_sampler",
+    "make_pruner",
+    "open_storage",
+    "read_recorded",
+    "resolve_settings",
+    "create_or_load",
+]
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
+SETTINGS_ATTR = "cnn_search"
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What a study was created with; stored on the study and checked on resume."""
+
+    dataset: str
+    space: dict[str, Any]  # Space.to_dict(): what the space samples
+    monitor: str = "val_accuracy"
+    direction: str = "maximize"
+    val_split: float = 0.1
+    limit_train: int | None = None
+    data_dir: str | None = None
+    epochs: int = 10
+    seed: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+
+    # Changing any of these changes what a trial's value means.
+    IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed")
+
+    @property
+    def space_obj(self) -> Space:
+        return Space.from_dict(self.space)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StudySettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def check_study_name(name: str) -> str:
+    if not STUDY_NAME.match(name):
+        raise UsageError(
+            f"study name {name!r} is not allowed; use letters, digits, '_', '-' and '.', starting with a letter "
+            "or digit (it names a file under studies/)"
+        )
+    return name
+
+
+def default_storage(study: str, studies_dir: Path) -> str:
+    return f"sqlite:///{(studies_dir / f'{study}.db').as_posix()}"
+
+
+def safe_url(url: str) -> str:
+    """The storage URL with any password masked, for output, logs and exports."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # multivariate + group: model the interactions (optimizer x learning rate) and
+        # the conditional parameters; constant_liar keeps parallel workers apart.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=8
+            )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError as e:
+            raise UsageError("sampler 'cmaes' needs the cmaes package: pip install cmaes") from e
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise UsageError("sampler 'gp' needs PyTorch: pip install torch (or choose --sampler tpe)") from e
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise UsageError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Pruners compare epochs (step = epochs completed); none prunes in the first epoch."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=4, n_warmup_steps=1)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
+    if name == "patient":
+        return optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1), patience=2)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"unknown pruner {name!r}; use one of {', '.join(PRUNERS)}")
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open (and for SQLite, create) an Optuna storage, translating driver errors."""
+    parsed = _parse_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create folder {folder} for the study database ({e.strerror}); choose a writable place with --storage") from e
+    engine_kwargs = {"connect_args": {"timeout": 60}} if parsed.drivername.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        raise StorageError(f"cannot open storage {safe_url(url)} ({_first_line(e)}); check the URL, the server and the file") from e
+
+
+def read_recorded(name: str, url: str) -> StudySettings | None:
+    """The settings study ``name`` was created with, or None if it does not exist yet.
+
+    A SQLite file that does not exist is not created here: nothing is written before
+    the caller has checked the rest of its input.
+    """
+    parsed = _parse_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
+        return None
+    storage = open_storage(url)
+    summaries = _study_names(storage, url)
+    if name not in summaries:
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    raw = study.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(raw, dict):
+        raise StorageError(f"study '{name}' in {safe_url(url)} was not created by cnn-search; use another --study name")
+    return StudySettings.from_dict(raw)
+
+
+def resolve_settings(
+    name: str, requested: dict[str, Any], recorded: StudySettings | None, defaults: StudySettings
+) -> StudySettings:
+    """Merge what the user asked for with what the study recorded (or the defaults).
+
+    On resume, identity settings and the space must match what the study recorded.
+    """
+    if recorded is None:
+        return dataclasses.replace(defaults, **requested)
+    for key in StudySettings.IDENTITY:
+        if key in requested and requested[key] != getattr(recorded, key):
+            raise StorageError(
+                f"study '{name}' was created with {key}={getattr(recorded, key)!r}, not {requested[key]!r}; "
+                "drop that option to resume it, or start a new --study"
+            )
+    if "space" in requested and Space.from_dict(requested["space"]).fingerprint != recorded.space_obj.fingerprint:
+        raise StorageError(
+            f"study '{name}' was created with space '{recorded.space['name']}' and this space samples "
+            "something else; drop --space to resume it, or start a new --study"
+        )
+    changeable = {k: v for k, v in requested.items() if k not in StudySettings.IDENTITY and k != "space"}
+    return dataclasses.replace(recorded, **changeable)
+
+
+def create_or_load(name: str, url: str, settings: StudySettings) -> optuna.Study:
+    """Create the study (recording its settings) or load it, with sampler and pruner."""
+    storage = open_storage(url)
+    try:
+        done = len(optuna.load_study(study_name=name, storage=storage).trials) if name in _study_names(storage, url) else 0
+        # A fixed seed would replay the same start-up trials on every resume: offset it.
+        sampler = make_sampler(settings.sampler, settings.seed + done)
+        pruner = make_pruner(settings.pruner, settings.epochs)
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction=settings.direction,
+            sampler=sampler, pruner=pruner, load_if_exists=True,
+        )
+        if SETTINGS_ATTR not in study.user_attrs:
+            study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_first_line(e)}); check the storage") from e
+    return study
+
+
+def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:
+    try:
+        return {s.study_name for s in storage.get_all_studies()}
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StorageError(f"cannot read storage {safe_url(url)} ({_first_line(e)}); check the URL, the server and the file") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return str(getattr(e, "orig", None) or e).splitlines()[0]
+
+
+def _parse_url(url: str):
+    try:
+        return make_url(url)
+    except sqlalchemy.exc.ArgumentError as e:
+        raise StorageError(
+            f"storage URL {safe_url(url)!r} is malformed; write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
+        ) from e
