@@ -104,7 +104,8 @@ class Space:
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": [dataclasses.asdict(p) for p in self.params]}
+        """Plain JSON data (lists, not tuples), equal to what storage gives back."""
+        return json.loads(json.dumps({"name": self.name, "params": [dataclasses.asdict(p) for p in self.params]}))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "") -> Space:

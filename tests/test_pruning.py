@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search.config import CNNConfig, RunConfig, TrainConfig
+from search.errors import MetricNotFoundError
+from search.pruning import TrialReporter
+from search.training import fit, keras_session
+
+TINY = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16), train=TrainConfig(epochs=3))
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_reporter_reports_each_epoch_and_records_history(digits):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    reporter = TrialReporter(trial, "val_accuracy")
+    with keras_session():
+        fit(TINY, digits, callbacks=[reporter])
+    frozen = study.trials[0]
+    assert sorted(frozen.intermediate_values) == [1, 2, 3]
+    assert frozen.user_attrs["history"]["val_accuracy"] == pytest.approx(list(frozen.intermediate_values.values()))
+    assert len(frozen.user_attrs["epoch_seconds"]) == 3 and frozen.user_attrs["params_count"] > 0
+
+
+def test_pruned_trial_stops_after_one_epoch_with_a_reason(digits):
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    trial = study.ask()
+    with keras_session(), pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
+        fit(TINY, digits, callbacks=[TrialReporter(trial, "val_accuracy")])
+    assert list(study.trials[0].intermediate_values) == [1]
+    assert "pruned after epoch 1" in study.trials[0].user_attrs["prune_reason"]
+
+
+def test_missing_metric_is_an_error_listing_what_exists(digits):
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    with keras_session(), pytest.raises(MetricNotFoundError) as e:
+        fit(TINY, digits, callbacks=[TrialReporter(trial, "val_acc")])
+    assert "'val_acc' is not logged" in str(e.value) and "val_accuracy" in str(e.value)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import keras
+import pytest
+
+from search.config import CNNConfig, OptimizerConfig, RunConfig, TrainConfig
+from search.errors import DivergedError
+from search.training import METRICS, NanGuard, fit, keras_session
+
+TINY = RunConfig(model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32), train=TrainConfig(epochs=2, batch_size=64))
+
+
+def test_fit_logs_every_metric_per_epoch_and_learns(digits):
+    config = TINY.replace(
+        model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32, block_dropout=0.0, head_dropout=0.0),
+        optimizer=OptimizerConfig(learning_rate=3e-3),
+        train=TrainConfig(epochs=4, batch_size=32),
+    )
+    with keras_session():
+        result = fit(config, digits)
+    assert set(result.history) >= {*METRICS, *(f"val_{m}" for m in METRICS)}
+    assert len(result.history["val_accuracy"]) == 4 == result.epochs_run
+    assert result.history["val_accuracy"][-1] > 0.8  # chance is 0.1
+    assert result.params == result.model.count_params() > 0
+
+
+def test_same_seed_same_history(digits):
+    runs = []
+    for _ in range(2):
+        with keras_session():
+            runs.append(fit(TINY, digits).history["val_loss"])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-4)
+
+
+def test_nan_loss_raises_diverged(digits):
+    wild = TINY.replace(
+        # ELU overflows to inf/NaN at this rate (ReLU units would die instead)
+        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, batch_norm=False, dense_units=32, activation="elu",
+                        initializer="glorot_uniform"),
+        optimizer=OptimizerConfig("sgd", learning_rate=10.0, momentum=0.99),
+        train=TrainConfig(epochs=3, batch_size=16),
+    )
+    with keras_session(), pytest.raises(DivergedError, match="diverged: .*loss became"):
+        fit(wild, digits)
+
+
+def test_nan_guard_stops_at_the_first_bad_batch():
+    guard = NanGuard()
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.model.stop_training = False  # as fit() sets it
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"loss": 1.5})
+    assert guard.reason is None and not guard.model.stop_training
+    guard.on_train_batch_end(6, {"loss": float("inf")})
+    assert guard.reason == "diverged: training loss became inf at epoch 3, batch 7"
+    assert guard.model.stop_training
+
+
+def test_train_on_val_uses_more_images(digits):
+    with keras_session():
+        result = fit(TINY.replace(train=TrainConfig(epochs=1, batch_size=64)), digits, validate=False, train_on_val=True)
+    assert "val_loss" not in result.history and len(result.history["loss"]) == 1
