@@ -23,7 +23,9 @@ class TrialPrinter:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
-        value = trial.value if trial.state == TrialState.COMPLETE else trial.last_step and trial.intermediate_values.get(trial.last_step)
+        value = trial.value
+        if trial.state != TrialState.COMPLETE and trial.intermediate_values:  # last epoch reported
+            value = trial.intermediate_values[max(trial.intermediate_values)]
         try:
             best = study.best_trial
             best_text = f"best {_fmt(best.value)} (#{best.number})"
