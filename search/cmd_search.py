@@ -95,6 +95,17 @@ def check_monitor(monitor: str) -> None:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
 
 
+def data_warnings(data, space) -> list[str]:
+    """Input-scale warnings for the normalization modes the space can choose."""
+    from search.diagnose import input_warnings
+
+    modes = {"scale"}
+    for p in space.params:
+        if (p.section, p.key) == ("data", "normalization"):
+            modes = set(p.possible_values() or ())
+    return input_warnings(data.x_train, data.pixel_max, data.mean, data.variance, sorted(modes))
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     requested = requested_settings(args)
@@ -116,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(data_cfg, split_seed=settings.seed)
     space = settings.space_obj
     print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
+    for warning in data_warnings(data, space):
+        print(f"warning: {warning}")
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
           f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
 

@@ -13,6 +13,7 @@ import optuna
 
 from search.config import RunConfig
 from search.data import Dataset
+from search.diagnose import diagnose_history
 from search.errors import TrialError
 from search.pruning import TrialReporter
 from search.spaces import Space
@@ -31,8 +32,11 @@ def _rss_mb() -> float | None:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def best_of(values: list[float], direction: str) -> float:
-    return max(values) if direction == "maximize" else min(values)
+def best_of(values: list[float | None], direction: str) -> float:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        raise TrialError("the monitored metric was never finite")
+    return max(finite) if direction == "maximize" else min(finite)
 
 
 class Objective:
@@ -51,13 +55,16 @@ class Objective:
         config = self.config_for(trial)
         trial.set_user_attr("config", config.to_dict())
         reporter = TrialReporter(trial, self.monitor)
+        fail_reason = None
         try:
             with keras_session():
                 try:
                     fit(config, self.data, callbacks=[reporter], monitor=self.monitor)
                 except TrialError as e:
-                    trial.set_user_attr("fail_reason", str(e))
+                    fail_reason = str(e)
+                    trial.set_user_attr("fail_reason", fail_reason)
                     raise
         finally:
             trial.set_user_attr("rss_mb", _rss_mb())  # after clean-up: shows whether memory stays flat
+            trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
         return best_of(reporter.history[self.monitor], self.direction)

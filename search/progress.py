@@ -8,7 +8,9 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["TrialPrinter", "summary"]
+from search.diagnose import Finding, explain
+
+__all__ = ["TrialPrinter", "findings", "summary"]
 
 
 def _fmt(value: float | None) -> str:
@@ -43,6 +45,12 @@ class TrialPrinter:
         )
 
 
+def findings(trials: list[optuna.trial.FrozenTrial]) -> list[Finding]:
+    """What the finished trials' diagnoses add up to (see search.diagnose)."""
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    return explain([(t.user_attrs.get("diagnosis", []), t.params) for t in finished])
+
+
 def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout) -> None:
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
@@ -59,5 +67,7 @@ def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout)
         print(f"best value {best.value:.4f} (trial #{best.number})", file=out)
         for k, v in best.params.items():
             print(f"  {k:<18} {v:.4g}" if isinstance(v, float) else f"  {k:<18} {v}", file=out)
+    for finding in findings(trials):
+        print(finding.sentence(), file=out)
     print(f"database: {storage_display}", file=out)
     print(f"dashboard: optuna-dashboard {storage_display}", file=out)

@@ -44,8 +44,9 @@ class TrialReporter(keras.callbacks.Callback):
                 f"available: {', '.join(sorted(logs))}; pass one of them to --monitor"
             )
         self.epoch_seconds.append(time.perf_counter() - self._start)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+        for key, value in logs.items():  # NaN is not JSON: store it as null
+            value = float(value)
+            self.history.setdefault(key, []).append(value if math.isfinite(value) else None)
         self.trial.set_user_attr("history", self.history)
         self.trial.set_user_attr("epoch_seconds", [round(s, 3) for s in self.epoch_seconds])
         value = float(logs[self.monitor])
@@ -53,7 +54,9 @@ class TrialReporter(keras.callbacks.Callback):
             return  # the NaN guard fails the trial; a NaN must not reach the pruner
         step = epoch + 1  # epochs completed: the resource Hyperband and SHA count
         self.trial.report(value, step)
-        if self.prune and self.trial.should_prune():
+        last_epoch = step >= (self.params or {}).get("epochs", math.inf)
+        # Pruning after the last epoch saves nothing and would discard a finished result.
+        if self.prune and not last_epoch and self.trial.should_prune():
             reason = f"pruned after epoch {step}: {self.monitor}={value:.4f} ranked below other trials at this epoch"
             self.trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)

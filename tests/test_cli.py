@@ -47,6 +47,7 @@ def test_search_stores_every_trial_with_its_attributes(digits_run):
         assert list(t.intermediate_values.values()) == pytest.approx(history["val_accuracy"])
         assert len(t.user_attrs["epoch_seconds"]) == len(history["loss"]) <= 2
         assert t.user_attrs["params_count"] > 0 and t.user_attrs["rss_mb"] > 0
+        assert isinstance(t.user_attrs["diagnosis"], list)
         if t.state == TrialState.COMPLETE:
             assert t.value == pytest.approx(max(history["val_accuracy"]))
     settings = study.user_attrs["cnn_search"]
@@ -105,6 +106,9 @@ def test_pruning_happens(tmp_path):
         assert len(t.intermediate_values) < 3
         assert t.user_attrs["prune_reason"].startswith("pruned after epoch")
     assert any(t.state == TrialState.COMPLETE and t.params["learning_rate"] == 3e-3 for t in trials)
+    # the hopeless trials are diagnosed, and the summary says so in a sentence
+    assert any("stuck" in t.user_attrs["diagnosis"] for t in trials if t.params["learning_rate"] == 1e-6)
+    assert "trials stayed near chance; all had learning_rate=1e-06" in result.stdout
 
 
 def test_spaces_command_lists_builtin_spaces_and_parameters(tmp_path):

@@ -43,3 +43,12 @@ def test_missing_metric_is_an_error_listing_what_exists(digits):
     with keras_session(), pytest.raises(MetricNotFoundError) as e:
         fit(TINY, digits, callbacks=[TrialReporter(trial, "val_acc")])
     assert "'val_acc' is not logged" in str(e.value) and "val_accuracy" in str(e.value)
+
+
+def test_the_last_epoch_is_never_pruned(digits):
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    trial = study.ask()
+    one_epoch = TINY.replace(train=TrainConfig(epochs=1))
+    with keras_session():
+        fit(one_epoch, digits, callbacks=[TrialReporter(trial, "val_accuracy")])  # no TrialPruned
+    assert list(study.trials[0].intermediate_values) == [1]
