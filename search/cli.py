@@ -21,6 +21,7 @@ __all__ = ["main", "COMMANDS", "require_tensorflow"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search.cmd_search", "run or resume a search (the default)"),
     "spaces": ("search.cmd_spaces", "list the built-in search spaces and their parameters"),
+    "lr-find": ("search.cmd_lrfind", "learning-rate range test: loss against rate, suggested base and max rates"),
 }
 DEFAULT_COMMAND = "search"
 
