@@ -20,6 +20,7 @@ from search.study import (
     StudySettings,
     check_study_name,
     create_or_load,
+    default_artifact_dir,
     default_storage,
     make_pruner,
     make_sampler,
@@ -127,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(name, url, settings)
     base = RunConfig(data=data_cfg, train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    objective = Objective(space, data, base, settings.monitor, settings.direction)
+    artifact_dir = default_artifact_dir(name, url, Path(args.studies_dir))
+    objective = Objective(space, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir)
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS
     start = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
