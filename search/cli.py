@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search.cmd_search", "run or resume a search (the default)"),
     "spaces": ("search.cmd_spaces", "list the built-in search spaces and their parameters"),
     "dashboard": ("search.cmd_dashboard", "open optuna-dashboard on a study (learning curves, artifacts)"),
+    "best": ("search.cmd_best", "print a study's best trials as a table"),
     "export": ("search.cmd_export", "write the best (or a chosen) trial's run config as JSON"),
     "train": ("search.cmd_train", "train a model from an exported config and evaluate it on the test split"),
+    "report": ("search.cmd_report", "write a self-contained HTML report of a study"),
 }
 DEFAULT_COMMAND = "search"
 
