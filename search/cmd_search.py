@@ -7,6 +7,7 @@ runs: the study name, storage URL, space file, dataset, metric, sampler and prun
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,13 @@ def check_monitor(monitor: str) -> None:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
 
 
+def location_args(args: argparse.Namespace, url: str) -> str:
+    """The options that find this study again, for the commands the summary suggests."""
+    if args.storage:
+        return f" --storage {shlex.quote(safe_url(url))}"
+    return f" --studies-dir {shlex.quote(args.studies_dir)}" if args.studies_dir != "studies" else ""
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     requested = requested_settings(args)
@@ -134,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
     print(f"\nran {trials if args.timeout is None else 'up to ' + str(trials)} trials in {time.perf_counter() - start:.0f}s")
-    summary(study, safe_url(url))
+    summary(study, safe_url(url), location_args=location_args(args, url))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import TextIO
 
@@ -41,7 +42,11 @@ class TrialPrinter:
         )
 
 
-def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout) -> None:
+def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout, *, location_args: str = "") -> None:
+    """Counts, the best trial, and the commands that watch and export this study.
+
+    ``location_args`` are the options that find the study again (``--storage ...``).
+    """
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     print(
@@ -58,4 +63,7 @@ def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout)
         for k, v in best.params.items():
             print(f"  {k:<18} {v:.4g}" if isinstance(v, float) else f"  {k:<18} {v}", file=out)
     print(f"database: {storage_display}", file=out)
-    print(f"dashboard: optuna-dashboard {storage_display}", file=out)
+    where = f"--study {shlex.quote(study.study_name)}{location_args}"
+    print(f"dashboard: python run_search.py dashboard {where}", file=out)
+    if counts[TrialState.COMPLETE]:
+        print(f"export:    python run_search.py export {where}", file=out)
