@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from search.errors import UsageError
+from search.errors import TrialError, UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
     monitor = export.source.get("monitor") or "val_accuracy"
     where = "train split, validation kept apart" if args.keep_val else "train + validation splits"
     print(f"training {config.model.kind} on {config.data.dataset} ({where}) for up to {config.train.epochs} epochs, seed {config.seed}")
-    result = train_final(
-        config, out, keep_val=args.keep_val, early_stopping=args.early_stopping, monitor=monitor,
-        split_seed=split_seed, source=export.source, verbose=2,
-    )
+    try:
+        result = train_final(
+            config, out, keep_val=args.keep_val, early_stopping=args.early_stopping, monitor=monitor,
+            split_seed=split_seed, source=export.source, verbose=2,
+        )
+    except TrialError as e:  # diverged or out of memory: nothing was saved
+        print(f"error: training failed, nothing saved: {e}", file=sys.stderr)
+        return 1
     test = result.metrics["test"]
     print(f"test: accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['images']} images")
     validation = result.metrics.get("validation")

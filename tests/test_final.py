@@ -93,3 +93,20 @@ def test_train_rejects_a_broken_config_in_one_line(tmp_path):
     config.write_text(json.dumps({"config": {"train": {"epochs": 0}}}))
     result = run_cli("train", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2 and "train.epochs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+
+def test_a_run_that_fails_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+    import search.final
+    from search.cli import main
+    from search.errors import DivergedError
+
+    def diverge(*args, **kwargs):
+        raise DivergedError("diverged: training loss became nan at epoch 1, batch 2")
+
+    monkeypatch.setattr(search.final, "train_final", diverge)
+    config = tmp_path / "c.json"
+    config.write_text(SMALL.to_json())
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: training failed, nothing saved: diverged: training loss became nan at epoch 1, batch 2"
