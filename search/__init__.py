@@ -2,7 +2,8 @@
 
 The public API: a run config describes a training run; a space samples configs from a
 trial; ``build_model`` and ``fit`` turn a config into a trained Keras model without
-Optuna.  Heavy modules (TensorFlow) load on first use.
+Optuna; ``train_final`` trains an exported config to a saved, evaluated model and
+``load_model`` reads it back.  Heavy modules (TensorFlow) load on first use.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ _LAZY = {
     "FitResult": "search.training",
     "Objective": "search.objective",
     "TrialReporter": "search.pruning",
+    "train_final": "search.final",
+    "load_model": "search.final",
+    "FinalResult": "search.final",
+    "Export": "search.export",
+    "read_export": "search.export",
 }
 
 __all__ = [

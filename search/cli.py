@@ -15,12 +15,17 @@ from collections.abc import Sequence
 
 from search.errors import UsageError
 
-__all__ = ["main", "COMMANDS", "require_tensorflow"]
+__all__ = ["main", "COMMANDS", "require_tensorflow", "add_study_arguments", "study_location"]
 
 # name -> (module, one-line help); ``search`` is the default when no name is given.
 COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search.cmd_search", "run or resume a search (the default)"),
     "spaces": ("search.cmd_spaces", "list the built-in search spaces and their parameters"),
+    "dashboard": ("search.cmd_dashboard", "open optuna-dashboard on a study (learning curves, artifacts)"),
+    "best": ("search.cmd_best", "print a study's best trials as a table"),
+    "export": ("search.cmd_export", "write the best (or a chosen) trial's run config as JSON"),
+    "train": ("search.cmd_train", "train a model from an exported config and evaluate it on the test split"),
+    "report": ("search.cmd_report", "write a self-contained HTML report of a study"),
     "lr-find": ("search.cmd_lrfind", "learning-rate range test: loss against rate, suggested base and max rates"),
 }
 DEFAULT_COMMAND = "search"
@@ -41,6 +46,23 @@ def require_tensorflow() -> None:
         raise UsageError(
             "TensorFlow is not installed; run: pip install -e '.[cpu]' (or '.[gpu]' on a machine with an NVIDIA GPU)"
         ) from e
+
+
+def add_study_arguments(p: argparse.ArgumentParser) -> None:
+    """``--study``, ``--storage`` and ``--studies-dir``: the options that find a study."""
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<studies-dir>/<study>.db)")
+    p.add_argument("--studies-dir", default="studies", help="where default databases live (default: studies)")
+
+
+def study_location(args: argparse.Namespace) -> tuple[str, str]:
+    """The checked study name and its storage URL, from ``add_study_arguments`` options."""
+    from pathlib import Path
+
+    from search.study import check_study_name, default_storage
+
+    name = check_study_name(args.study)
+    return name, args.storage or default_storage(name, Path(args.studies_dir))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ runs: the study name, storage URL, space file, dataset, metric, sampler and prun
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from search.study import (
     StudySettings,
     check_study_name,
     create_or_load,
+    default_artifact_dir,
     default_storage,
     make_pruner,
     make_sampler,
@@ -106,6 +108,13 @@ def data_warnings(data, space) -> list[str]:
     return input_warnings(data.x_train, data.pixel_max, data.mean, data.variance, sorted(modes))
 
 
+def location_args(args: argparse.Namespace, url: str) -> str:
+    """The options that find this study again, for the commands the summary suggests."""
+    if args.storage:
+        return f" --storage {shlex.quote(safe_url(url))}"
+    return f" --studies-dir {shlex.quote(args.studies_dir)}" if args.studies_dir != "studies" else ""
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     requested = requested_settings(args)
@@ -140,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(name, url, settings)
     base = RunConfig(data=data_cfg, train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    objective = Objective(space, data, base, settings.monitor, settings.direction)
+    artifact_dir = default_artifact_dir(name, url, Path(args.studies_dir))
+    objective = Objective(space, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir)
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS
     start = time.perf_counter()
     study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
     print(f"\nran {trials if args.timeout is None else 'up to ' + str(trials)} trials in {time.perf_counter() - start:.0f}s")
-    summary(study, safe_url(url))
+    summary(study, safe_url(url), location_args=location_args(args, url))
     return 0

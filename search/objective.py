@@ -3,14 +3,18 @@
 Every outcome of a trial is handled here, in one place: complete (the best monitored
 value over its epochs), pruned (reason stored), failed by a ``TrialError`` (reason
 stored; the study goes on), or stopped by a ``UsageError`` (the study stops).
+With an artifact folder, every trial that trained (complete, pruned or failed) also
+gets its learning curves and model summary as Optuna artifacts for the dashboard.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import optuna
 
+from search.artifacts import upload_trial_artifacts
 from search.config import RunConfig
 from search.data import Dataset
 from search.diagnose import diagnose_history
@@ -40,12 +44,16 @@ def best_of(values: list[float | None], direction: str) -> float:
 
 
 class Objective:
-    def __init__(self, space: Space, data: Dataset, base: RunConfig, monitor: str, direction: str) -> None:
+    def __init__(
+        self, space: Space, data: Dataset, base: RunConfig, monitor: str, direction: str,
+        artifact_dir: Path | None = None,
+    ) -> None:
         self.space = space
         self.data = data
         self.base = base
         self.monitor = monitor
         self.direction = direction
+        self.artifact_dir = artifact_dir
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -64,7 +72,14 @@ class Objective:
                     fail_reason = str(e)
                     trial.set_user_attr("fail_reason", fail_reason)
                     raise
+                finally:  # complete, pruned or failed: the dashboard shows what it trained
+                    self.save_artifacts(trial, reporter)
         finally:
             trial.set_user_attr("rss_mb", _rss_mb())  # after clean-up: shows whether memory stays flat
             trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
         return best_of(reporter.history[self.monitor], self.direction)
+
+    def save_artifacts(self, trial: optuna.trial.Trial, reporter: TrialReporter) -> None:
+        """Curves and model summary for the dashboard; a failure here only warns."""
+        if self.artifact_dir is not None:
+            upload_trial_artifacts(trial, self.artifact_dir, reporter.history, reporter.model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import TextIO
 
@@ -51,7 +52,11 @@ def findings(trials: list[optuna.trial.FrozenTrial]) -> list[Finding]:
     return explain([(t.user_attrs.get("diagnosis", []), t.params) for t in finished])
 
 
-def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout) -> None:
+def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout, *, location_args: str = "") -> None:
+    """Counts, the best trial, and the commands that watch and export this study.
+
+    ``location_args`` are the options that find the study again (``--storage ...``).
+    """
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     print(
@@ -70,4 +75,7 @@ def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout)
     for finding in findings(trials):
         print(finding.sentence(), file=out)
     print(f"database: {storage_display}", file=out)
-    print(f"dashboard: optuna-dashboard {storage_display}", file=out)
+    where = f"--study {shlex.quote(study.study_name)}{location_args}"
+    print(f"dashboard: python run_search.py dashboard {where}", file=out)
+    if counts[TrialState.COMPLETE]:
+        print(f"export:    python run_search.py export {where}", file=out)

@@ -33,6 +33,9 @@ __all__ = [
     "make_pruner",
     "open_storage",
     "read_recorded",
+    "recorded_settings",
+    "load_study_for_reading",
+    "default_artifact_dir",
     "resolve_settings",
     "create_or_load",
 ]
@@ -170,11 +173,43 @@ def read_recorded(name: str, url: str) -> StudySettings | None:
     summaries = _study_names(storage, url)
     if name not in summaries:
         return None
-    study = optuna.load_study(study_name=name, storage=storage)
+    return recorded_settings(optuna.load_study(study_name=name, storage=storage), url)
+
+
+def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
+    """The settings ``study`` recorded when cnn-search created it."""
     raw = study.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(raw, dict):
-        raise StorageError(f"study '{name}' in {safe_url(url)} was not created by cnn-search; use another --study name")
+        raise StorageError(f"study '{study.study_name}' in {safe_url(url)} was not created by cnn-search; use another --study name")
     return StudySettings.from_dict(raw)
+
+
+def load_study_for_reading(name: str, url: str) -> optuna.Study:
+    """Load an existing study to read it (export, best, report, dashboard); never creates one."""
+    parsed = _parse_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
+        raise StorageError(
+            f"no study database at {parsed.database}; run a search first (python run_search.py --study {name}) "
+            "or point --storage / --studies-dir at the database"
+        )
+    storage = open_storage(url)
+    names = _study_names(storage, url)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StorageError(f"no study '{name}' in {safe_url(url)} (studies there: {known}); check --study")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:
+    """Where trial artifacts (curves, model summaries) go: next to a SQLite database,
+    else under the studies folder."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        parsed = None
+    if parsed is not None and parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
+        return Path(parsed.database).parent / f"{name}-artifacts"
+    return studies_dir / f"{name}-artifacts"
 
 
 def resolve_settings(
@@ -215,6 +250,9 @@ def create_or_load(name: str, url: str, settings: StudySettings) -> optuna.Study
         )
         if SETTINGS_ATTR not in study.user_attrs:
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+            with warnings.catch_warnings():  # names the value in plots and optuna-dashboard
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([settings.monitor])
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_first_line(e)}); check the storage") from e
     return study

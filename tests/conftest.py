@@ -1,11 +1,13 @@
 """Shared fixtures: real data paths (skipped when absent), a temporary SQLite storage,
-the digits dataset loaded once, and a helper that runs the real command line."""
+the digits dataset loaded once, a helper that runs the real command line, and one tiny
+real study shared by the tests that read a finished search."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,60 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
         [sys.executable, str(ROOT / "run_search.py"), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    """A real study made by the real command line: digits, a small space, 4 trials, 2 epochs."""
+
+    name: str
+    cwd: Path
+    studies_dir: Path
+    search_output: str
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.studies_dir / f'{self.name}.db'}"
+
+    @property
+    def where(self) -> tuple[str, ...]:
+        return ("--study", self.name, "--studies-dir", str(self.studies_dir))
+
+    def load(self):
+        import optuna
+
+        return optuna.load_study(study_name=self.name, storage=self.url)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> TinyStudy:
+    """Built once for every test that reads a finished search (export, train, best, report,
+    dashboard).  Successive halving prunes some trials, so pruned ones are there too."""
+    cwd = tmp_path_factory.mktemp("tiny")
+    result = run_cli(
+        "--study", "tiny-digits", "--studies-dir", "studies", "--space", str(ROOT / "tests" / "spaces" / "tiny.toml"),
+        "--trials", "4", "--epochs", "2", "--limit-train", "300", "--pruner", "successive_halving",
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TinyStudy("tiny-digits", cwd, cwd / "studies", result.stdout)
+
+
+def synthetic_study(direction: str = "maximize"):
+    """An in-memory study without training: three complete trials, two pruned ones (one
+    reported nothing), one failed, with the user attributes a search stores."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "optimizer": CategoricalDistribution(["adam", "sgd"])}
+    study = optuna.create_study(direction=direction)
+    for value, lr in ((0.5, 0.01), (0.9, 0.02), (0.7, 0.03)):
+        study.add_trial(create_trial(value=value, params={"lr": lr, "optimizer": "adam"}, distributions=distributions,
+                                     intermediate_values={1: value - 0.1, 2: value}, user_attrs={"history": {"val_accuracy": [value - 0.1, value]}}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.05, "optimizer": "sgd"}, distributions=distributions,
+                                 intermediate_values={1: 0.3}, user_attrs={"prune_reason": "pruned after epoch 1: val_accuracy=0.3000 ranked below"}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.06, "optimizer": "sgd"}, distributions=distributions))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.09, "optimizer": "sgd"}, distributions=distributions,
+                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3"}))
+    return study

@@ -1,0 +1,42 @@
+"""``best``: a study's best trials as a table in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.cli import add_study_arguments, study_location
+from search.errors import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_study_arguments(p)
+    p.add_argument("--top", type=int, default=10, help="how many trials to show (default: 10)")
+    p.add_argument("--columns", type=int, default=8, help="at most this many parameter columns (default: 8)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, received {args.top}")
+    if args.columns < 0:
+        raise UsageError(f"--columns must be 0 or more, received {args.columns}")
+    from search.leaderboard import format_table, format_value, leaderboard
+    from search.study import load_study_for_reading, recorded_settings
+
+    name, url = study_location(args)
+    study = load_study_for_reading(name, url)
+    settings = recorded_settings(study, url)
+    board = leaderboard(study, args.top)
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in board.counts.items() if n)
+    print(f"study '{name}': {settings.dataset}, {settings.monitor} ({settings.direction}); {counts or 'no trials'}")
+    if not board.rows:
+        print("no completed or pruned trial yet")
+        return 0
+    print(format_table(board, args.columns))
+    hidden = board.columns[args.columns:]
+    if hidden:
+        print(f"more parameters differ: {', '.join(hidden)}")
+    if board.constant:
+        print("same in all rows: " + ", ".join(f"{k}={format_value(v)}" for k, v in board.constant.items()))
+    if board.rows[0].state != "COMPLETE":
+        print("no trial has completed: the values shown are the best each pruned trial reported before it stopped")
+    return 0

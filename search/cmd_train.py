@@ -1,0 +1,75 @@
+"""``train``: train the model an exported config describes, save it, evaluate it on the test split."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from search.errors import TrialError, UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="a file written by 'export' (or a bare run config JSON)")
+    p.add_argument("--out", help="output folder (default: the config's path without .json, plus -model)")
+    p.add_argument("--keep-val", action="store_true",
+                   help="keep the validation split apart (reproduces the trial); default: train on train+validation")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="with --keep-val: stop after PATIENCE epochs without improvement, keep the best weights")
+    p.add_argument("--epochs", type=int, help="train this many epochs instead of the config's")
+    p.add_argument("--full-train", action="store_true",
+                   help="use every training image (drop the --limit-train the search used)")
+    p.add_argument("--data-dir", help="where the dataset's files are on this machine (overrides the config's)")
+    p.add_argument("--split-seed", type=int,
+                   help="seed of the validation split (default: the study's seed recorded in the export, else 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.early_stopping is not None and not args.keep_val:
+        raise UsageError("--early-stopping watches the validation split; add --keep-val")
+    if args.early_stopping is not None and args.early_stopping < 1:
+        raise UsageError(f"--early-stopping must be at least 1 epoch, received {args.early_stopping}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
+    from search.export import read_export
+
+    export = read_export(args.config)
+    config = export.config
+    if args.epochs is not None:
+        config = config.replace(train=dataclasses.replace(config.train, epochs=args.epochs))
+    if args.full_train:
+        config = config.replace(data=dataclasses.replace(config.data, limit_train=None))
+    if args.data_dir:
+        config = config.replace(data=dataclasses.replace(config.data, data_dir=str(Path(args.data_dir).resolve())))
+    split_seed = args.split_seed if args.split_seed is not None else export.split_seed
+    if split_seed is None:
+        print(f"note: {args.config} records no split seed (not written by 'export'); the validation split uses seed 0")
+        split_seed = 0
+    out = Path(args.out) if args.out else Path(args.config).with_suffix("").with_name(Path(args.config).stem + "-model")
+
+    from search.cli import require_tensorflow
+
+    require_tensorflow()
+    from search.final import train_final
+
+    monitor = export.source.get("monitor") or "val_accuracy"
+    where = "train split, validation kept apart" if args.keep_val else "train + validation splits"
+    print(f"training {config.model.kind} on {config.data.dataset} ({where}) for up to {config.train.epochs} epochs, seed {config.seed}")
+    try:
+        result = train_final(
+            config, out, keep_val=args.keep_val, early_stopping=args.early_stopping, monitor=monitor,
+            split_seed=split_seed, source=export.source, verbose=2,
+        )
+    except TrialError as e:  # diverged or out of memory: nothing was saved
+        print(f"error: training failed, nothing saved: {e}", file=sys.stderr)
+        return 1
+    test = result.metrics["test"]
+    print(f"test: accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['images']} images")
+    validation = result.metrics.get("validation")
+    if validation:
+        trial_value = export.source.get("value")
+        versus = f" (trial {export.source.get('trial')}: {trial_value:.4f})" if monitor == "val_accuracy" and trial_value is not None else ""
+        print(f"validation: best accuracy {validation['best_accuracy']:.4f} at epoch {validation['best_accuracy_epoch']}{versus}")
+    print(f"wrote {out}/: model.keras, history.json, metrics.json, curves.png, config.json")
+    return 0

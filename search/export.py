@@ -1,0 +1,136 @@
+"""Export a trial's run config as plain JSON, with where it came from; read it back.
+
+An export file is ``{"schema_version", "config", "source"}``: ``config`` is the
+trial's complete ``RunConfig`` (``RunConfig.load`` reads it), ``source`` says which
+study, trial, value, storage (password masked), package versions and seeds produced
+it.  ``source.split_seed`` is the study seed that carved the validation split: the
+one thing ``train`` needs that the run config does not hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.config import RunConfig
+from search.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:  # reading and writing export files needs no Optuna
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["EXPORT_SCHEMA_VERSION", "Export", "choose_trial", "export_trial", "write_export", "read_export", "package_versions"]
+
+EXPORT_SCHEMA_VERSION = 1
+EXPORTABLE = ("COMPLETE", "PRUNED")
+
+
+@dataclass(frozen=True)
+class Export:
+    """A run config and its provenance (``source`` is empty for a bare config file)."""
+
+    config: RunConfig
+    source: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": EXPORT_SCHEMA_VERSION, "config": self.config.to_dict(), "source": self.source}
+
+    @property
+    def split_seed(self) -> int | None:
+        seed = self.source.get("split_seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages that decide what a config trains into."""
+    from search import __version__
+
+    versions: dict[str, str | None] = {"cnn-search": __version__}
+    for name, dists in {
+        "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos"),
+        "keras": ("keras",), "optuna": ("optuna",), "numpy": ("numpy",),
+    }.items():
+        versions[name] = None
+        for dist in dists:
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def choose_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
+    """The best completed trial, or trial ``number`` if it completed or was pruned."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState if any(t.state == s for t in trials))
+            raise UsageError(
+                f"study '{study.study_name}' has no completed trial yet ({counts or 'no trials'}); "
+                "run more trials, or pick one with --trial N"
+            )
+        return study.best_trial
+    by_number = {t.number: t for t in trials}
+    if number not in by_number:
+        raise UsageError(f"study '{study.study_name}' has no trial {number}; its trials are 0 to {len(trials) - 1}")
+    trial = by_number[number]
+    if trial.state.name not in EXPORTABLE:
+        raise UsageError(f"trial {number} is {trial.state.name}; export a COMPLETE or PRUNED trial")
+    return trial
+
+
+def export_trial(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> Export:
+    """The export of ``trial``: its stored run config, checked, and where it came from."""
+    from search.study import recorded_settings, safe_url
+
+    raw = trial.user_attrs.get("config")
+    if not isinstance(raw, dict):
+        raise UsageError(f"trial {trial.number} of study '{study.study_name}' has no stored run config; export another --trial")
+    config = RunConfig.from_dict(raw, where=f"trial {trial.number} config")
+    settings = recorded_settings(study, storage_url)
+    history = trial.user_attrs.get("history") or {}
+    source = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "monitor": settings.monitor,
+        "direction": settings.direction,
+        "epochs_run": len(history.get(settings.monitor, [])) or None,
+        "params": trial.params,
+        "storage": safe_url(storage_url),
+        "seed": config.seed,
+        "split_seed": settings.seed,
+        "packages": package_versions(),
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Export(config, source)
+
+
+def write_export(export: Export, path: str | Path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(export.to_dict(), indent=2) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write {path} ({e.strerror}); choose another --out") from e
+    return path
+
+
+def read_export(path: str | Path) -> Export:
+    """Read an export file (or a bare run config: then ``source`` is empty)."""
+    config = RunConfig.load(path)
+    raw = json.loads(Path(path).read_text())  # RunConfig.load has checked it is JSON
+    source = raw.get("source") if isinstance(raw, dict) and "config" in raw else None
+    if source is not None and not isinstance(source, dict):
+        raise ConfigError(f"{path}: 'source' must be a JSON object, received {type(source).__name__}")
+    if isinstance(raw, dict) and "config" in raw and raw.get("schema_version", EXPORT_SCHEMA_VERSION) != EXPORT_SCHEMA_VERSION:
+        raise ConfigError(f"{path}.schema_version: expected {EXPORT_SCHEMA_VERSION}, received {raw['schema_version']!r}")
+    return Export(config, source or {})

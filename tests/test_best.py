@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from conftest import run_cli, synthetic_study
+from search.leaderboard import format_table, leaderboard
+
+
+def test_completed_trials_rank_first_then_pruned_ones():
+    board = leaderboard(synthetic_study(), top=10, importances={})
+    assert [(r.number, r.state) for r in board.rows] == [(1, "COMPLETE"), (2, "COMPLETE"), (0, "COMPLETE"), (3, "PRUNED"), (4, "PRUNED")]
+    assert [r.value for r in board.rows] == [0.9, 0.7, 0.5, 0.3, None]
+    assert [r.epochs for r in board.rows] == [2, 2, 2, 1, 0]
+    assert board.columns == ["lr", "optimizer"] and board.constant == {}
+    assert board.counts["FAIL"] == 1
+
+
+def test_minimize_and_columns_that_differ():
+    board = leaderboard(synthetic_study("minimize"), top=2, importances={})
+    assert [r.number for r in board.rows] == [0, 2]
+    assert board.columns == ["lr"] and board.constant == {"optimizer": "adam"}  # same in both rows
+    lines = format_table(board).splitlines()
+    assert lines[0].split() == ["rank", "trial", "value", "state", "epochs", "lr"]
+    assert lines[2].split() == ["1", "0", "0.5000", "COMPLETE", "2", "0.01"]
+
+
+def test_best_command_prints_the_table(tiny_study):
+    result = run_cli("best", *tiny_study.where, "--top", "3", cwd=tiny_study.cwd)
+    assert result.returncode == 0, result.stderr
+    study = tiny_study.load()
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("study 'tiny-digits': digits, val_accuracy (maximize);")
+    assert lines[1].split()[:5] == ["rank", "trial", "value", "state", "epochs"]
+    first = lines[3].split()
+    assert first[:5] == ["1", str(study.best_trial.number), f"{study.best_value:.4f}", "COMPLETE", "2"]
+    assert len([l for l in lines if l[:1].isdigit()]) == 3
+    same = next((l for l in lines if l.startswith("same in all rows: ")), "")
+    for name, value in study.best_trial.params.items():  # every parameter: a column, or listed once
+        assert name in lines[1].split() or f"{name}=" in same, name

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from conftest import run_cli
+from search.config import RunConfig
+from search.errors import UsageError
+from search.export import EXPORT_SCHEMA_VERSION, choose_trial, export_trial, read_export
+from search.study import SETTINGS_ATTR, StudySettings
+
+
+def test_export_writes_the_best_trial_as_plain_json(tiny_study, tmp_path):
+    out = tmp_path / "best.json"
+    result = run_cli("export", *tiny_study.where, "--out", str(out), cwd=tiny_study.cwd)
+    assert result.returncode == 0, result.stderr
+    study = tiny_study.load()
+    best = study.best_trial
+    raw = json.loads(out.read_text())
+    assert set(raw) == {"schema_version", "config", "source"}
+    assert raw["schema_version"] == EXPORT_SCHEMA_VERSION
+    assert RunConfig.load(out) == RunConfig.from_dict(best.user_attrs["config"])
+    source = raw["source"]
+    assert (source["study"], source["trial"], source["state"]) == ("tiny-digits", best.number, "COMPLETE")
+    assert source["value"] == best.value
+    assert (source["monitor"], source["direction"]) == ("val_accuracy", "maximize")
+    assert source["seed"] == best.number  # trial seed = study seed (0) + trial number
+    assert source["split_seed"] == 0
+    assert source["storage"].startswith("sqlite:///") and source["storage"].endswith("tiny-digits.db")
+    assert all(source["packages"][p] for p in ("cnn-search", "tensorflow", "keras", "optuna", "numpy"))
+    assert source["exported_at"].endswith("+00:00")
+    assert f"exported trial {best.number}" in result.stdout and "train --config" in result.stdout
+
+
+def test_export_of_a_chosen_pruned_trial_and_default_path(tiny_study):
+    study = tiny_study.load()
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned, "the tiny study is expected to prune a trial (successive halving)"
+    number = pruned[0].number
+    result = run_cli("export", *tiny_study.where, "--trial", str(number), cwd=tiny_study.cwd)
+    assert result.returncode == 0, result.stderr
+    export = read_export(tiny_study.studies_dir / f"tiny-digits-trial{number}.json")
+    assert export.source["trial"] == number and export.source["state"] == "PRUNED"
+    assert export.source["value"] == pruned[0].intermediate_values[pruned[0].last_step]  # Optuna keeps the last report
+    assert export.source["epochs_run"] == 1
+    assert export.config == RunConfig.from_dict(pruned[0].user_attrs["config"])
+
+
+def test_export_masks_the_storage_password(tiny_study):
+    study = tiny_study.load()
+    export = export_trial(study, study.best_trial, "postgresql://alice:s3cret@db.example/optuna")
+    assert "s3cret" not in json.dumps(export.to_dict())
+    assert export.source["storage"] == "postgresql://alice:***@db.example/optuna"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--trial", "99"), "has no trial 99"),
+    (("--study", "nope"), "no study database"),
+])
+def test_export_mistakes_are_one_line(tiny_study, args, message):
+    where = list(tiny_study.where)
+    if args[0] == "--study":
+        where[1] = args[1]
+        args = ()
+    result = run_cli("export", *where, *args, cwd=tiny_study.cwd)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _study_without_completed_trials(tmp_path) -> optuna.Study:
+    (tmp_path / "studies").mkdir()
+    study = optuna.create_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'studies' / 'stuck.db'}", direction="maximize")
+    study.set_user_attr(SETTINGS_ATTR, StudySettings(dataset="digits", space={}).to_dict())
+    pruned = study.ask()
+    pruned.report(0.1, 1)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def test_export_without_a_completed_trial_is_a_clear_error(tmp_path):
+    _study_without_completed_trials(tmp_path)
+    result = run_cli("export", "--study", "stuck", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no completed trial yet (1 pruned, 1 fail)" in lines[0], result.stderr
+    assert not (tmp_path / "studies" / "stuck-best.json").exists()
+
+
+def test_choose_trial_refuses_failed_trials(tmp_path):
+    study = _study_without_completed_trials(tmp_path)
+    with pytest.raises(UsageError, match="trial 1 is FAIL"):
+        choose_trial(study, 1)
+    assert choose_trial(study, 0).state.name == "PRUNED"
+
+
+def test_read_export_accepts_bare_configs(tmp_path):
+    path = tmp_path / "bare.json"
+    path.write_text(RunConfig(seed=5).to_json())
+    export = read_export(path)
+    assert export.config == RunConfig(seed=5) and export.source == {} and export.split_seed is None

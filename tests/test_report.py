@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import re
+
+from conftest import run_cli, synthetic_study
+from search.report import FIGURES, render_report
+from search.study import StudySettings
+
+SETTINGS = StudySettings(dataset="digits", space={"name": "cnn"})
+
+
+def test_report_is_one_self_contained_html_file(tiny_study, tmp_path):
+    out = tmp_path / "report.html"
+    result = run_cli("report", *tiny_study.where, "--out", str(out), cwd=tiny_study.cwd)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    for div_id in FIGURES:
+        assert f'id="{div_id}"' in text, div_id
+    assert text.count("plotly.js v") == 1  # plotly's JavaScript, inline, once
+    assert not re.search(r"<script[^>]+src=", text)  # nothing fetched from the network
+    study = tiny_study.load()
+    assert f"best val_accuracy {study.best_value:.4f} (trial #{study.best_trial.number})" in text
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert f"<p>{len(pruned)} pruned, 0 failed, out of {len(study.trials)} trials.</p>" in text
+    for t in pruned:
+        assert t.user_attrs["prune_reason"] in text
+    assert "Not drawn" not in text
+
+
+def test_report_explains_what_it_cannot_draw_and_groups_reasons():
+    study = synthetic_study()
+    text = render_report(study, SETTINGS, "sqlite:///x.db")
+    # importances are computed from three complete trials whose lr differs: drawn
+    assert 'id="plot-importances"' in text
+    assert "<p>2 pruned, 1 failed, out of 6 trials.</p>" in text
+    assert "<td>after epoch 1</td><td class=num>1</td><td>#3</td>" in text
+    assert "<td>no reason recorded</td><td class=num>1</td><td>#4</td>" in text
+    assert "<td>diverged: training loss became nan at epoch 1, batch 3</td><td class=num>1</td><td>#5</td>" in text
+    assert "<td>1</td><td>1</td><td>0.9000</td><td>COMPLETE</td>" in text.replace(" class=num", "")
+
+
+def test_report_of_a_study_with_one_completed_trial():
+    import optuna
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(create_trial(value=0.5, params={}, distributions={}, intermediate_values={1: 0.5}))
+    text = render_report(study, SETTINGS, "sqlite:///x.db")
+    assert "Not drawn: needs at least two completed trials whose parameters differ." in text
+    assert "Not drawn: needs at least two completed trials." in text
+    assert 'id="plot-history"' in text and 'id="plot-intermediate"' in text
+    assert text.count("plotly.js v") == 1
