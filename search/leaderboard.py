@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["Row", "Leaderboard", "leaderboard", "param_importances", "format_value", "format_table"]
+__all__ = ["Row", "Leaderboard", "leaderboard", "param_importances", "format_value", "table_cells", "format_table"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Row:
     value: float | None  # the trial's value; for a pruned trial its best reported value
     epochs: int
     params: dict[str, Any]
+    diagnosis: tuple[str, ...] = ()  # labels from search.diagnose
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def leaderboard(study: optuna.Study, top: int = 10, importances: dict[str, float
     pruned.sort(key=lambda tv: math.inf if tv[1] is None else sign * tv[1])
     chosen = [(t, t.value) for t in complete] + pruned
     rows = [
-        Row(rank, t.number, t.state.name, value, _epochs(t), dict(t.params))
+        Row(rank, t.number, t.state.name, value, _epochs(t), dict(t.params), tuple(t.user_attrs.get("diagnosis", [])))
         for rank, (t, value) in enumerate(chosen[:top], start=1)
     ]
     if importances is None:
@@ -99,15 +100,21 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_table(board: Leaderboard, max_columns: int = 8) -> str:
-    """A plain-text table: rank, trial, value, state, epochs, then parameter columns."""
+def table_cells(board: Leaderboard, max_columns: int) -> tuple[list[str], list[list[str]]]:
+    """Header and rows as text: rank, trial, value, state, epochs, diagnosis, parameters."""
     columns = board.columns[:max_columns]
-    header = ["rank", "trial", "value", "state", "epochs", *columns]
+    header = ["rank", "trial", "value", "state", "epochs", "diagnosis", *columns]
     body = [
         [str(r.rank), str(r.number), "-" if r.value is None else f"{r.value:.4f}", r.state, str(r.epochs),
-         *(format_value(r.params.get(c)) for c in columns)]
+         ",".join(r.diagnosis) or "-", *(format_value(r.params.get(c)) for c in columns)]
         for r in board.rows
     ]
+    return header, body
+
+
+def format_table(board: Leaderboard, max_columns: int = 8) -> str:
+    """A plain-text table of ``table_cells``."""
+    header, body = table_cells(board, max_columns)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -19,7 +19,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.leaderboard import Leaderboard, format_value, leaderboard, param_importances
+from search.leaderboard import Leaderboard, format_value, leaderboard, param_importances, table_cells
+from search.progress import findings
 from search.study import StudySettings
 
 __all__ = ["FIGURES", "render_report", "write_report"]
@@ -79,13 +80,7 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
 
 
 def _best_table(board: Leaderboard, max_columns: int = 10) -> str:
-    columns = board.columns[:max_columns]
-    header = ["rank", "trial", "value", "state", "epochs", *columns]
-    rows = [
-        [str(r.rank), str(r.number), "-" if r.value is None else f"{r.value:.4f}", r.state, str(r.epochs),
-         *(format_value(r.params.get(c)) for c in columns)]
-        for r in board.rows
-    ]
+    header, rows = table_cells(board, max_columns)
     text = _table(header, rows, numeric={0, 1, 2, 4})
     if board.columns[max_columns:]:
         text += f"<p class=meta>More parameters differ: {html.escape(', '.join(board.columns[max_columns:]))}</p>"
@@ -118,6 +113,14 @@ def _outcomes(study: optuna.Study) -> str:
         rows = [[reason, str(n), ", ".join(f"#{x}" for x in which[reason])] for reason, n in reasons.most_common()]
         parts.append("<h3>Failed</h3>" + _table(["reason", "trials", "which"], rows, numeric={1}))
     return "\n".join(parts)
+
+
+def _findings(trials: list) -> str:
+    """The diagnoses of all trials, as sentences (see search.diagnose for the thresholds)."""
+    found = findings(trials)
+    if not found:
+        return "<p class=note>No trial diverged, stayed near chance, overfitted or dropped sharply.</p>"
+    return "<ul>" + "".join(f"<li>{html.escape(f.sentence())}</li>" for f in found) + "</ul>"
 
 
 def render_report(study: optuna.Study, settings: StudySettings, storage_display: str, top: int = 10) -> str:
@@ -153,6 +156,7 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
 {html.escape(best_text)}<br>storage {html.escape(storage_display)}; generated {generated}</p>
 <section><h2>Best trials</h2>{_best_table(board) if board.rows else '<p class=note>No completed or pruned trial yet.</p>'}</section>
 {''.join(sections)}
+<section><h2>What went wrong</h2>{_findings(trials)}</section>
 <section><h2>Pruned and failed trials</h2>{_outcomes(study)}</section>
 </body></html>
 """

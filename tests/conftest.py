@@ -98,8 +98,10 @@ def synthetic_study(direction: str = "maximize"):
         study.add_trial(create_trial(value=value, params={"lr": lr, "optimizer": "adam"}, distributions=distributions,
                                      intermediate_values={1: value - 0.1, 2: value}, user_attrs={"history": {"val_accuracy": [value - 0.1, value]}}))
     study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.05, "optimizer": "sgd"}, distributions=distributions,
-                                 intermediate_values={1: 0.3}, user_attrs={"prune_reason": "pruned after epoch 1: val_accuracy=0.3000 ranked below"}))
+                                 intermediate_values={1: 0.3}, user_attrs={"prune_reason": "pruned after epoch 1: val_accuracy=0.3000 ranked below",
+                                                                           "diagnosis": ["stuck"]}))
     study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.06, "optimizer": "sgd"}, distributions=distributions))
     study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.09, "optimizer": "sgd"}, distributions=distributions,
-                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3"}))
+                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
+                                             "diagnosis": ["diverged"]}))
     return study

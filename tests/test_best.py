@@ -18,8 +18,15 @@ def test_minimize_and_columns_that_differ():
     assert [r.number for r in board.rows] == [0, 2]
     assert board.columns == ["lr"] and board.constant == {"optimizer": "adam"}  # same in both rows
     lines = format_table(board).splitlines()
-    assert lines[0].split() == ["rank", "trial", "value", "state", "epochs", "lr"]
-    assert lines[2].split() == ["1", "0", "0.5000", "COMPLETE", "2", "0.01"]
+    assert lines[0].split() == ["rank", "trial", "value", "state", "epochs", "diagnosis", "lr"]
+    assert lines[2].split() == ["1", "0", "0.5000", "COMPLETE", "2", "-", "0.01"]
+
+
+def test_the_table_shows_each_trials_diagnosis():
+    board = leaderboard(synthetic_study(), top=10, importances={})
+    assert [r.diagnosis for r in board.rows] == [(), (), (), ("stuck",), ()]
+    row = next(line for line in format_table(board).splitlines() if line.split()[1] == "3")
+    assert row.split()[5] == "stuck"
 
 
 def test_best_command_prints_the_table(tiny_study):
@@ -28,7 +35,7 @@ def test_best_command_prints_the_table(tiny_study):
     study = tiny_study.load()
     lines = result.stdout.splitlines()
     assert lines[0].startswith("study 'tiny-digits': digits, val_accuracy (maximize);")
-    assert lines[1].split()[:5] == ["rank", "trial", "value", "state", "epochs"]
+    assert lines[1].split()[:6] == ["rank", "trial", "value", "state", "epochs", "diagnosis"]
     first = lines[3].split()
     assert first[:5] == ["1", str(study.best_trial.number), f"{study.best_value:.4f}", "COMPLETE", "2"]
     assert len([l for l in lines if l[:1].isdigit()]) == 3

@@ -37,6 +37,9 @@ def test_report_explains_what_it_cannot_draw_and_groups_reasons():
     assert "<td>no reason recorded</td><td class=num>1</td><td>#4</td>" in text
     assert "<td>diverged: training loss became nan at epoch 1, batch 3</td><td class=num>1</td><td>#5</td>" in text
     assert "<td>1</td><td>1</td><td>0.9000</td><td>COMPLETE</td>" in text.replace(" class=num", "")
+    # what went wrong, in sentences (the failed trial diverged with lr 0.09; a pruned one was stuck)
+    assert "<li>1 of 6 trials diverged; it had lr &gt;= 0.09" in text
+    assert "<li>1 of 6 trials stayed near chance" in text
 
 
 def test_report_of_a_study_with_one_completed_trial():
