@@ -2,23 +2,31 @@
 
 Everything a bad argument can break is checked before the study is created or a trial
 runs: the study name, storage URL, space file, dataset, metric, sampler and pruner.
+Trials run here, or in ``--workers`` / ``--gpus`` processes (see ``workers``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search.config import DataConfig, RunConfig, TrainConfig
-from search.errors import MetricNotFoundError, TrialError, UsageError
+from search.config import METRICS, DataConfig, RunConfig, TrainConfig
+from search.errors import MetricNotFoundError, UsageError
 from search.spaces import load_space
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from search.objective import Objective
 from search.study import (
+    GRACE_FACTOR,
     PRUNERS,
     SAMPLERS,
     StudySettings,
     check_study_name,
+    check_writable,
     create_or_load,
     default_storage,
     make_pruner,
@@ -49,6 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=float, help="fraction of the training split kept for validation (default: 0.1)")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick searches)")
     p.add_argument("--monitor", help="metric to optimize and prune on (default: val_accuracy)")
+    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study (default: 1, or one per --gpus entry)")
+    p.add_argument("--gpus", help="GPU ids, one worker each, each seeing only its own: 0,1,2,3")
+    p.add_argument("--mixed-precision", action="store_true", help="train in mixed_float16 (for GPUs with tensor cores)")
+    p.add_argument("--heartbeat", type=int, help=f"seconds between a running trial's heartbeats; a trial silent for "
+                   f"{GRACE_FACTOR}x that is failed and run again (default: {DEFAULTS.heartbeat}; recorded by the study)")
 
 
 def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +76,7 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
         "pruner": args.pruner,
         "monitor": args.monitor,
+        "heartbeat": args.heartbeat,
     }
     if args.monitor:
         given["direction"] = "minimize" if "loss" in args.monitor else "maximize"
@@ -85,21 +99,39 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout}")
     if args.val_split is not None and not 0 < args.val_split < 1:
         raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, received {args.workers}")
+    if args.heartbeat is not None and args.heartbeat < 1:
+        raise UsageError(f"--heartbeat must be at least 1 second, received {args.heartbeat}")
 
 
 def check_monitor(monitor: str) -> None:
-    from search.training import METRICS
-
     known = [*METRICS, *(f"val_{m}" for m in METRICS)]
     if monitor not in known:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
 
 
+def build_objective(settings: StudySettings, data: Dataset) -> Objective:
+    """The objective for ``settings`` on ``data``; workers call it after loading the data."""
+    from search.objective import Objective
+
+    base = RunConfig(data=data_config(settings), train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
+    return Objective(settings.space_obj, data, base, settings.monitor, settings.direction)
+
+
+def data_config(settings: StudySettings) -> DataConfig:
+    return DataConfig(settings.dataset, settings.data_dir, settings.val_split, settings.limit_train)
+
+
 def run(args: argparse.Namespace) -> int:
+    from search import workers
+
     check_arguments(args)
+    plans = workers.plan_workers(args.workers, workers.parse_gpus(args.gpus), workers.available_cores(), args.mixed_precision)
     requested = requested_settings(args)
     name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
     url = args.storage or default_storage(name, Path(args.studies_dir))
+    check_writable(url)
     recorded = read_recorded(name, url)
     defaults = StudySettings(**{**DEFAULTS.to_dict(), "space": load_space(DEFAULT_SPACE).to_dict()})
     settings = resolve_settings(name, requested, recorded, defaults)
@@ -109,28 +141,37 @@ def run(args: argparse.Namespace) -> int:
 
     from search.cli import require_tensorflow
 
-    require_tensorflow()
-    from search.data import load_dataset  # TensorFlow loads after the cheap checks
+    require_tensorflow(import_now=False)  # TensorFlow loads where trials run, after the cheap checks
+    from search.data import load_dataset, load_raw
 
-    data_cfg = DataConfig(settings.dataset, settings.data_dir, settings.val_split, settings.limit_train)
-    data = load_dataset(data_cfg, split_seed=settings.seed)
+    load_data = functools.partial(load_dataset, data_config(settings), split_seed=settings.seed)
+    data = load_data()  # here too with workers: bad data stops us before the study exists
     space = settings.space_obj
     print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
           f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
+    if len(plans) > 1 or plans[0].env:
+        print(f"{len(plans)} worker processes: " + "; ".join(p.describe().split(": ", 1)[1] for p in plans))
+        data = None  # each worker loads its own copy
+        load_raw.cache_clear()
 
     import optuna
 
-    from search.objective import Objective
-    from search.progress import TrialPrinter, summary
+    from search.progress import summary
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = create_or_load(name, url, settings)
-    base = RunConfig(data=data_cfg, train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    objective = Objective(space, data, base, settings.monitor, settings.direction)
+    study = create_or_load(name, url, settings)  # created once, before any worker starts
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
-    print(f"\nran {trials if args.timeout is None else 'up to ' + str(trials)} trials in {time.perf_counter() - start:.0f}s")
+    job = workers.SearchJob(
+        study=name, url=url, settings=settings, trials=trials,
+        deadline=time.time() + args.timeout if args.timeout else None,
+        load_data=load_data, make_objective=functools.partial(build_objective, settings),
+    )
+    outcome = workers.run(job, plans, data)
+    if outcome.exit_code == 2:
+        return 2  # a worker printed the error
+    print(f"\nran {outcome.trials} trials in {time.perf_counter() - start:.0f}s"
+          + (f" with {len(plans)} workers" if len(plans) > 1 else ""))
     summary(study, safe_url(url))
-    return 0
+    return outcome.exit_code
