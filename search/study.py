@@ -227,7 +227,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
             ) from e
         except sqlalchemy.exc.SQLAlchemyError as e:
             # Processes creating the schema at the same moment: one wins, the others retry.
-            if attempt < 3 and ("already exists" in str(e) or "duplicate key" in str(e)):
+            if attempt < 3 and (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
                 time.sleep(0.2 + random.random())
                 continue
             if driver.startswith("sqlite") and "not a database" in str(e):

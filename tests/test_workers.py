@@ -129,3 +129,26 @@ def test_one_worker_runs_in_this_process(sqlite_url):
     trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
     assert outcome.trials == 3 and [t.number for t in trials] == [0, 1, 2]
     assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}
+
+
+def _create(url: str, barrier) -> None:
+    barrier.wait()  # all at the same moment
+    create_or_load("race", url, StudySettings(dataset="digits", space=load_space("cnn").to_dict()))
+
+
+def test_commands_creating_one_fresh_sqlite_study_at_once_all_succeed(sqlite_url):
+    """Two machines' (or shells') commands racing on a fresh database: the losers retry."""
+    import multiprocessing
+
+    import optuna
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(5)
+    procs = [ctx.Process(target=_create, args=(sqlite_url, barrier)) for _ in range(5)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 5
+    summaries = optuna.get_all_study_summaries(storage=sqlite_url)
+    assert [s.study_name for s in summaries] == ["race"] and "cnn_search" in summaries[0].user_attrs
