@@ -127,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     from search import workers
 
     check_arguments(args)
-    plans = workers.plan_workers(args.workers, workers.parse_gpus(args.gpus), workers.available_cores(), args.mixed_precision)
+    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
+    gpus = workers.parse_gpus(args.gpus)
+    n_workers = min(args.workers or max(len(gpus), 1), trials)  # a worker without a trial would only start up
+    plans = workers.plan_workers(n_workers, gpus, workers.available_cores(), args.mixed_precision)
     requested = requested_settings(args)
     name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
     url = args.storage or default_storage(name, Path(args.studies_dir))
@@ -151,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
           f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
     if len(plans) > 1 or plans[0].env:
-        print(f"{len(plans)} worker processes: " + "; ".join(p.describe().split(": ", 1)[1] for p in plans))
+        where = [p.describe().split(": ", 1)[1] for p in plans]
+        print(f"{len(plans)} worker processes: " + (f"each {where[0]}" if len(set(where)) == 1 else "; ".join(where)))
         data = None  # each worker loads its own copy
         load_raw.cache_clear()
 
@@ -161,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(name, url, settings)  # created once, before any worker starts
-    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
     start = time.perf_counter()
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,
