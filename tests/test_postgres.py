@@ -12,6 +12,7 @@ from conftest import run_cli
 from pg_server import PASSWORD, USER, throwaway_server
 
 TRIALS = 6
+TINY_SPACE = str(Path(__file__).parent / "tiny_space.toml")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def three_workers(pg_url, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("pg")
     result = run_cli(
         "--study", "pg-workers", "--storage", pg_url, "--workers", "3", "--trials", str(TRIALS),
-        "--epochs", "1", "--limit-train", "300", "--heartbeat", "2", cwd=cwd,
+        "--epochs", "1", "--limit-train", "300", "--heartbeat", "2", "--space", TINY_SPACE, cwd=cwd,
     )
     return result
 

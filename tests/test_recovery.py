@@ -23,7 +23,8 @@ from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-FAST = ("--limit-train", "300", "--heartbeat", "1", "--studies-dir", "studies")  # grace: 3 s
+TINY_SPACE = str(Path(__file__).parent / "tiny_space.toml")
+FAST = ("--space", TINY_SPACE, "--limit-train", "300", "--heartbeat", "1", "--studies-dir", "studies")  # grace: 3 s
 TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
 
 
@@ -102,7 +103,7 @@ def test_ctrl_c_ends_the_trial_cleanly_and_the_same_command_resumes(tmp_path: Pa
     from optuna.trial import TrialState
 
     db = tmp_path / "studies" / "s.db"
-    command = ("--study", "s", "--trials", "3", "--epochs", "30", *FAST)
+    command = ("--study", "s", "--trials", "3", "--epochs", "200", *FAST)  # a long trial to interrupt
     proc = start_cli(*command, cwd=tmp_path)
     number, _ = wait_for_training(db, proc)
     time.sleep(1.0)
