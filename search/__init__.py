@@ -27,9 +27,11 @@ from search.errors import (
     DivergedError,
     MetricNotFoundError,
     ResourceError,
+    SearchInterrupted,
     SpaceError,
     StorageError,
     TrialError,
+    TrialInterrupted,
     UsageError,
 )
 from search.spaces import Space, builtin_spaces, load_space
@@ -52,7 +54,7 @@ __all__ = [
     "AugmentConfig", "CNNConfig", "DataConfig", "OptimizerConfig", "ResNetConfig", "RunConfig",
     "ScheduleConfig", "TrainConfig",
     "CnnSearchError", "ConfigError", "DataError", "DivergedError", "MetricNotFoundError", "ResourceError",
-    "SpaceError", "StorageError", "TrialError", "UsageError",
+    "SearchInterrupted", "SpaceError", "StorageError", "TrialError", "TrialInterrupted", "UsageError",
     "Space", "builtin_spaces", "load_space",
     *_LAZY,
 ]
