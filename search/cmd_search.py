@@ -16,10 +16,6 @@ from typing import TYPE_CHECKING, Any
 from search.config import METRICS, DataConfig, RunConfig, TrainConfig
 from search.errors import MetricNotFoundError, UsageError
 from search.spaces import load_space
-
-if TYPE_CHECKING:
-    from search.data import Dataset
-    from search.objective import Objective
 from search.study import (
     GRACE_FACTOR,
     PRUNERS,
@@ -35,6 +31,10 @@ from search.study import (
     resolve_settings,
     safe_url,
 )
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from search.objective import Objective
 
 DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10)
 DEFAULT_SPACE = "cnn"

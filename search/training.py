@@ -25,7 +25,6 @@ from search.schedules import make_schedule
 __all__ = ["FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "METRICS"]
 
 
-
 @dataclass
 class FitResult:
     model: keras.Model
