@@ -28,9 +28,11 @@ from search.errors import (
     DivergedError,
     MetricNotFoundError,
     ResourceError,
+    SearchInterrupted,
     SpaceError,
     StorageError,
     TrialError,
+    TrialInterrupted,
     UsageError,
 )
 from search.spaces import Space, builtin_spaces, load_space
@@ -58,7 +60,7 @@ __all__ = [
     "AugmentConfig", "CNNConfig", "DataConfig", "OptimizerConfig", "ResNetConfig", "RunConfig",
     "ScheduleConfig", "TrainConfig",
     "CnnSearchError", "ConfigError", "DataError", "DivergedError", "MetricNotFoundError", "ResourceError",
-    "SpaceError", "StorageError", "TrialError", "UsageError",
+    "SearchInterrupted", "SpaceError", "StorageError", "TrialError", "TrialInterrupted", "UsageError",
     "Space", "builtin_spaces", "load_space",
     *_LAZY,
 ]

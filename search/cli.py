@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
-from search.errors import UsageError
+from search.errors import SearchInterrupted, UsageError
 
 __all__ = ["main", "COMMANDS", "require_tensorflow", "add_study_arguments", "study_location"]
 
@@ -38,10 +39,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}; see --help")
 
 
-def require_tensorflow() -> None:
-    """Commands that train call this first: TensorFlow comes from an extra, not by default."""
+def require_tensorflow(import_now: bool = True) -> None:
+    """Commands that train call this first: TensorFlow comes from an extra, not by default.
+
+    ``import_now=False`` only checks that it is installed: a process that leaves the
+    training to worker processes need not load it.
+    """
     try:
-        import tensorflow  # noqa: F401
+        if import_now:
+            import tensorflow  # noqa: F401
+        elif importlib.util.find_spec("tensorflow") is None:
+            raise ImportError("tensorflow")
     except ImportError as e:
         raise UsageError(
             "TensorFlow is not installed; run: pip install -e '.[cpu]' (or '.[gpu]' on a machine with an NVIDIA GPU)"
@@ -86,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SearchInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,24 +2,28 @@
 
 Everything a bad argument can break is checked before the study is created or a trial
 runs: the study name, storage URL, space file, dataset, metric, sampler and pruner.
+Trials run here, or in ``--workers`` / ``--gpus`` processes (see ``workers``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search.config import DataConfig, RunConfig, TrainConfig
-from search.errors import MetricNotFoundError, TrialError, UsageError
+from search.config import METRICS, DataConfig, RunConfig, TrainConfig
+from search.errors import MetricNotFoundError, UsageError
 from search.spaces import load_space
 from search.study import (
+    GRACE_FACTOR,
     PRUNERS,
     SAMPLERS,
     StudySettings,
     check_study_name,
+    check_writable,
     create_or_load,
     default_artifact_dir,
     default_storage,
@@ -29,6 +33,10 @@ from search.study import (
     resolve_settings,
     safe_url,
 )
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from search.objective import Objective
 
 DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10)
 DEFAULT_SPACE = "cnn"
@@ -51,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=float, help="fraction of the training split kept for validation (default: 0.1)")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick searches)")
     p.add_argument("--monitor", help="metric to optimize and prune on (default: val_accuracy)")
+    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study (default: 1, or one per --gpus entry)")
+    p.add_argument("--gpus", help="GPU ids, one worker each, each seeing only its own: 0,1,2,3")
+    p.add_argument("--mixed-precision", action="store_true", help="train in mixed_float16 (for GPUs with tensor cores)")
+    p.add_argument("--heartbeat", type=int, help=f"seconds between a running trial's heartbeats; a trial silent for "
+                   f"{GRACE_FACTOR}x that is failed and run again (default: {DEFAULTS.heartbeat}; recorded by the study)")
 
 
 def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
         "pruner": args.pruner,
         "monitor": args.monitor,
+        "heartbeat": args.heartbeat,
     }
     if args.monitor:
         given["direction"] = "minimize" if "loss" in args.monitor else "maximize"
@@ -87,11 +101,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout}")
     if args.val_split is not None and not 0 < args.val_split < 1:
         raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, received {args.workers}")
+    if args.heartbeat is not None and args.heartbeat < 1:
+        raise UsageError(f"--heartbeat must be at least 1 second, received {args.heartbeat}")
 
 
 def check_monitor(monitor: str) -> None:
-    from search.training import METRICS
-
     known = [*METRICS, *(f"val_{m}" for m in METRICS)]
     if monitor not in known:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
@@ -115,11 +131,30 @@ def location_args(args: argparse.Namespace, url: str) -> str:
     return f" --studies-dir {shlex.quote(args.studies_dir)}" if args.studies_dir != "studies" else ""
 
 
+def build_objective(settings: StudySettings, data: Dataset, artifact_dir: Path | None = None) -> Objective:
+    """The objective for ``settings`` on ``data``; workers call it after loading the data."""
+    from search.objective import Objective
+
+    base = RunConfig(data=data_config(settings), train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
+    return Objective(settings.space_obj, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir)
+
+
+def data_config(settings: StudySettings) -> DataConfig:
+    return DataConfig(settings.dataset, settings.data_dir, settings.val_split, settings.limit_train)
+
+
 def run(args: argparse.Namespace) -> int:
+    from search import workers
+
     check_arguments(args)
+    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
+    gpus = workers.parse_gpus(args.gpus)
+    n_workers = min(args.workers or max(len(gpus), 1), trials)  # a worker without a trial would only start up
+    plans = workers.plan_workers(n_workers, gpus, workers.available_cores(), args.mixed_precision)
     requested = requested_settings(args)
     name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
     url = args.storage or default_storage(name, Path(args.studies_dir))
+    check_writable(url)
     recorded = read_recorded(name, url)
     defaults = StudySettings(**{**DEFAULTS.to_dict(), "space": load_space(DEFAULT_SPACE).to_dict()})
     settings = resolve_settings(name, requested, recorded, defaults)
@@ -129,31 +164,40 @@ def run(args: argparse.Namespace) -> int:
 
     from search.cli import require_tensorflow
 
-    require_tensorflow()
-    from search.data import load_dataset  # TensorFlow loads after the cheap checks
+    require_tensorflow(import_now=False)  # TensorFlow loads where trials run, after the cheap checks
+    from search.data import load_dataset, load_raw
 
-    data_cfg = DataConfig(settings.dataset, settings.data_dir, settings.val_split, settings.limit_train)
-    data = load_dataset(data_cfg, split_seed=settings.seed)
+    load_data = functools.partial(load_dataset, data_config(settings), split_seed=settings.seed)
+    data = load_data()  # here too with workers: bad data stops us before the study exists
     space = settings.space_obj
     print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
     for warning in data_warnings(data, space):
         print(f"warning: {warning}")
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
           f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
+    if len(plans) > 1 or plans[0].env:
+        where = [p.describe().split(": ", 1)[1] for p in plans]
+        print(f"{len(plans)} worker processes: " + (f"each {where[0]}" if len(set(where)) == 1 else "; ".join(where)))
+        data = None  # each worker loads its own copy
+        load_raw.cache_clear()
 
     import optuna
 
-    from search.objective import Objective
-    from search.progress import TrialPrinter, summary
+    from search.progress import summary
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = create_or_load(name, url, settings)
-    base = RunConfig(data=data_cfg, train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    artifact_dir = default_artifact_dir(name, url, Path(args.studies_dir))
-    objective = Objective(space, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir)
-    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
+    study = create_or_load(name, url, settings)  # created once, before any worker starts
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials, timeout=args.timeout, catch=(TrialError,), callbacks=[TrialPrinter()])
-    print(f"\nran {trials if args.timeout is None else 'up to ' + str(trials)} trials in {time.perf_counter() - start:.0f}s")
+    job = workers.SearchJob(
+        study=name, url=url, settings=settings, trials=trials,
+        deadline=time.time() + args.timeout if args.timeout else None,
+        load_data=load_data,
+        make_objective=functools.partial(build_objective, settings, artifact_dir=default_artifact_dir(name, url, Path(args.studies_dir))),
+    )
+    outcome = workers.run(job, plans, data)
+    if outcome.exit_code == 2:
+        return 2  # a worker printed the error
+    print(f"\nran {outcome.trials} trials in {time.perf_counter() - start:.0f}s"
+          + (f" with {len(plans)} workers" if len(plans) > 1 else ""))
     summary(study, safe_url(url), location_args=location_args(args, url))
-    return 0
+    return outcome.exit_code

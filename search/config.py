@@ -33,11 +33,16 @@ __all__ = [
     "TrainConfig",
     "RunConfig",
     "SECTIONS",
+    "METRICS",
     "check_value",
     "field_names",
 ]
 
 SCHEMA_VERSION = 1
+
+# The metrics every training run logs; with validation each also appears with a ``val_``
+# prefix.  Here rather than in ``training`` so that checking --monitor needs no TensorFlow.
+METRICS = ("loss", "accuracy")
 
 Initializer = Literal["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal"]
 Activation = Literal["relu", "elu", "selu", "swish", "gelu", "leaky_relu"]

@@ -15,9 +15,11 @@ __all__ = [
     "DataError",
     "StorageError",
     "MetricNotFoundError",
+    "SearchInterrupted",
     "TrialError",
     "DivergedError",
     "ResourceError",
+    "TrialInterrupted",
 ]
 
 
@@ -49,6 +51,10 @@ class MetricNotFoundError(UsageError):
     """The monitored metric is not among the metrics Keras logs."""
 
 
+class SearchInterrupted(CnnSearchError):
+    """Ctrl-C (or SIGTERM) stopped the search: exit 130 with one line; the same command resumes."""
+
+
 class TrialError(CnnSearchError):
     """Something went wrong inside one trial: fail that trial and go on."""
 
@@ -59,3 +65,7 @@ class DivergedError(TrialError):
 
 class ResourceError(TrialError):
     """The trial ran out of memory or another resource (e.g. the model is too big)."""
+
+
+class TrialInterrupted(TrialError):
+    """Ctrl-C arrived during this trial: it fails, its parameters are queued to run again."""

@@ -1,7 +1,8 @@
 """Studies: storage URLs, samplers and pruners by name, create-or-resume with checks.
 
 A study records the settings it was created with (dataset, split, space, metric) as a
-study user attribute.  Resuming with different data or a different space is refused:
+study user attribute.  Storages record a heartbeat for each running trial, so a trial
+whose worker was killed is failed and queued again (see ``recovery``).  Resuming with different data or a different space is refused:
 their trials would not be comparable.  Settings that do not change what a value means
 (epochs, sampler, pruner, the data folder's location) may change between runs.
 """
@@ -9,7 +10,11 @@ their trials would not be comparable.  Settings that do not change what a value 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
+import random
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from search.errors import StorageError, UsageError
+from search.recovery import RequeueStale
 from search.spaces import Space
 
 __all__ = [
@@ -28,7 +34,9 @@ __all__ = [
     "StudySettings",
     "check_study_name",
     "default_storage",
+    "check_writable",
     "safe_url",
+    "sampler_seed",
     "make_sampler",
     "make_pruner",
     "open_storage",
@@ -44,6 +52,14 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 SETTINGS_ATTR = "cnn_search"
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+GRACE_FACTOR = 3  # a running trial silent for 3 heartbeats is failed and queued again
+CONNECT_TIMEOUT_S = 10  # an unreachable database server fails fast instead of hanging
+# Optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback.
+_STALE_KW = (
+    "heartbeat_stale_trial_callback"
+    if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
+    else "failed_trial_callback"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class StudySettings:
     seed: int = 0
     sampler: str = "tpe"
     pruner: str = "median"
+    heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
 
     # Changing any of these changes what a trial's value means.
     IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed")
@@ -89,6 +106,25 @@ def check_study_name(name: str) -> str:
 
 def default_storage(study: str, studies_dir: Path) -> str:
     return f"sqlite:///{(studies_dir / f'{study}.db').as_posix()}"
+
+
+def check_writable(url: str) -> None:
+    """For a SQLite URL, check that the database (and its folder) can be written, creating nothing."""
+    parsed = _parse_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    fix = "choose a writable folder with --studies-dir or a writable --storage"
+    if path.is_dir():
+        raise StorageError(f"the study database {path} is a folder; {fix}")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(f"cannot create the study database {path}: {existing} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        where = path if path.exists() else existing
+        raise StorageError(f"cannot write the study database {path}: {where} is not writable; {fix}")
 
 
 def safe_url(url: str) -> str:
@@ -144,20 +180,71 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     raise UsageError(f"unknown pruner {name!r}; use one of {', '.join(PRUNERS)}")
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open (and for SQLite, create) an Optuna storage, translating driver errors."""
+def sampler_seed(seed: int, done: int, worker: int | None = None) -> int:
+    """The sampler seed of a (resumed) run: offset by the trials done, distinct per worker.
+
+    One process keeps ``seed + done``; parallel workers each get their own stream, so
+    they do not all propose the same start-up trials.
+    """
+    if worker is None:
+        return seed + done
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, done, worker]).generate_state(1)[0])
+
+
+def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.BaseStorage:
+    """Open (and for SQLite, create) an Optuna storage, translating driver errors.
+
+    With ``heartbeat`` (seconds), running trials record heartbeats and a trial silent
+    for ``GRACE_FACTOR`` heartbeats is failed and queued again.  SQLite waits up to 60 s
+    for a lock held by another worker; server databases fail fast when unreachable.
+    """
     parsed = _parse_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database:
+    driver = parsed.drivername
+    if driver.startswith("sqlite") and parsed.database:
         folder = Path(parsed.database).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create folder {folder} for the study database ({e.strerror}); choose a writable place with --storage") from e
-    engine_kwargs = {"connect_args": {"timeout": 60}} if parsed.drivername.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StorageError(f"cannot open storage {safe_url(url)} ({_first_line(e)}); check the URL, the server and the file") from e
+    if driver.startswith("sqlite"):
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if driver in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "mysql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        grace = GRACE_FACTOR * heartbeat
+        kwargs = {"heartbeat_interval": heartbeat, "grace_period": grace, _STALE_KW: RequeueStale(grace)}
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except ImportError as e:
+            raise StorageError(
+                f"storage {safe_url(url)} needs a database driver that is not installed ({_message(e, url)}); "
+                "for PostgreSQL: pip install -e '.[postgres]', for MySQL: pip install -e '.[mysql]'"
+            ) from e
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            # Processes creating the schema at the same moment: one wins, the others retry.
+            if attempt < 3 and (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
+                time.sleep(0.2 + random.random())
+                continue
+            if driver.startswith("sqlite") and "not a database" in str(e):
+                raise StorageError(
+                    f"{parsed.database} is not an SQLite database ({_message(e, url)}); move it away, "
+                    "or choose another --study or --storage"
+                ) from e
+            raise StorageError(f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
+        except (ValueError, RuntimeError) as e:  # RuntimeError: a schema from another Optuna version
+            raise StorageError(
+                f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, or upgrade the schema "
+                "with: optuna storage upgrade --storage URL"
+            ) from e
+    raise AssertionError("unreachable")
 
 
 def read_recorded(name: str, url: str) -> StudySettings | None:
@@ -236,13 +323,16 @@ def resolve_settings(
     return dataclasses.replace(recorded, **changeable)
 
 
-def create_or_load(name: str, url: str, settings: StudySettings) -> optuna.Study:
-    """Create the study (recording its settings) or load it, with sampler and pruner."""
-    storage = open_storage(url)
+def create_or_load(name: str, url: str, settings: StudySettings, worker: int | None = None) -> optuna.Study:
+    """Create the study (recording its settings) or load it, with sampler and pruner.
+
+    ``worker`` (0, 1, ...) is set in parallel workers: each samples with its own seed.
+    """
+    storage = open_storage(url, heartbeat=settings.heartbeat)
     try:
         done = len(optuna.load_study(study_name=name, storage=storage).trials) if name in _study_names(storage, url) else 0
         # A fixed seed would replay the same start-up trials on every resume: offset it.
-        sampler = make_sampler(settings.sampler, settings.seed + done)
+        sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, done, worker))
         pruner = make_pruner(settings.pruner, settings.epochs)
         study = optuna.create_study(
             study_name=name, storage=storage, direction=settings.direction,
@@ -254,7 +344,7 @@ def create_or_load(name: str, url: str, settings: StudySettings) -> optuna.Study
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([settings.monitor])
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_first_line(e)}); check the storage") from e
+        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_message(e, url)}); check the storage") from e
     return study
 
 
@@ -262,17 +352,24 @@ def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:
     try:
         return {s.study_name for s in storage.get_all_studies()}
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot read storage {safe_url(url)} ({_first_line(e)}); check the URL, the server and the file") from e
+        raise StorageError(f"cannot read storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
 
 
-def _first_line(e: BaseException) -> str:
-    return str(getattr(e, "orig", None) or e).splitlines()[0]
+def _message(e: BaseException, url: str) -> str:
+    """The first line of a driver error, with the URL's password (if any) masked."""
+    lines = str(getattr(e, "orig", None) or e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return text.replace(str(password), "***") if password else text
 
 
 def _parse_url(url: str):
     try:
         return make_url(url)
-    except sqlalchemy.exc.ArgumentError as e:
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: e.g. a port that is not a number
         raise StorageError(
             f"storage URL {safe_url(url)!r} is malformed; write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
         ) from e

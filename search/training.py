@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from search.config import OptimizerConfig, RunConfig
+from search.config import METRICS, OptimizerConfig, RunConfig
 from search.data import Dataset
 from search.errors import DivergedError, ResourceError
 from search.models import InputStats, build_model
@@ -23,9 +23,6 @@ from search.pipeline import TensorCache, make_pipeline
 from search.schedules import make_schedule
 
 __all__ = ["FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "METRICS"]
-
-# The metrics every run logs; with validation each also appears with a ``val_`` prefix.
-METRICS = ("loss", "accuracy")
 
 
 @dataclass

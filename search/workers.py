@@ -1,0 +1,318 @@
+"""Run a search's trials in this process, or in N worker processes sharing one study.
+
+The caller has checked every input and created the study (schema included) before
+this module starts anything: processes creating a fresh SQLite study at the same moment
+fail.  Each worker is a fresh ``spawn``ed process (never a fork of a process that
+loaded TensorFlow): its ``CUDA_VISIBLE_DEVICES`` is set before TensorFlow loads, its
+TensorFlow threads are limited to its share of the cores, it loads the data once, and
+it runs trials until the shared budget is spent.  A worker claims a slot *before* it
+starts a trial, so exactly ``--trials`` trials run, however the workers race.
+
+``plan_workers`` (which worker gets which GPU, threads and environment) is a pure
+function, so it is tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search.errors import SearchInterrupted, TrialError, UsageError
+from search.recovery import STOP_SIGNALS, Guarded, StopRequest
+from search.study import GRACE_FACTOR, StudySettings, create_or_load
+
+__all__ = [
+    "WorkerPlan",
+    "SearchJob",
+    "Outcome",
+    "available_cores",
+    "parse_gpus",
+    "plan_workers",
+    "configure_tensorflow",
+    "run",
+    "run_trials",
+]
+
+GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z/-]+)$")  # an index or a UUID, as nvidia-smi -L shows
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one worker process gets: its index, environment, threads and precision."""
+
+    index: int
+    env: tuple[tuple[str, str], ...] = ()  # set before TensorFlow loads
+    intra_threads: int | None = None  # None: TensorFlow's default (all cores)
+    inter_threads: int | None = None
+    mixed_precision: bool = False
+
+    @property
+    def gpu(self) -> str | None:
+        return dict(self.env).get("CUDA_VISIBLE_DEVICES")
+
+    def describe(self) -> str:
+        where = f"GPU {self.gpu}" if self.gpu is not None else "CPU"
+        threads = f", {self.intra_threads} TensorFlow thread{'s' * (self.intra_threads != 1)}" if self.intra_threads else ""
+        return f"worker {self.index}: {where}{threads}{', mixed precision' if self.mixed_precision else ''}"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def parse_gpus(text: str | None) -> tuple[str, ...]:
+    """``"0,1"`` -> ``("0", "1")``; a GPU may repeat to run two workers on it."""
+    if text is None:
+        return ()
+    ids = tuple(t.strip() for t in text.split(","))
+    bad = [t for t in ids if not GPU_ID.match(t)]
+    if bad:
+        raise UsageError(f"--gpus {text!r}: {bad[0]!r} is not a GPU index or UUID; write e.g. --gpus 0,1 (see nvidia-smi -L)")
+    return ids
+
+
+def plan_workers(
+    workers: int | None, gpus: Sequence[str] = (), cores: int = 1, mixed_precision: bool = False
+) -> tuple[WorkerPlan, ...]:
+    """One plan per worker.  With GPUs, worker i sees only ``gpus[i % len(gpus)]``.
+
+    One CPU worker keeps TensorFlow's defaults; several share the cores:
+    ``cores // n`` intra-op threads each (at least 1), and 1 inter-op thread (2 when a
+    worker has 4 or more cores), so N workers do not fight over the same cores.
+    """
+    n = workers if workers is not None else max(len(gpus), 1)
+    if n < 1:
+        raise UsageError(f"--workers must be at least 1, received {n}")
+    if n == 1 and not gpus:
+        return (WorkerPlan(0, mixed_precision=mixed_precision),)
+    share = max(1, cores // n)
+    return tuple(
+        WorkerPlan(
+            index=i,
+            env=(("CUDA_VISIBLE_DEVICES", gpus[i % len(gpus)]),) if gpus else (),
+            intra_threads=share,
+            inter_threads=2 if share >= 4 else 1,
+            mixed_precision=mixed_precision,
+        )
+        for i in range(n)
+    )
+
+
+def configure_tensorflow(plan: WorkerPlan) -> None:
+    """Apply a plan's threads and precision; call before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    if plan.intra_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(plan.intra_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(plan.inter_threads or 1)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.experimental.set_memory_growth(gpu, True)  # workers sharing a GPU take what they use
+    if plan.mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything a worker needs, picklable: it is sent to spawned processes."""
+
+    study: str
+    url: str
+    settings: StudySettings
+    trials: int
+    deadline: float | None  # time.time() after which no trial starts
+    load_data: Callable[[], Any]  # called once per process
+    make_objective: Callable[[Any], Callable[[optuna.trial.Trial], float]]  # data -> objective
+    setup: Callable[[WorkerPlan], None] = configure_tensorflow
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trials: int  # trials started by this run
+    exit_code: int
+
+
+class _LocalSlots:
+    def __init__(self, total: int) -> None:
+        self.total, self.used, self.stopped = total, 0, False
+
+    def claim(self) -> bool:
+        if self.used >= self.total:
+            return False
+        self.used += 1
+        return True
+
+
+class _SharedSlots:
+    """The trial budget shared by the workers: a counter and a stop flag in shared memory."""
+
+    def __init__(self, used: Any, stop_flag: Any, total: int) -> None:
+        self._used, self._stop, self.total = used, stop_flag, total
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self._stop.value)
+
+    def claim(self) -> bool:
+        with self._used.get_lock():
+            if self._stop.value or self._used.value >= self.total:
+                return False
+            self._used.value += 1
+            return True
+
+
+def run_trials(job: SearchJob, study: optuna.Study, objective: Callable, slots: Any, stop: StopRequest) -> None:
+    """Run trials one at a time while slots remain, the deadline is ahead and no stop came."""
+    from search.progress import TrialPrinter
+
+    guarded, printer = Guarded(objective, stop), TrialPrinter()
+    while not stop.requested and (job.deadline is None or time.time() < job.deadline) and slots.claim():
+        study.optimize(guarded, n_trials=1, catch=(TrialError,), callbacks=[printer])
+    if stop.requested or slots.stopped:
+        if guarded.interrupted:
+            raise SearchInterrupted(
+                f"trial {guarded.interrupted[-1]} stopped, marked failed and queued to run again; "
+                "run the same command to resume"
+            )
+        raise SearchInterrupted("stopped between trials, nothing lost; run the same command to resume")
+
+
+def run(job: SearchJob, plans: Sequence[WorkerPlan], data: Any = None) -> Outcome:
+    """Run ``job.trials`` trials: here for one plain worker, else in spawned workers."""
+    if len(plans) == 1 and not plans[0].env:
+        return _run_here(job, plans[0], data)
+    return _run_workers(job, plans)
+
+
+def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
+    job.setup(plan)
+    objective = job.make_objective(data if data is not None else job.load_data())
+    study = create_or_load(job.study, job.url, job.settings)
+    slots = _LocalSlots(job.trials)
+    stop = StopRequest().install()
+    try:
+        run_trials(job, study, objective, slots, stop)
+    finally:
+        stop.restore()
+    return Outcome(slots.used, 0)
+
+
+def _run_workers(job: SearchJob, plans: Sequence[WorkerPlan]) -> Outcome:
+    ctx = multiprocessing.get_context("spawn")
+    used, stop_flag = ctx.Value("i", 0), ctx.Value("b", 0)
+    procs: list[Any] = []
+    # Workers start with Ctrl-C ignored (dispositions survive exec) until they install
+    # their own handler; one that missed it sees the shared stop flag before any trial.
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        for plan in plans:
+            with _environ(dict(plan.env)):
+                proc = ctx.Process(target=_worker_main, args=(job, plan, used, stop_flag), name=f"cnn-search-worker-{plan.index}")
+                proc.start()
+            procs.append(proc)
+    except BaseException:
+        _stop_all(procs, stop_flag)
+        raise
+    finally:
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
+    stop = StopRequest().install()
+    try:
+        codes = _supervise(procs, stop, stop_flag, GRACE_FACTOR * job.settings.heartbeat)
+    finally:
+        stop.restore()
+    if 2 in codes or 1 in codes:  # a worker printed its error; the others were stopped
+        return Outcome(used.value, 2 if 2 in codes else 1)
+    if stop.requested or 130 in codes:
+        raise SearchInterrupted(
+            f"stopped {len(procs)} workers; trials that were running are marked failed and queued to run again; "
+            "run the same command to resume"
+        )
+    return Outcome(used.value, 1 if any(c != 0 for c in codes) else 0)
+
+
+def _supervise(procs: list[Any], stop: StopRequest, stop_flag: Any, grace: int) -> list[int]:
+    """Wait for every worker; pass a stop on; stop all when one fails; report killed ones."""
+    codes: dict[int, int] = {}
+    stopping = False
+    while len(codes) < len(procs):
+        if stop.requested and not stopping:
+            _stop_all(procs, stop_flag)
+            stopping = True
+        multiprocessing.connection.wait([p.sentinel for i, p in enumerate(procs) if i not in codes], timeout=0.5)
+        for i, proc in enumerate(procs):
+            if i in codes or proc.exitcode is None:
+                continue
+            codes[i] = proc.exitcode
+            if proc.exitcode < 0:
+                print(
+                    f"worker {i} (pid {proc.pid}) was killed by {signal.Signals(-proc.exitcode).name}; its running "
+                    f"trial is marked failed after {grace}s without a heartbeat and queued to run again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif proc.exitcode in (1, 2) and not stopping:
+                _stop_all(procs, stop_flag)
+                stopping = True
+    return [codes[i] for i in range(len(procs))]
+
+
+def _stop_all(procs: list[Any], stop_flag: Any) -> None:
+    stop_flag.value = 1
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+
+
+def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any) -> None:
+    """A spawned worker: set up TensorFlow, load the data once, run trials until none are left."""
+    stop = StopRequest().install()
+    os.environ.update(dict(plan.env))  # already set by the parent; before TensorFlow loads either way
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from TrialPrinter
+    slots = _SharedSlots(used, stop_flag, job.trials)
+    code = 0
+    try:
+        if not slots.stopped:
+            job.setup(plan)
+            data = job.load_data()
+            study = create_or_load(job.study, job.url, job.settings, worker=plan.index)
+            run_trials(job, study, job.make_objective(data), slots, stop)
+        else:
+            code = 130
+    except SearchInterrupted:
+        code = 130  # the parent prints the one line
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        code = 2
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

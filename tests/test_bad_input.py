@@ -1,0 +1,145 @@
+"""Bad input through the real command line: one line naming the problem and the fix,
+exit status 2, no traceback, and the studies folder exactly as it was (no new study
+file, existing files byte for byte unchanged).  TensorFlow is never loaded for these:
+every check runs before it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A working folder with inputs of every kind, and studies/ holding one real study."""
+    from PIL import Image
+
+    from search.spaces import load_space
+    from search.study import StudySettings, create_or_load
+
+    root = tmp_path_factory.mktemp("bad-input")
+    studies = root / "studies"
+    studies.mkdir()
+    create_or_load("existing", f"sqlite:///{studies / 'existing.db'}",
+                   StudySettings(dataset="digits", space=load_space("cnn").to_dict()))
+    (studies / "corrupt.db").write_bytes(b"this is not an sqlite database\x00\x01\x02" * 40)
+
+    def image(path: Path, size: int, value: int = 0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((size, size), value, dtype=np.uint8)).save(path)
+
+    (root / "empty").mkdir()
+    for cls in ("a", "b"):
+        for i in range(3):
+            image(root / "mixed" / cls / f"{i}.png", 8 if (cls, i) != ("b", 2) else 10)
+            image(root / "corrupt" / cls / f"{i}.png", 8)
+    (root / "corrupt" / "b" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(40) % 4
+    np.savez(root / "negative_label.npz", x_train=x, y_train=np.where(y == 3, -1, y))
+    np.savez(root / "test_label_out_of_range.npz", x_train=x, y_train=y, x_test=x[:8], y_test=np.full(8, 7))
+    np.savez(root / "wrong_count.npz", x_train=x, y_train=y[:-5])
+    x_nan = x.astype(np.float32)
+    x_nan[3, 2, 2, 0] = np.nan
+    np.savez(root / "nan.npz", x_train=x_nan, y_train=y)
+
+    (root / "malformed.toml").write_text("[model\nblocks = 3\n")
+    (root / "invalid.toml").write_text('extends = "cnn"\n[model]\nblockz = 3\n')
+    (root / "a_file").write_text("a regular file, not a folder\n")
+    return root
+
+
+@pytest.fixture
+def work(template: Path, tmp_path: Path) -> Path:
+    shutil.copytree(template, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+QUICK = ("--trials", "1", "--epochs", "1", "--studies-dir", "studies")
+
+CASES = {
+    # name: (arguments, words the message must contain)
+    "missing dataset path": (["--dataset", "folder:no/such/folder"], ["does not exist", "folder:"]),
+    "missing npz file": (["--dataset", "npz:no_such.npz"], ["does not exist", "npz:"]),
+    "empty folder": (["--dataset", "folder:empty"], ["class folders", "sub-folder"]),
+    "images of mixed sizes": (["--dataset", "folder:mixed"], ["10x10", "resize"]),
+    "corrupt image file": (["--dataset", "folder:corrupt"], ["2.png", "not a readable image", "replace"]),
+    "negative label": (["--dataset", "npz:negative_label.npz"], ["label -1", "0..K-1"]),
+    "test label out of range": (["--dataset", "npz:test_label_out_of_range.npz"], ["y_test", "label 7", "fix the labels"]),
+    "wrong label count": (["--dataset", "npz:wrong_count.npz"], ["35 labels for 40 images", "one label per image"]),
+    "NaN pixels": (["--dataset", "npz:nan.npz"], ["NaN", "1 images", "clean"]),
+    "malformed space file": (["--space", "malformed.toml"], ["malformed.toml"]),
+    "invalid space file": (["--space", "invalid.toml"], ["blockz"]),
+    "unknown space": (["--space", "no_such_space"], ["no_such_space"]),
+    "unknown sampler": (["--sampler", "bayes"], ["--sampler", "bayes", "tpe"]),
+    "unknown pruner": (["--pruner", "aggressive"], ["--pruner", "aggressive", "median"]),
+    "unknown dataset": (["--dataset", "imagenet"], ["imagenet", "digits", "folder:PATH"]),
+    "unknown metric": (["--monitor", "val_auc"], ["val_auc", "val_accuracy"]),
+    "malformed storage URL": (["--storage", "not a url"], ["malformed", "sqlite:///"]),
+    "storage URL with a bad port": (["--storage", f"postgresql://u:{PASSWORD}@localhost:port/db"], ["malformed"]),
+    "corrupt SQLite file": (["--study", "corrupt"], ["corrupt.db", "not an SQLite database"]),
+    "studies folder under a file": (["--studies-dir", "a_file/sub"], ["a_file", "is a file", "--studies-dir"]),
+    "study name with ..": (["--study", "../x"], ["'../x'", "letters, digits"]),
+    "study name with /": (["--study", "a/b"], ["'a/b'", "letters, digits"]),
+    "resumed study, other dataset": (["--study", "existing", "--dataset", "npz:nan.npz"], ["existing", "dataset", "drop that option"]),
+    "bad --workers": (["--workers", "0"], ["--workers", "at least 1"]),
+    "bad --gpus": (["--gpus", "0,one"], ["'one'", "--gpus 0,1"]),
+}
+
+
+def check_one_line_error(result, words: list[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0], f"{word!r} not in: {lines[0]}"
+    assert PASSWORD not in result.stdout + result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_gives_one_line_and_leaves_studies_alone(work: Path, case: str):
+    args, words = CASES[case]
+    if "--studies-dir" in args:
+        args = ["--trials", "1", "--epochs", "1", *args]
+    else:
+        args = [*QUICK, *args]
+    if "--study" not in args:
+        args = ["--study", "fresh", *args]
+    before = snapshot(work)
+    check_one_line_error(run_cli(*args, cwd=work), words)
+    assert snapshot(work) == before  # no new study file, existing ones byte for byte
+
+
+def test_unreachable_server_hides_the_password(work: Path):
+    url = f"postgresql://u:{PASSWORD}@127.0.0.1:1/db"  # nothing listens on port 1
+    line = check_one_line_error(run_cli(*QUICK, "--storage", url, cwd=work), ["cannot open storage", "u:***@127.0.0.1:1"])
+    assert "postgresql" in line
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write to a chmod 555 folder")
+def test_read_only_studies_folder(work: Path):
+    locked = work / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = run_cli(*QUICK, "--studies-dir", "locked", cwd=work)
+        check_one_line_error(result, ["locked", "not writable", "--studies-dir"])
+    finally:
+        locked.chmod(0o755)

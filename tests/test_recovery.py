@@ -1,0 +1,129 @@
+"""Crash recovery with real processes and real signals.
+
+kill -9 of a worker mid-trial: its trial is failed once its heartbeats stop, and the
+same parameters run again in a remaining worker or a later run; nothing else is lost.
+Ctrl-C (SIGINT): the running trial ends as failed "interrupted" and is queued again,
+the process exits 130 with one line, and the same command resumes with that trial.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+TINY_SPACE = str(Path(__file__).parent / "tiny_space.toml")
+FAST = ("--space", TINY_SPACE, "--limit-train", "300", "--heartbeat", "1", "--studies-dir", "studies")  # grace: 3 s
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
+    """(number, worker) of a RUNNING trial whose config is sampled (it is training), read-only."""
+    query = ("SELECT t.number, w.value_json FROM trials t "
+             "JOIN trial_user_attributes c ON c.trial_id = t.trial_id AND c.key = 'config' "
+             "JOIN trial_user_attributes w ON w.trial_id = t.trial_id AND w.key = 'worker' "
+             "WHERE t.state = 'RUNNING' ORDER BY t.number LIMIT 1")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                    row = conn.execute(query).fetchone()
+            except sqlite3.OperationalError:  # tables not created yet
+                row = None
+            if row:
+                return row[0], row[1].strip('"')
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"no trial started training within {timeout}s")
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def load_trials(db: Path):
+    import optuna
+
+    return optuna.load_study(study_name="s", storage=f"sqlite:///{db}").get_trials()
+
+
+def user_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.strip().splitlines() if line and not TF_NOISE.match(line)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker's parent in /proc")
+def test_kill_9_of_a_worker_fails_its_trial_and_it_runs_again(tmp_path: Path):
+    from optuna.trial import TrialState
+
+    db = tmp_path / "studies" / "s.db"
+    proc = start_cli("--study", "s", "--workers", "2", "--trials", "3", "--epochs", "1", *FAST, cwd=tmp_path)
+    victim_trial, worker = wait_for_training(db, proc)
+    victim = int(worker.rsplit(":", 1)[1])
+    assert parent_of(victim) == proc.pid  # one of our workers, nothing else
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # the others finished the budget; the run says a worker died
+    assert f"pid {victim}) was killed by SIGKILL" in err and "Traceback" not in err
+
+    time.sleep(3)  # past the grace period, whatever the remaining worker did
+    resumed = run_cli("--study", "s", "--trials", "1", *FAST, cwd=tmp_path)  # a later worker
+    assert resumed.returncode == 0, resumed.stderr
+
+    trials = {t.number: t for t in load_trials(db)}
+    assert sorted(trials) == list(range(4))  # 3 + 1 trials, each number once
+    assert trials[victim_trial].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == victim_trial]
+    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].params == trials[victim_trial].params  # the same trial, run again
+    others = [t for t in trials.values() if t.number != victim_trial]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in others)  # nothing else lost
+    assert f"trial {victim_trial:>4}  FAIL      no heartbeat" in out + resumed.stdout
+
+
+def test_ctrl_c_ends_the_trial_cleanly_and_the_same_command_resumes(tmp_path: Path):
+    from optuna.trial import TrialState
+
+    db = tmp_path / "studies" / "s.db"
+    command = ("--study", "s", "--trials", "3", "--epochs", "200", *FAST)  # a long trial to interrupt
+    proc = start_cli(*command, cwd=tmp_path)
+    number, _ = wait_for_training(db, proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert user_lines(err) == [f"interrupted: trial {number} stopped, marked failed and queued to run again; "
+                               "run the same command to resume"]
+
+    trials = load_trials(db)
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
+    assert "interrupted" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
+
+    # The same command resumes (one trial of one epoch here, to keep the test short).
+    resumed = run_cli(*command[:2], "--trials", "1", "--epochs", "1", *FAST, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = load_trials(db)
+    assert [t.number for t in trials] == [0, 1]
+    assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert trials[1].params == trials[0].params
+    assert "resuming study 's'" in resumed.stdout

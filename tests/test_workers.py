@@ -1,0 +1,154 @@
+"""Worker plans (pure: which GPU, threads and environment each worker gets) and the
+shared trial budget, with real spawned processes running a tiny objective (no
+TensorFlow), so many trials race on one SQLite file in seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+
+import pytest
+
+from search.errors import UsageError
+from search.spaces import load_space
+from search.study import StudySettings, create_or_load, sampler_seed
+from search.workers import SearchJob, WorkerPlan, parse_gpus, plan_workers, run
+
+
+def test_one_worker_runs_here_with_tensorflow_defaults():
+    (plan,) = plan_workers(None, (), cores=2)
+    assert plan == WorkerPlan(0)  # no environment, TensorFlow picks its threads
+
+
+@pytest.mark.parametrize(
+    "workers, cores, intra, inter",
+    [(2, 2, 1, 1), (4, 2, 1, 1), (3, 16, 5, 2), (2, 16, 8, 2), (4, 8, 2, 1)],
+)
+def test_cpu_workers_share_the_cores(workers, cores, intra, inter):
+    plans = plan_workers(workers, (), cores=cores)
+    assert [p.index for p in plans] == list(range(workers))
+    assert {(p.intra_threads, p.inter_threads) for p in plans} == {(intra, inter)}
+    assert all(p.env == () for p in plans)  # CPU workers change no environment
+
+
+def test_one_worker_per_gpu_sees_only_its_own():
+    plans = plan_workers(None, ("0", "1", "2", "3"), cores=16, mixed_precision=True)
+    assert [dict(p.env) for p in plans] == [{"CUDA_VISIBLE_DEVICES": g} for g in "0123"]
+    assert all(p.intra_threads == 4 and p.mixed_precision for p in plans)
+    assert plans[2].describe() == "worker 2: GPU 2, 4 TensorFlow threads, mixed precision"
+
+
+def test_more_workers_than_gpus_go_round_robin():
+    plans = plan_workers(5, ("1", "3"), cores=8)
+    assert [p.gpu for p in plans] == ["1", "3", "1", "3", "1"]
+
+
+def test_a_single_gpu_still_gets_its_own_process():
+    (plan,) = plan_workers(None, ("GPU-8f3a1c2e-0000-4bcd-9e6f-1234567890ab",), cores=4)
+    assert plan.gpu.startswith("GPU-") and plan.intra_threads == 4  # env set: runs in a spawned worker
+
+
+@pytest.mark.parametrize("text, expected", [(None, ()), ("0", ("0",)), ("0, 1,2", ("0", "1", "2")), ("0,0", ("0", "0"))])
+def test_parse_gpus(text, expected):
+    assert parse_gpus(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0,,1", "cuda:0", "one"])
+def test_parse_gpus_refuses_what_is_not_a_gpu(text):
+    with pytest.raises(UsageError, match="--gpus"):
+        parse_gpus(text)
+
+
+def test_zero_workers_is_refused():
+    with pytest.raises(UsageError, match="at least 1"):
+        plan_workers(0, (), cores=2)
+
+
+def test_sampler_seeds_differ_per_worker_and_one_process_keeps_seed_plus_done():
+    assert sampler_seed(7, 5) == 12
+    seeds = {sampler_seed(7, 5, w) for w in range(8)}
+    assert len(seeds) == 8
+    assert sampler_seed(7, 5, 3) == sampler_seed(7, 5, 3)  # reproducible
+
+
+# --- real processes, a tiny objective ---------------------------------------------------
+# Module-level so spawned workers can import them.
+
+
+def no_setup(plan: WorkerPlan) -> None:
+    pass
+
+
+def no_data() -> None:
+    return None
+
+
+def tiny_objective(data):
+    return _tiny
+
+
+def _tiny(trial) -> float:
+    trial.set_user_attr("cuda", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    trial.set_user_attr("pid", os.getpid())
+    x = trial.suggest_float("x", -2.0, 2.0)
+    time.sleep(0.02)
+    return x * x
+
+
+def make_job(url: str, trials: int) -> SearchJob:
+    settings = StudySettings(dataset="digits", space=load_space("cnn").to_dict(), direction="minimize")
+    create_or_load("race", url, settings)  # as the command does: created before workers start
+    return SearchJob("race", url, settings, trials, None, no_data, tiny_objective, setup=no_setup)
+
+
+def test_four_workers_run_exactly_the_budget_on_sqlite(sqlite_url):
+    import optuna
+    from optuna.trial import TrialState
+
+    plans = plan_workers(4, ("3", "5"), cores=2)
+    outcome = run(make_job(sqlite_url, 40), plans)
+    assert outcome.exit_code == 0 and outcome.trials == 40
+    trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
+    assert sorted(t.number for t in trials) == list(range(40))  # none lost, none twice
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    seen: dict[int, set] = defaultdict(set)
+    for t in trials:
+        seen[t.user_attrs["pid"]].add(t.user_attrs["cuda"])
+    assert len(seen) >= 2  # several processes took part
+    assert all(len(devices) == 1 for devices in seen.values())  # each saw only its own GPU
+    assert set().union(*seen.values()) <= {"3", "5"}
+    assert len({json.dumps(t.params) for t in trials}) == 40  # no two workers proposed the same x
+
+
+def test_one_worker_runs_in_this_process(sqlite_url):
+    import optuna
+
+    outcome = run(make_job(sqlite_url, 3), plan_workers(None, (), cores=2))
+    trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
+    assert outcome.trials == 3 and [t.number for t in trials] == [0, 1, 2]
+    assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}
+
+
+def _create(url: str, barrier) -> None:
+    barrier.wait()  # all at the same moment
+    create_or_load("race", url, StudySettings(dataset="digits", space=load_space("cnn").to_dict()))
+
+
+def test_commands_creating_one_fresh_sqlite_study_at_once_all_succeed(sqlite_url):
+    """Two machines' (or shells') commands racing on a fresh database: the losers retry."""
+    import multiprocessing
+
+    import optuna
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(5)
+    procs = [ctx.Process(target=_create, args=(sqlite_url, barrier)) for _ in range(5)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 5
+    summaries = optuna.get_all_study_summaries(storage=sqlite_url)
+    assert [s.study_name for s in summaries] == ["race"] and "cnn_search" in summaries[0].user_attrs
