@@ -8,7 +8,9 @@ stored; the study goes on), or stopped by a ``UsageError`` (the study stops).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+import keras
 import optuna
 
 from search.config import RunConfig
@@ -40,12 +42,25 @@ def best_of(values: list[float | None], direction: str) -> float:
 
 
 class Objective:
-    def __init__(self, space: Space, data: Dataset, base: RunConfig, monitor: str, direction: str) -> None:
+    """``callbacks`` are extra Keras callbacks for every trial (a budget clock, TensorBoard).
+    They run before the reporting callback, so they see the epoch a trial is pruned at,
+    and must be reusable across trials."""
+
+    def __init__(
+        self,
+        space: Space,
+        data: Dataset,
+        base: RunConfig,
+        monitor: str,
+        direction: str,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+    ) -> None:
         self.space = space
         self.data = data
         self.base = base
         self.monitor = monitor
         self.direction = direction
+        self.callbacks = tuple(callbacks)
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -59,7 +74,7 @@ class Objective:
         try:
             with keras_session():
                 try:
-                    fit(config, self.data, callbacks=[reporter], monitor=self.monitor)
+                    fit(config, self.data, callbacks=[*self.callbacks, reporter], monitor=self.monitor)
                 except TrialError as e:
                     fail_reason = str(e)
                     trial.set_user_attr("fail_reason", fail_reason)
