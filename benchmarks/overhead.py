@@ -1,9 +1,9 @@
 """What the harness costs and what pruning saves, measured in one run.
 
     python benchmarks/overhead.py --dataset fashion_mnist --data-dir ../shared/data/fashion-mnist \\
-        --limit-train 10000 --val-size 2000 --epochs 3 --repeats 3 --pruning-trials 20 --out docs/benchmarks
+        --limit-train 10000 --val-size 2000 --out docs/benchmarks
 
-1. **Overhead**: the same config (the run config's defaults) trained by a bare
+1. **Overhead**: the same config (the run config's defaults, or ``--config``) trained by a bare
    ``model.fit`` on numpy arrays and as one harness trial (``Objective``: our ``fit``
    with its tf.data pipeline, the reporting callback, SQLite storage writes, clean-up),
    alternating, ``--repeats`` times after one untimed warm-up of each.  Reported as the
@@ -13,12 +13,14 @@
 3. **Pruning savings**: ``--pruning-trials`` trials of the default search (TPE + median
    pruner) and the same number with pruning off, same seed: epochs spent and best value.
 
-Writes ``OUT/overhead-<dataset>.json`` and regenerates the report ``OUT.md``.
+``--parts`` picks 1-2 (``overhead``) or 3 (``pruning``); each part writes
+``OUT/<part>-<dataset>.json``, and the report ``OUT.md`` is regenerated.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import statistics
@@ -34,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from search.errors import CnnSearchError, UsageError
 
-__all__ = ["bare_fit", "harness_trial", "pipeline_rate", "pruning_savings", "main"]
+__all__ = ["PARTS", "bare_fit", "harness_trial", "pipeline_rate", "pruning_savings", "measure_overhead", "main"]
 
 
 def bare_fit(config, data, y_train, y_val) -> tuple[float, list[float]]:
@@ -120,55 +122,66 @@ def pruning_savings(config, data, space, trials: int, workdir: Path) -> dict[str
     return out
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+def _steady(runs: list[tuple[float, list[float]]]) -> list[float]:
+    """Epoch times after each run's first epoch (which traces the graphs), if any."""
+    return [s for _, epochs in runs for s in epochs[1:]] or [s for _, epochs in runs for s in epochs]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def measure_overhead(config, data, repeats: int) -> dict[str, Any]:
+    """Bare ``model.fit`` against one harness trial, alternating, after a warm-up of each."""
     import keras
 
-    from benchmarks.tools import load_data
-    from search.config import RunConfig, TrainConfig
-    from search.spaces import load_space
+    from search.config import TrainConfig
 
-    data_cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
-    config = RunConfig(data=data_cfg, train=TrainConfig(epochs=args.epochs), seed=args.seed)
     y_train = keras.utils.to_categorical(data.y_train, data.num_classes)
     y_val = keras.utils.to_categorical(data.y_val, data.num_classes)
     bare: list[tuple[float, list[float]]] = []
     harness: list[tuple[float, list[float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
-        workdir = Path(tmp)
         warm = config.replace(train=TrainConfig(epochs=1))
         bare_fit(warm, data, y_train, y_val)
-        harness_trial(warm, data, workdir, "warm-up")
-        for i in range(args.repeats):  # alternate the order: neither always runs first
-            runs = [lambda: bare.append(bare_fit(config, data, y_train, y_val)),
-                    lambda: harness.append(harness_trial(config, data, workdir, f"overhead-{i}"))]
-            for run in runs if i % 2 == 0 else runs[::-1]:
-                run()
-        steady = lambda rs: [s for _, epochs in rs for s in epochs[1:]] or [s for _, epochs in rs for s in epochs]  # noqa: E731
-        n = len(data.x_train)
-        result: dict[str, Any] = {
-            "overhead": {
-                "bare_s": [round(t, 2) for t, _ in bare], "harness_s": [round(t, 2) for t, _ in harness],
-                "ratio": round(_median([t for t, _ in harness]) / _median([t for t, _ in bare]), 4),
-                "epoch_ratio": round(_median(steady(harness)) / _median(steady(bare)), 4),
-            },
-            "throughput": {
-                "pipeline_images_per_s": round(pipeline_rate(config, data)),
-                "bare_fit_images_per_s": round(n / _median(steady(bare))),
-                "harness_fit_images_per_s": round(n / _median(steady(harness))),
-            },
-        }
-        if args.pruning_trials:
-            pruning_cfg = config.replace(train=TrainConfig(epochs=args.pruning_epochs))
-            result["pruning"] = pruning_savings(pruning_cfg, data, load_space(args.space), args.pruning_trials, workdir)
-    result["settings"] = {
-        "dataset": args.dataset, "config": "RunConfig defaults (CNN 3x2 convs, 32 filters, Adam 1e-3, batch 64)",
-        "epochs": args.epochs, "repeats": args.repeats, "space": args.space,
-        "split": f"{len(data.x_train)} train / {len(data.x_val)} val images", "seed": args.seed,
+        harness_trial(warm, data, Path(tmp), "warm-up")
+        for i in range(repeats):  # alternate the order: neither always runs first
+            ways = [lambda: bare.append(bare_fit(config, data, y_train, y_val)),
+                    lambda: harness.append(harness_trial(config, data, Path(tmp), f"overhead-{i}"))]
+            for way in ways if i % 2 == 0 else ways[::-1]:
+                way()
+    n = len(data.x_train)
+    return {
+        "overhead": {
+            "bare_s": [round(t, 2) for t, _ in bare], "harness_s": [round(t, 2) for t, _ in harness],
+            "ratio": round(statistics.median(t for t, _ in harness) / statistics.median(t for t, _ in bare), 4),
+            "epoch_ratio": round(statistics.median(_steady(harness)) / statistics.median(_steady(bare)), 4),
+        },
+        "throughput": {
+            "pipeline_images_per_s": round(pipeline_rate(config, data)),
+            "bare_fit_images_per_s": round(n / statistics.median(_steady(bare))),
+            "harness_fit_images_per_s": round(n / statistics.median(_steady(harness))),
+        },
     }
+
+
+def measure(args: argparse.Namespace, part: str) -> dict[str, Any]:
+    from benchmarks.tools import load_data
+    from search.config import RunConfig, TrainConfig
+    from search.spaces import load_space
+
+    data_cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
+    split = f"{len(data.x_train)} train / {len(data.x_val)} val images"
+    if part == "overhead":
+        config = RunConfig.load(args.config) if args.config else RunConfig()
+        described = f"config `{args.config}`" if args.config else DEFAULT_CONFIG
+        config = config.replace(data=data_cfg, train=dataclasses.replace(config.train, epochs=args.epochs), seed=args.seed)
+        result = measure_overhead(config, data, args.repeats)
+        result["settings"] = {
+            "dataset": args.dataset, "config": described, "epochs": args.epochs, "repeats": args.repeats,
+            "split": split, "seed": args.seed,
+        }
+        return result
+    config = RunConfig(data=data_cfg, train=TrainConfig(epochs=args.pruning_epochs), seed=args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
+        result = {"pruning": pruning_savings(config, data, load_space(args.space), args.pruning_trials, Path(tmp))}
+    result["settings"] = {"dataset": args.dataset, "space": args.space, "split": split, "seed": args.seed}
     return result
 
 
@@ -178,14 +191,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir")
     p.add_argument("--limit-train", type=int, default=10000)
     p.add_argument("--val-size", type=int, default=2000)
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: both)")
+    p.add_argument("--config", help="run config JSON to time (e.g. an export); default: the run config's defaults")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each overhead run (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each way (default: 3)")
     p.add_argument("--space", default="cnn", help="space for the pruning comparison (default: cnn)")
-    p.add_argument("--pruning-trials", type=int, default=20, help="trials per pruning arm; 0 skips it (default: 20)")
+    p.add_argument("--pruning-trials", type=int, default=20, help="trials in each pruning arm (default: 20)")
     p.add_argument("--pruning-epochs", type=int, default=10, help="epochs a trial in the pruning arms (default: 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     return p.parse_args(argv)
+
+
+PARTS = ("overhead", "pruning")
+DEFAULT_CONFIG = "the run config's defaults (CNN, 3 blocks of 2 convs, 32-64-128 filters, Adam 1e-3, batch 64)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,28 +214,31 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.results import environment
 
     args = parse_args(argv)
+    stem = Path(args.dataset.split(":", 1)[1]).name if ":" in args.dataset else args.dataset
+    command = "python benchmarks/overhead.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        if args.repeats < 1 or args.epochs < 1 or args.pruning_trials < 0 or args.pruning_epochs < 1:
-            raise UsageError("--repeats, --epochs and --pruning-epochs must be at least 1, --pruning-trials at least 0")
+        if min(args.repeats, args.epochs, args.pruning_trials, args.pruning_epochs) < 1:
+            raise UsageError("--repeats, --epochs, --pruning-trials and --pruning-epochs must be at least 1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        result = measure(args)
+        for part in args.parts:
+            result = measure(args, part)
+            result.update(
+                kind=part, environment=environment(), command=command,
+                updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            path = args.out / f"{part}-{stem}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            print(json.dumps({k: v for k, v in result.items() if k in ("overhead", "throughput", "pruning")}, indent=1))
+            print(f"wrote {path}")
     except CnnSearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result.update(
-        kind="overhead", environment=environment(), updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        command="python benchmarks/overhead.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-    )
-    stem = Path(args.dataset.split(":", 1)[1]).name if ":" in args.dataset else args.dataset
-    path = args.out / f"overhead-{stem}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
     write_report(args.out, args.out.with_suffix(".md"))
-    print(json.dumps({k: result[k] for k in ("overhead", "throughput", "pruning") if k in result}, indent=1))
-    print(f"wrote {path} and {args.out.with_suffix('.md')}")
+    print(f"report: {args.out.with_suffix('.md')}")
     return 0
 
 

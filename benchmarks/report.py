@@ -1,7 +1,7 @@
 """The benchmark report: a markdown table and a plot per dataset, from the JSON results.
 
 ``write_report(results_dir, markdown)`` reads every ``*.json`` in ``results_dir`` (search
-results written by ``run.py``, overhead results written by ``overhead.py``), draws one
+results written by ``run.py``, overhead and pruning results by ``overhead.py``), draws one
 PNG per dataset beside its JSON and writes the markdown.  It needs nothing but the JSON,
 so a report can be regenerated at any time:
 
@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.record import ToolRun
-from benchmarks.report_overhead import overhead_section
+from benchmarks.report_overhead import overhead_section, pruning_section
 from benchmarks.results import SearchResults, load_json
 
 __all__ = ["FRACTIONS", "summary_rows", "plot", "write_report", "main"]
@@ -181,6 +181,8 @@ def write_report(results_dir: Path, markdown: Path) -> None:
             sections.append(search_section(results, json_path, png, markdown))
         elif raw.get("kind") == "overhead":
             sections.append(overhead_section(raw))
+        elif raw.get("kind") == "pruning":
+            sections.append(pruning_section(raw))
     if not sections:
         sections.append(f"No results in `{results_dir}` yet: run `python benchmarks/run.py` (see README).\n")
     markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
-"""The report's section for ``overhead.py`` results: overhead ratio, throughput, pruning."""
+"""The report's sections for ``overhead.py`` results: overhead and throughput; pruning."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["overhead_section"]
+__all__ = ["overhead_section", "pruning_section"]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -15,7 +15,7 @@ def overhead_section(raw: dict[str, Any]) -> str:
     s, env = raw["settings"], raw.get("environment", {})
     o, t = raw["overhead"], raw["throughput"]
     lines = [
-        f"## Overhead, throughput and pruning: {s['dataset']}\n",
+        f"## Harness overhead and input throughput: {s['dataset']}\n",
         f"{s['config']}, {s['epochs']} epochs, {s['split']}, {s['repeats']} timed runs each way after a warm-up; "
         f"seed {s['seed']}. Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
         "| measure | bare `model.fit` | harness trial | ratio (target ≤ 1.03) |",
@@ -27,19 +27,25 @@ def overhead_section(raw: dict[str, Any]) -> str:
         "",
         f"Input pipeline alone (no model): {t['pipeline_images_per_s']} images/s.\n",
     ]
-    p = raw.get("pruning")
-    if p:
-        w, wo = p["with_pruning"], p["without_pruning"]
-        saved = p["epochs_saved"]
-        lines += [
-            f"Pruning: {p['trials']} trials of up to {p['epochs_per_trial']} epochs, TPE, same seed "
-            f"(target: ≥ 50% of epochs saved at an equal best value).\n",
-            "| arm | epochs spent | best val acc | pruned | failed | wall s |",
-            "|---|---|---|---|---|---|",
-            f"| median pruner (default) | {w['epochs']} | {_fmt(w['best_val'])} | {w['pruned']} | {w['failed']} | {w['wall_s']} |",
-            f"| no pruning | {wo['epochs']} | {_fmt(wo['best_val'])} | {wo['pruned']} | {wo['failed']} | {wo['wall_s']} |",
-            "",
-            f"Epochs saved by pruning: {'-' if saved is None else f'{saved:.0%}'}.\n",
-        ]
     lines += ["```bash", raw.get("command", ""), "```", ""]
+    return "\n".join(lines)
+
+
+def pruning_section(raw: dict[str, Any]) -> str:
+    s, env, p = raw["settings"], raw.get("environment", {}), raw["pruning"]
+    w, wo = p["with_pruning"], p["without_pruning"]
+    saved = p["epochs_saved"]
+    lines = [
+        f"## Pruning savings: {s['dataset']}\n",
+        f"{p['trials']} trials of up to {p['epochs_per_trial']} epochs in each arm, space `{s['space']}`, TPE, "
+        f"seed {s['seed']}, {s['split']} (target: ≥ 50% of epochs saved at an equal best value). "
+        f"Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
+        "| arm | epochs spent | best val acc | pruned | failed | wall s |",
+        "|---|---|---|---|---|---|",
+        f"| median pruner (default) | {w['epochs']} | {_fmt(w['best_val'])} | {w['pruned']} | {w['failed']} | {w['wall_s']} |",
+        f"| no pruning | {wo['epochs']} | {_fmt(wo['best_val'])} | {wo['pruned']} | {wo['failed']} | {wo['wall_s']} |",
+        "",
+        f"Epochs saved by pruning: {'-' if saved is None else f'{saved:.0%}'}.\n",
+        "```bash", raw.get("command", ""), "```", "",
+    ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -67,11 +68,9 @@ def run_tool(name: str, bench, budget: float, retrained: dict[str, tuple[str, fl
     """Run tool ``name`` on ``bench`` for ``budget`` seconds, then retrain its winner.
 
     ``retrained`` maps a config (as JSON) to (tool, test accuracy, seconds) of its
-    retraining in this process: a winner identical to an earlier one (tools seeded
-    alike often start with the same random trial) is trained once, and noted.
+    retraining: a winner identical to an earlier one (tools seeded alike often start
+    with the same random trial) is trained once, and noted.
     """
-    import json
-
     from benchmarks.tools import get_tool, retrain_and_test
     from search.config import RunConfig
     from search.training import keras_session
@@ -153,7 +152,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(f"{data.describe()}; space '{space.name}'; {args.budget:g}s per tool and seed; results in {path}", flush=True)
     done = {(r.tool, r.seed) for r in results.runs}
     warm_up(data)
-    retrained: dict[str, tuple[str, float, float]] = {}
+    retrained = {  # winners already tested, in this file: an identical one is not retrained
+        json.dumps(r.best_config, sort_keys=True): (f"{r.tool} seed {r.seed}", r.test_accuracy, r.retrain_s)
+        for r in results.runs if r.best_config is not None and r.test_accuracy is not None and r.retrain_s is not None
+    }
     for seed in args.seeds:
         for tool in args.tools:
             if (tool, seed) in done and not args.rerun:
