@@ -5,11 +5,12 @@ run config and builds, compiles and feeds the model with cnn-search's own functi
 the architectures, optimizers, schedules and input pipelines are those of every other
 tool; only the search differs.
 
-KerasTuner has no wall-clock budget, so the tuner subclass enforces it: the
-``BudgetClock`` callback stops the trial running when the budget ends, and
+KerasTuner has no wall-clock budget, so the tuner subclass enforces it:
 ``pre_create_trial`` (called before the oracle creates each trial) raises
-``BudgetSpent``, a ``keras_tuner.errors.FatalError``, which KerasTuner lets out of
-``search``.  ``on_trial_end`` reports each trial's status and score to the recorder.
+``TunerBudgetSpent`` once the budget is spent, and the ``BudgetClock`` callback raises
+it in the trial running when the budget ends.  It is a ``keras_tuner.errors.FatalError``,
+which KerasTuner re-raises out of ``search`` instead of recording a failed trial.
+``on_trial_end`` reports each finished trial's status and score to the recorder.
 
 The tuners keep KerasTuner's defaults except where a default would end the search
 before the budget: Hyperband runs up to ``hyperband_iterations=1000`` sweeps and
@@ -25,20 +26,20 @@ import keras
 import keras_tuner
 
 from benchmarks.kt_space import config_from_values, declare
-from benchmarks.record import BudgetClock, Recorder
+from benchmarks.record import BudgetClock, BudgetSpent, Recorder
 from benchmarks.tools import MONITOR, Bench
 from search.config import RunConfig
 from search.pipeline import TensorCache, make_pipeline
 from search.schedules import make_schedule
 from search.training import build_for_data, make_optimizer
 
-__all__ = ["BudgetSpent", "SpaceHyperModel", "search"]
+__all__ = ["TunerBudgetSpent", "SpaceHyperModel", "search"]
 
 KT_STATES = {"COMPLETED": "complete", "FAILED": "failed", "INVALID": "failed"}
 
 
-class BudgetSpent(keras_tuner.errors.FatalError):
-    """The wall-clock budget is spent: stop the search (KerasTuner re-raises fatal errors)."""
+class TunerBudgetSpent(BudgetSpent, keras_tuner.errors.FatalError):
+    """The budget is spent: stop the search (KerasTuner re-raises fatal errors)."""
 
 
 class SpaceHyperModel(keras_tuner.HyperModel):
@@ -83,7 +84,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             config.schedule, config.optimizer.learning_rate, self._steps(config), config.train.epochs, monitor=MONITOR
         )
         # the clock first: KerasTuner's own callbacks follow in kwargs["callbacks"]
-        callbacks = [BudgetClock(self.recorder), *schedule_callbacks, *kwargs.pop("callbacks", [])]
+        callbacks = [BudgetClock(self.recorder, TunerBudgetSpent), *schedule_callbacks, *kwargs.pop("callbacks", [])]
         kwargs.setdefault("epochs", config.train.epochs)
         kwargs.setdefault("verbose", 0)
         return model.fit(train, validation_data=val, callbacks=callbacks, shuffle=False, **kwargs)
@@ -98,7 +99,7 @@ def _budgeted(tuner_cls: type) -> type:
 
         def pre_create_trial(self) -> None:
             if self.recorder.over_budget():
-                raise BudgetSpent(f"budget of {self.recorder.budget:.0f}s spent")
+                raise TunerBudgetSpent(f"the budget of {self.recorder.budget:g}s is spent")
 
         def on_trial_end(self, trial) -> None:
             super().on_trial_end(trial)

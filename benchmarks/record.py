@@ -6,7 +6,9 @@ callback, so all tools are measured by the same rules:
 * the clock starts before the tool builds anything (study, tuner, oracle), so a tool's
   own set-up counts against its budget;
 * a trial that finishes within the budget counts; the one running when the budget ends
-  is stopped at its next batch and counted as ``cut`` (its value is not used);
+  is stopped at its next training batch (``BudgetClock`` raises ``BudgetSpent``, which
+  each tool lets end its search) and counted as ``cut``, as is a trial whose last
+  validation pass ends after the budget (its value is not used);
 * the timeline holds (seconds, best validation accuracy so far) at every improvement,
   counting only the trials the tool itself would rank (complete ones);
 * epochs spent are the epochs that ended within the budget, whatever their trial's fate.
@@ -24,7 +26,7 @@ import keras
 
 from search.config import RunConfig
 
-__all__ = ["STATES", "BudgetClock", "Recorder", "ToolRun"]
+__all__ = ["STATES", "BudgetClock", "BudgetSpent", "Recorder", "ToolRun"]
 
 STATES = ("complete", "pruned", "failed", "cut")
 
@@ -91,6 +93,10 @@ class Recorder:
         if not self.over_budget():
             self.run.epochs += 1
 
+    def trial_cut(self) -> None:
+        """The running trial was stopped because the budget ended."""
+        self.run.trials["cut"] += 1
+
     def trial_done(self, state: str, value: float | None, config: Callable[[], RunConfig]) -> None:
         """A trial ended as ``state`` with ``value``; ``config`` rebuilds its run config."""
         if state not in STATES:
@@ -112,21 +118,30 @@ class Recorder:
         return self.run
 
 
-class BudgetClock(keras.callbacks.Callback):
-    """Stops training at the first batch after the budget ends and counts epochs.
+class BudgetSpent(Exception):
+    """The budget has ended: raised inside the running trial to end the whole search."""
 
-    It checks the clock in ``on_train_batch_begin``, which Keras calls synchronously
-    without waiting for the batch's logs, so it adds no per-step synchronization.
-    Reusable across trials: it keeps no per-trial state.
+
+class BudgetClock(keras.callbacks.Callback):
+    """Ends the running trial at its first training batch after the budget, and counts
+    the epochs that ended within it.
+
+    It raises ``error`` (``BudgetSpent`` or a subclass a tool needs, such as one that
+    KerasTuner lets through) from ``on_train_batch_begin``, which Keras calls
+    synchronously without waiting for a batch's logs, so the clock adds no per-step
+    synchronization, and no step, validation pass or graph tracing runs after the
+    budget.  Reusable across trials: it keeps no per-trial state.
     """
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, error: type[BudgetSpent] = BudgetSpent) -> None:
         super().__init__()
         self.recorder = recorder
+        self.error = error
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.recorder.over_budget():
-            self.model.stop_training = True
+            self.recorder.trial_cut()
+            raise self.error(f"the budget of {self.recorder.budget:g}s is spent")
 
     def on_epoch_end(self, epoch, logs=None):
         self.recorder.epoch_done()

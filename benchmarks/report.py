@@ -16,7 +16,6 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -81,7 +80,8 @@ def _curve(run: ToolRun, grid: list[float]) -> list[float]:
 
 def plot(results: SearchResults, png: Path, title: str) -> None:
     """Best validation accuracy so far against seconds, per tool: the mean over seeds
-    (drawn from the time every seed has a result) and each seed faintly."""
+    (drawn from the time every seed has a result) and each seed faintly, with a dot
+    at each improvement (so tools whose lines coincide stay visible)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,9 +92,11 @@ def plot(results: SearchResults, png: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for i, tool in enumerate(results.tools):
         color = f"C{i}"
-        curves = [_curve(r, grid) for r in results.runs_of(tool)]
-        for c in curves:
+        runs = results.runs_of(tool)
+        curves = [_curve(r, grid) for r in runs]
+        for run, c in zip(runs, curves):
             ax.step(grid, c, where="post", color=color, alpha=0.25, linewidth=0.8)
+            ax.plot([t for t, _ in run.timeline], [v for _, v in run.timeline], "o", color=color, alpha=0.8, markersize=4, zorder=3)
         mean = [math.nan if any(math.isnan(v) for v in vs) else statistics.fmean(vs) for vs in zip(*curves)]
         ax.step(grid, mean, where="post", color=color, linewidth=2, label=f"{tool} ({len(curves)} seeds)")
     ax.set_xlabel("seconds into the budget")

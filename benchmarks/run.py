@@ -5,7 +5,7 @@ wall-clock budget, for each seed; then retrain each tool's winner and test it.
         --limit-train 10000 --val-size 2000 --budget 600 --seeds 0 1 2 --out docs/benchmarks
 
 Results go to ``OUT/<dataset>.json`` after every tool run, and the report
-(``OUT.md`` plus ``OUT/<dataset>.png``) is rewritten each time.  Running the same
+(``OUT.md`` plus ``OUT/<dataset>.png``) is rewritten after every seed.  Running the same
 command again resumes: (tool, seed) pairs already in the JSON are skipped unless
 ``--rerun`` is given; other settings than those recorded are refused (``--overwrite``
 starts over).
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from search.config import RunConfig, TrainConfig
     from search.spaces import load_space
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial stopped by the budget is no news
     space = load_space(args.space)
     data_cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
     settings = {
@@ -165,8 +165,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
                 run = run_tool(tool, Bench(data, space, base.replace(seed=seed), Path(tmp)), args.budget, retrained)
             results.put(run)
             results.save(path)
-            write_report(args.out, args.out.with_suffix(".md"))
             print(describe(run), flush=True)
+        write_report(args.out, args.out.with_suffix(".md"))  # after each seed: a partial report to read
     print(f"report: {args.out.with_suffix('.md')}")
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FixedTrial, TrialState
 
-from benchmarks.record import BudgetClock, Recorder
+from benchmarks.record import BudgetClock, BudgetSpent, Recorder
 from search.config import DataConfig, RunConfig
 from search.data import Dataset, load_raw, prepare
 from search.errors import DataError
@@ -87,9 +87,12 @@ def run_harness(bench: Bench, rec: Recorder, sampler: str = "tpe", pruner: str =
     name = f"{rec.run.tool}-{bench.seed}"
     study = create_or_load(name, default_storage(name, bench.workdir), settings)
     objective = Objective(bench.space, bench.data, bench.base, MONITOR, "maximize", callbacks=[BudgetClock(rec)])
-    study.optimize(
-        objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
-    )
+    try:
+        study.optimize(
+            objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
+        )
+    except BudgetSpent:
+        pass  # the running trial was stopped (and counted as cut) when the budget ended
 
 
 def run_cnn_search(bench: Bench, rec: Recorder) -> None:
@@ -103,10 +106,13 @@ def run_random(bench: Bench, rec: Recorder) -> None:
 def run_optuna_example(bench: Bench, rec: Recorder) -> None:
     from benchmarks import optuna_example
 
-    optuna_example.search(
-        bench.data, bench.space, bench.base, timeout=max(rec.remaining(), 1e-9),
-        extra_callbacks=[BudgetClock(rec)], study_callbacks=[optuna_recorder_callback(bench, rec)],
-    )
+    try:
+        optuna_example.search(
+            bench.data, bench.space, bench.base, timeout=max(rec.remaining(), 1e-9),
+            extra_callbacks=[BudgetClock(rec)], study_callbacks=[optuna_recorder_callback(bench, rec)],
+        )
+    except BudgetSpent:
+        pass
 
 
 def _keras_tuner(kind: str) -> Callable[[Bench, Recorder], None]:
