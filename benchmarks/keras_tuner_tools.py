@@ -26,7 +26,8 @@ import keras
 import keras_tuner
 
 from benchmarks.kt_space import config_from_values, declare
-from benchmarks.record import BudgetClock, BudgetSpent, Recorder
+from benchmarks.clock import BudgetClock
+from benchmarks.record import BudgetSpent, Recorder
 from benchmarks.tools import MONITOR, Bench
 from search.config import RunConfig
 from search.pipeline import TensorCache, make_pipeline

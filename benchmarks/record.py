@@ -1,7 +1,8 @@
-"""What the benchmark records about one tool and seed, and the clock that ends its budget.
+"""What the benchmark records about one tool and seed.  No TensorFlow here: the report
+reads these records without it.
 
 Every tool reports finished trials to a ``Recorder`` and trains with a ``BudgetClock``
-callback, so all tools are measured by the same rules:
+callback (``clock.py``), so all tools are measured by the same rules:
 
 * the clock starts before the tool builds anything (study, tuner, oracle), so a tool's
   own set-up counts against its budget;
@@ -22,11 +23,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import keras
-
 from search.config import RunConfig
 
-__all__ = ["STATES", "BudgetClock", "BudgetSpent", "Recorder", "ToolRun"]
+__all__ = ["STATES", "BudgetSpent", "Recorder", "ToolRun"]
 
 STATES = ("complete", "pruned", "failed", "cut")
 
@@ -120,28 +119,3 @@ class Recorder:
 
 class BudgetSpent(Exception):
     """The budget has ended: raised inside the running trial to end the whole search."""
-
-
-class BudgetClock(keras.callbacks.Callback):
-    """Ends the running trial at its first training batch after the budget, and counts
-    the epochs that ended within it.
-
-    It raises ``error`` (``BudgetSpent`` or a subclass a tool needs, such as one that
-    KerasTuner lets through) from ``on_train_batch_begin``, which Keras calls
-    synchronously without waiting for a batch's logs, so the clock adds no per-step
-    synchronization, and no step, validation pass or graph tracing runs after the
-    budget.  Reusable across trials: it keeps no per-trial state.
-    """
-
-    def __init__(self, recorder: Recorder, error: type[BudgetSpent] = BudgetSpent) -> None:
-        super().__init__()
-        self.recorder = recorder
-        self.error = error
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.recorder.over_budget():
-            self.recorder.trial_cut()
-            raise self.error(f"the budget of {self.recorder.budget:g}s is spent")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.recorder.epoch_done()

@@ -92,7 +92,7 @@ def run_tool(name: str, bench, budget: float, retrained: dict[str, tuple[str, fl
     key = json.dumps(run.best_config, sort_keys=True)
     if key in retrained:
         other, run.test_accuracy, run.retrain_s = retrained[key]
-        run.note = (run.note + "; " if run.note else "") + f"same winning config as {other}: retrained once"
+        run.note = (run.note + "; " if run.note else "") + f"same winning config as {other}: its test accuracy is reused"
         return run
     try:
         accuracy, seconds = retrain_and_test(RunConfig.from_dict(run.best_config), bench.data)

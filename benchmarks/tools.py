@@ -21,7 +21,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FixedTrial, TrialState
 
-from benchmarks.record import BudgetClock, BudgetSpent, Recorder
+from benchmarks.clock import BudgetClock
+from benchmarks.record import BudgetSpent, Recorder
 from search.config import DataConfig, RunConfig
 from search.data import Dataset, load_raw, prepare
 from search.errors import DataError
