@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,18 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from search.errors import CnnSearchError, UsageError
 
+if typing.TYPE_CHECKING:
+    import numpy as np
+    import optuna
+
+    from search.config import RunConfig
+    from search.data import Dataset
+    from search.spaces import Space
+
 __all__ = ["PARTS", "bare_fit", "harness_trial", "pipeline_rate", "pruning_savings", "measure_overhead", "main"]
 
 
-def bare_fit(config, data, y_train, y_val) -> tuple[float, list[float]]:
+def bare_fit(config: RunConfig, data: Dataset, y_train: np.ndarray, y_val: np.ndarray) -> tuple[float, list[float]]:
     """A user's plain Keras training of ``config``: (wall seconds, epoch seconds)."""
     import keras
 
@@ -62,7 +71,7 @@ def bare_fit(config, data, y_train, y_val) -> tuple[float, list[float]]:
     return time.perf_counter() - start, timer.seconds
 
 
-def _study(name: str, workdir: Path, config, pruner: str, sampler: str = "tpe"):
+def _study(name: str, workdir: Path, config: RunConfig, pruner: str, sampler: str = "tpe") -> optuna.Study:
     from search.spaces import load_space
     from search.study import StudySettings, create_or_load, default_storage
 
@@ -74,7 +83,7 @@ def _study(name: str, workdir: Path, config, pruner: str, sampler: str = "tpe"):
     return create_or_load(name, default_storage(name, workdir), settings)
 
 
-def harness_trial(config, data, workdir: Path, name: str) -> tuple[float, list[float]]:
+def harness_trial(config: RunConfig, data: Dataset, workdir: Path, name: str) -> tuple[float, list[float]]:
     """One trial of ``config`` through the harness (a space with nothing to sample)."""
     from search.objective import Objective
     from search.spaces import Space
@@ -87,7 +96,7 @@ def harness_trial(config, data, workdir: Path, name: str) -> tuple[float, list[f
     return seconds, list(study.trials[-1].user_attrs["epoch_seconds"])
 
 
-def pipeline_rate(config, data) -> float:
+def pipeline_rate(config: RunConfig, data: Dataset) -> float:
     """Images/s of the training input pipeline alone (second pass over the data)."""
     from search.pipeline import TensorCache, make_pipeline
 
@@ -100,7 +109,7 @@ def pipeline_rate(config, data) -> float:
     return n / (time.perf_counter() - start)
 
 
-def pruning_savings(config, data, space, trials: int, workdir: Path) -> dict[str, Any]:
+def pruning_savings(config: RunConfig, data: Dataset, space: Space, trials: int, workdir: Path) -> dict[str, Any]:
     """The default search with and without pruning, same seed and number of trials."""
     from search.errors import TrialError
     from search.objective import Objective
@@ -127,7 +136,7 @@ def _steady(runs: list[tuple[float, list[float]]]) -> list[float]:
     return [s for _, epochs in runs for s in epochs[1:]] or [s for _, epochs in runs for s in epochs]
 
 
-def measure_overhead(config, data, repeats: int) -> dict[str, Any]:
+def measure_overhead(config: RunConfig, data: Dataset, repeats: int) -> dict[str, Any]:
     """Bare ``model.fit`` against one harness trial, alternating, after a warm-up of each."""
     import keras
 

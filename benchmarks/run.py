@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 import tempfile
+import typing
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -28,6 +29,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.record import Recorder, ToolRun
 from benchmarks.results import SearchResults
 from search.errors import CnnSearchError, TrialError, UsageError
+
+if typing.TYPE_CHECKING:
+    from benchmarks.tools import Bench
 
 __all__ = ["main", "run_tool"]
 
@@ -64,7 +68,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"the benchmark needs {', '.join(missing)}: pip install -e '.[cpu,bench]' (or leave those --tools out)")
 
 
-def run_tool(name: str, bench, budget: float, retrained: dict[str, tuple[str, float, float]]) -> ToolRun:
+def run_tool(name: str, bench: Bench, budget: float, retrained: dict[str, tuple[str, float, float]]) -> ToolRun:
     """Run tool ``name`` on ``bench`` for ``budget`` seconds, then retrain its winner.
 
     ``retrained`` maps a config (as JSON) to (tool, test accuracy, seconds) of its
