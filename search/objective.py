@@ -10,8 +10,10 @@ gets its learning curves and model summary as Optuna artifacts for the dashboard
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import optuna
 
 from search.artifacts import upload_trial_artifacts
@@ -44,8 +46,18 @@ def best_of(values: list[float | None], direction: str) -> float:
 
 
 class Objective:
+    """``callbacks`` are extra Keras callbacks for every trial (a budget clock, TensorBoard).
+    They run before the reporting callback, so they see the epoch a trial is pruned at,
+    and must be reusable across trials."""
+
     def __init__(
-        self, space: Space, data: Dataset, base: RunConfig, monitor: str, direction: str,
+        self,
+        space: Space,
+        data: Dataset,
+        base: RunConfig,
+        monitor: str,
+        direction: str,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
         artifact_dir: Path | None = None,
     ) -> None:
         self.space = space
@@ -54,6 +66,7 @@ class Objective:
         self.monitor = monitor
         self.direction = direction
         self.artifact_dir = artifact_dir
+        self.callbacks = tuple(callbacks)
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -67,7 +80,7 @@ class Objective:
         try:
             with keras_session():
                 try:
-                    fit(config, self.data, callbacks=[reporter], monitor=self.monitor)
+                    fit(config, self.data, callbacks=[*self.callbacks, reporter], monitor=self.monitor)
                 except TrialError as e:
                     fail_reason = str(e)
                     trial.set_user_attr("fail_reason", fail_reason)

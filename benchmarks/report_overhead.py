@@ -1,0 +1,55 @@
+"""The report's sections for ``overhead.py`` results: overhead and throughput; pruning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["overhead_section", "pruning_section"]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def overhead_section(raw: dict[str, Any]) -> str:
+    s, env = raw["settings"], raw.get("environment", {})
+    o, t = raw["overhead"], raw["throughput"]
+    lines = [
+        f"## Harness overhead and input throughput: {s['dataset']}\n",
+        f"{s['config']}, {s['epochs']} epochs, {s['split']}, {s['repeats']} timed run(s) each way after a warm-up; "
+        f"seed {s['seed']}. Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
+        *(["*Smoke-size: fewer than 3 timed runs each way; on a shared machine the ratio is within noise.*\n"]
+          if s["repeats"] < 3 else []),
+        "| measure | bare `model.fit` | harness trial | ratio (target ≤ 1.03) |",
+        "|---|---|---|---|",
+        f"| wall time of the run, s (each repeat) | {', '.join(map(str, o['bare_s']))} "
+        f"| {', '.join(map(str, o['harness_s']))} | {_fmt(o['ratio'], 3)} |",
+        f"| training throughput, images/s (steady epochs, validation included) | {t['bare_fit_images_per_s']} "
+        f"| {t['harness_fit_images_per_s']} | {_fmt(o['epoch_ratio'], 3)} (epoch time) |",
+        "",
+        f"Input pipeline alone (no model): {t['pipeline_images_per_s']} images/s.\n",
+    ]
+    lines += ["```bash", raw.get("command", ""), "```", ""]
+    return "\n".join(lines)
+
+
+def pruning_section(raw: dict[str, Any]) -> str:
+    s, env, p = raw["settings"], raw.get("environment", {}), raw["pruning"]
+    w, wo = p["with_pruning"], p["without_pruning"]
+    saved = p["epochs_saved"]
+    lines = [
+        f"## Pruning savings: {s['dataset']}\n",
+        f"{p['trials']} trials of up to {p['epochs_per_trial']} epochs in each arm, space `{s['space']}`, TPE, "
+        f"seed {s['seed']}, {s['split']} (target: ≥ 50% of epochs saved at an equal best value). "
+        f"Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
+        *([f"*Smoke-size: {p['trials']} trials; the default median pruner prunes nothing before 4 trials "
+            "have finished, so this only shows the measure runs.*\n"] if p["trials"] < 10 else []),
+        "| arm | epochs spent | best val acc | pruned | failed | wall s |",
+        "|---|---|---|---|---|---|",
+        f"| median pruner (default) | {w['epochs']} | {_fmt(w['best_val'])} | {w['pruned']} | {w['failed']} | {w['wall_s']} |",
+        f"| no pruning | {wo['epochs']} | {_fmt(wo['best_val'])} | {wo['pruned']} | {wo['failed']} | {wo['wall_s']} |",
+        "",
+        f"Epochs saved by pruning: {'-' if saved is None else f'{saved:.0%}'}.\n",
+        "```bash", raw.get("command", ""), "```", "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The tools the benchmark compares, each a function ``(Bench, Recorder) -> None`` that
+searches until the recorder's budget ends.
+
+* ``cnn-search``: the harness as ``search`` runs it (same settings object, study
+  creation, objective and sampler/pruner factories), defaults TPE + median pruner,
+  a SQLite study in a temporary folder;
+* ``random``: the same harness with random sampling and no pruning;
+* ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
+* ``kt-hyperband``, ``kt-bayesian``: KerasTuner (``keras_tuner_tools.py``), imported
+  only when asked for, since keras-tuner is an optional (``bench``) dependency.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import FixedTrial, TrialState
+
+from benchmarks.clock import BudgetClock
+from benchmarks.record import BudgetSpent, Recorder
+from search.config import DataConfig, RunConfig
+from search.data import Dataset, load_raw, prepare
+from search.errors import DataError
+from search.errors import TrialError
+from search.objective import Objective
+from search.pipeline import TensorCache, make_pipeline
+from search.spaces import Space
+from search.study import StudySettings, create_or_load, default_storage
+from search.training import fit, keras_session
+
+__all__ = [
+    "Bench", "TOOLS", "KERAS_TUNER_TOOLS", "load_data", "warm_up", "get_tool", "config_from_params", "retrain_and_test",
+]
+
+MONITOR = "val_accuracy"
+OPTUNA_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every tool gets: the same data, space and base config, a seed and a scratch folder."""
+
+    data: Dataset
+    space: Space
+    base: RunConfig  # data settings, epochs per trial; ``seed`` is the benchmark seed
+    workdir: Path
+
+    @property
+    def seed(self) -> int:
+        return self.base.seed
+
+
+def load_data(dataset: str, data_dir: str | None, limit_train: int | None, val_size: int) -> tuple[DataConfig, Dataset]:
+    """The benchmark's fixed data: ``val_size`` validation images carved from the training
+    split, at most ``limit_train`` training images, the dataset's whole test split.
+    The split seed is always 0: seeds vary the searches, never the data."""
+    raw = load_raw(dataset, data_dir)
+    if not 0 < val_size < len(raw.x_train):
+        raise DataError(f"--val-size must be between 0 and {len(raw.x_train)} images for {dataset}, received {val_size}")
+    cfg = DataConfig(dataset, data_dir, val_size / len(raw.x_train), limit_train)
+    return cfg, prepare(raw, cfg, split_seed=0)
+
+
+def config_from_params(bench: Bench, params: dict) -> RunConfig:
+    """Replay sampled params through the space (``FixedTrial``): one source of truth."""
+    return bench.space.sample(FixedTrial(params), bench.base)
+
+
+def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        rec.trial_done(OPTUNA_STATES.get(trial.state, "failed"), trial.value, lambda: config_from_params(bench, trial.params))
+
+    return on_trial_end
+
+
+def run_harness(bench: Bench, rec: Recorder, sampler: str = "tpe", pruner: str = "median") -> None:
+    """Search with cnn-search's own code path, as ``cmd_search.run`` wires it."""
+    cfg = bench.base.data
+    settings = StudySettings(
+        dataset=cfg.dataset, space=bench.space.to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
+        data_dir=cfg.data_dir, epochs=bench.base.train.epochs, seed=bench.seed, sampler=sampler, pruner=pruner,
+    )
+    name = f"{rec.run.tool}-{bench.seed}"
+    study = create_or_load(name, default_storage(name, bench.workdir), settings)
+    objective = Objective(bench.space, bench.data, bench.base, MONITOR, "maximize", callbacks=[BudgetClock(rec)])
+    try:
+        study.optimize(
+            objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
+        )
+    except BudgetSpent:
+        pass  # the running trial was stopped (and counted as cut) when the budget ended
+
+
+def run_cnn_search(bench: Bench, rec: Recorder) -> None:
+    run_harness(bench, rec, "tpe", "median")
+
+
+def run_random(bench: Bench, rec: Recorder) -> None:
+    run_harness(bench, rec, "random", "none")
+
+
+def run_optuna_example(bench: Bench, rec: Recorder) -> None:
+    from benchmarks import optuna_example
+
+    try:
+        optuna_example.search(
+            bench.data, bench.space, bench.base, timeout=max(rec.remaining(), 1e-9),
+            extra_callbacks=[BudgetClock(rec)], study_callbacks=[optuna_recorder_callback(bench, rec)],
+        )
+    except BudgetSpent:
+        pass
+
+
+def _keras_tuner(kind: str) -> Callable[[Bench, Recorder], None]:
+    def run(bench: Bench, rec: Recorder) -> None:
+        from benchmarks import keras_tuner_tools
+
+        keras_tuner_tools.search(kind, bench, rec)
+
+    return run
+
+
+TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
+    "cnn-search": run_cnn_search,
+    "kt-hyperband": _keras_tuner("hyperband"),
+    "kt-bayesian": _keras_tuner("bayesian"),
+    "optuna-example": run_optuna_example,
+    "random": run_random,
+}
+KERAS_TUNER_TOOLS = ("kt-hyperband", "kt-bayesian")
+
+
+def get_tool(name: str) -> Callable[[Bench, Recorder], None]:
+    if name not in TOOLS:
+        raise ValueError(f"tool: expected one of {', '.join(TOOLS)}, received {name!r}")
+    return TOOLS[name]
+
+
+def warm_up(data: Dataset) -> None:
+    """One epoch of a tiny model through both input paths (tf.data and numpy arrays),
+    untimed: TensorFlow's one-time start-up costs must not land on the first tool."""
+    import keras
+
+    from search.config import CNNConfig, TrainConfig
+
+    config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=4, dense_units=0), train=TrainConfig(epochs=1))
+    with keras_session():
+        model = fit(config, data).model
+        model.fit(data.x_train, keras.utils.to_categorical(data.y_train, data.num_classes), epochs=1, verbose=0)
+
+
+def retrain_and_test(config: RunConfig, data: Dataset) -> tuple[float, float]:
+    """Train ``config`` the same way for every tool (our ``fit``, all its epochs, the
+    training split) and return (test accuracy, seconds)."""
+    start = time.perf_counter()
+    with keras_session():
+        result = fit(config, data, validate=False)
+        x, y = TensorCache.get(data, data.x_test, data.y_test)
+        test_ds = make_pipeline(x, y, data.num_classes, 512, shuffle=False, seed=0)
+        _, accuracy = result.model.evaluate(test_ds, verbose=0)
+    if not math.isfinite(accuracy):
+        raise TrialError(f"test accuracy is {accuracy}")
+    return float(accuracy), time.perf_counter() - start

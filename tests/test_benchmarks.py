@@ -1,0 +1,212 @@
+"""The benchmark runner in miniature (digits, a tiny space, seconds per tool), the
+KerasTuner translation of a space, the budget rules and the report writer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from optuna.trial import FixedTrial
+
+from benchmarks.record import Recorder, ToolRun
+from search.config import RunConfig
+from search.spaces import load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SPACE = ROOT / "tests" / "spaces" / "bench_tiny.toml"
+OPTUNA_TOOLS = ("cnn-search", "optuna-example", "random")
+KT_TOOLS = ("kt-hyperband", "kt-bayesian")
+HAS_KT = importlib.util.find_spec("keras_tuner") is not None
+NO_KT = "keras-tuner is not installed: pip install -e '.[cpu,test,bench]' to test the KerasTuner tools"
+
+
+# --- budget rules ----------------------------------------------------------------------
+
+
+def test_recorder_counts_a_trial_finished_after_the_budget_as_cut_and_ignores_its_value():
+    rec = Recorder("x", seed=0, budget=10.0)
+    rec.trial_done("complete", 0.5, lambda: RunConfig())
+    rec.trial_done("pruned", 0.9, lambda: RunConfig())
+    rec.trial_done("complete", 0.4, lambda: RunConfig())  # not an improvement
+    rec._start -= 11.0  # eleven seconds later: past the budget
+    rec.epoch_done()
+    rec.trial_done("complete", 0.99, lambda: RunConfig())
+    rec.trial_cut()  # stopped by the clock
+    run = rec.finish()
+    assert run.trials == {"complete": 2, "pruned": 1, "failed": 0, "cut": 2}
+    assert [v for _, v in run.timeline] == [0.5] and run.best_val == 0.5 and run.epochs == 0
+    assert run.best_config == RunConfig().to_dict()
+
+
+def test_tool_run_answers_best_by_a_time_and_time_to_reach_a_value():
+    run = ToolRun("x", 0, 100.0, timeline=[(10.0, 0.5), (40.0, 0.7), (90.0, 0.8)])
+    assert run.best_by(5) is None and run.best_by(40) == 0.7 and run.best_by(100) == 0.8
+    assert run.time_to_reach(0.7) == 40.0 and run.time_to_reach(0.75) == 90.0 and run.time_to_reach(0.9) is None
+    assert ToolRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+
+
+# --- KerasTuner translation ---------------------------------------------------------------
+
+
+class RecordingTrial(FixedTrial):
+    """A FixedTrial that remembers which parameters the space asked for."""
+
+    def __init__(self, params: dict) -> None:
+        super().__init__(params)
+        self.asked: set[str] = set()
+
+    def suggest_float(self, name, *args, **kwargs):
+        self.asked.add(name)
+        return super().suggest_float(name, *args, **kwargs)
+
+    def suggest_int(self, name, *args, **kwargs):
+        self.asked.add(name)
+        return super().suggest_int(name, *args, **kwargs)
+
+    def suggest_categorical(self, name, *args, **kwargs):
+        self.asked.add(name)
+        return super().suggest_categorical(name, *args, **kwargs)
+
+
+def _kt_samples(space, base, n: int):
+    kt = pytest.importorskip("keras_tuner", reason=NO_KT)
+    from benchmarks.kt_space import declare
+
+    hp = kt.HyperParameters()
+    declare(hp, space, base)
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=n, seed=0)
+    oracle.update_space(hp)
+    return hp, [oracle.populate_space(str(i))["values"] for i in range(n)]
+
+
+def test_keras_tuner_space_has_the_same_ranges_and_conditions():
+    space, base = load_space("cnn"), RunConfig()
+    hp, _ = _kt_samples(space, base, 1)
+    declared = {h.name: h for h in hp.space}
+    assert set(declared) == {p.name for p in space.params if p.kind != "fixed"}
+    lr = declared["learning_rate"]
+    assert (lr.min_value, lr.max_value, lr.sampling) == (1e-4, 1e-1, "log")
+    assert type(declared["batch_norm"]).__name__ == "Boolean"
+    assert list(declared["optimizer"].values) == ["sgd", "adam", "adamw", "rmsprop", "adagrad"]
+    momentum = declared["momentum"].conditions
+    assert [(c.name, c.values) for c in momentum] == [("optimizer", ["sgd", "rmsprop"])]
+
+
+@pytest.mark.parametrize("space_name", ["cnn", "mixed"])
+def test_keras_tuner_samples_become_the_configs_the_space_samples(space_name, tmp_path):
+    from benchmarks.kt_space import config_from_values
+
+    if space_name == "mixed":  # model kind chosen; resnet keys only for resnet; a when on a fixed entry
+        path = tmp_path / "mixed.toml"
+        path.write_text(
+            'extends = "cnn"\n[model]\nkind = { choices = ["cnn", "resnet"] }\nblocks_per_stage = { low = 1, high = 2 }\n'
+            'version = { choices = [1, 2] }\n[optimizer]\nname = "sgd"\n'
+            'momentum = { low = 0.8, high = 0.99, when = { optimizer = "sgd" } }\n'
+        )
+        space = load_space(str(path))
+    else:
+        space = load_space(space_name)
+    base = RunConfig()
+    _, samples = _kt_samples(space, base, 40)
+    kinds = set()
+    for values in samples:
+        trial = RecordingTrial(values)
+        config = space.sample(trial, base)
+        assert trial.asked == set(values), "KerasTuner's active parameters must be exactly those the space asks for"
+        assert config_from_values(values, space, base) == config
+        RunConfig.from_dict(config.to_dict())  # valid, with the space's own types (True, not 1)
+        kinds.add(config.model.kind)
+    assert kinds == ({"cnn", "resnet"} if space_name == "mixed" else {"cnn"})
+
+
+# --- the runner, end to end ----------------------------------------------------------------
+
+
+def _budget() -> int:
+    """Seconds per tool: 4, or more on a machine so busy that a tiny trial takes long
+    (the budget must leave time for a trial to finish, or there is nothing to check)."""
+    import time
+
+    from benchmarks.tools import load_data, retrain_and_test
+    from search.config import CNNConfig, TrainConfig
+
+    config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0),
+                       train=TrainConfig(batch_size=128, epochs=2))
+    _, data = load_data("digits", None, 200, 150)
+    retrain_and_test(config, data)  # the first fit in a process pays TensorFlow's start-up
+    start = time.perf_counter()
+    retrain_and_test(config, data)
+    return max(4, round(1.5 * (time.perf_counter() - start) + 1))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One run of every installed tool: digits, 1 seed, a few seconds each, up to 2 epochs a trial."""
+    from benchmarks.run import main
+
+    out = tmp_path_factory.mktemp("bench") / "results"
+    tools = [*OPTUNA_TOOLS, *(KT_TOOLS if HAS_KT else ())]
+    budget = _budget()
+    args = [
+        "--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--space", str(TINY_SPACE),
+        "--epochs", "2", "--budget", str(budget), "--seeds", "0", "--tools", *tools, "--out", str(out),
+    ]
+    assert main(args) == 0
+    return out, json.loads((out / "digits.json").read_text())
+
+
+def _check_runs(results: dict, tools: tuple[str, ...]) -> None:
+    runs = {r["tool"]: r for r in results["runs"]}
+    for tool in tools:
+        run = runs[tool]
+        budget = run["budget_s"]
+        assert run["seed"] == 0 and budget >= 4
+        assert sum(run["trials"].values()) >= 1 and set(run["trials"]) == {"complete", "pruned", "failed", "cut"}
+        assert run["epochs"] >= 1, f"{tool} spent no epoch within its budget"
+        assert isinstance(run["timeline"], list)
+        for t, value in run["timeline"]:
+            assert 0 < t <= budget and 0 <= value <= 1
+        if run["timeline"]:  # a winner was found in time: it was retrained and tested
+            assert run["best_val"] == max(v for _, v in run["timeline"])
+            assert 0 <= run["test_accuracy"] <= 1
+
+
+def test_smoke_run_records_every_optuna_based_tool(smoke):
+    _, results = smoke
+    _check_runs(results, OPTUNA_TOOLS)
+    assert any(r["timeline"] for r in results["runs"]), "no tool finished a trial within its budget"
+
+
+@pytest.mark.skipif(not HAS_KT, reason=NO_KT)
+def test_smoke_run_records_the_keras_tuner_tools(smoke):
+    _, results = smoke
+    _check_runs(results, KT_TOOLS)
+
+
+def test_report_is_regenerated_from_the_json_alone(smoke):
+    from benchmarks.report import write_report
+
+    out, results = smoke
+    markdown, png = out.with_suffix(".md"), out / "digits.png"
+    assert markdown.exists() and png.exists()  # written by the runner
+    markdown.unlink()
+    png.unlink()
+    write_report(out, markdown)
+    text = markdown.read_text()
+    assert png.stat().st_size > 1000
+    for run in results["runs"]:
+        assert f"| {run['tool']} |" in text
+    assert "results/digits.png" in text and "python benchmarks/run.py" in text
+
+
+def test_rerunning_with_other_settings_is_refused(smoke, capsys):
+    from benchmarks.run import main
+
+    out, results = smoke
+    budget = str(results["settings"]["budget_s"])
+    code = main(["--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--space", str(TINY_SPACE),
+                 "--epochs", "3", "--budget", budget, "--seeds", "0", "--tools", "random", "--out", str(out)])
+    assert code == 2
+    assert "other settings (epochs)" in capsys.readouterr().err
