@@ -150,8 +150,9 @@ def _shared_traits(hit: list[Mapping[str, Any]], rest: list[Mapping[str, Any]]) 
         values = [p[key] for p in hit]
         others = [p[key] for p in rest if key in p]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        same_int = numeric and len(set(values)) == 1 and all(isinstance(v, int) for v in values)
-        if numeric and not same_int:  # a range: "learning_rate >= 0.05"
+        # one shared value (of several trials, or an int) reads as equality; else as a bound
+        same_value = len(set(values)) == 1 and (len(values) > 1 or isinstance(values[0], int))
+        if numeric and not same_value:  # a range: "learning_rate >= 0.05"
             low, high = min(values), max(values)
             below = sum(v < low for v in others) / len(others) if others else 1.0
             above = sum(v > high for v in others) / len(others) if others else 1.0
