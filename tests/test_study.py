@@ -109,6 +109,6 @@ def test_malformed_and_unreachable_storage_are_storage_errors(tmp_path):
         read_recorded("s", "not a url")
     corrupt = tmp_path / "bad.db"
     corrupt.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StorageError, match="check the URL, the server and the file"):
+    with pytest.raises(StorageError, match="is not an SQLite database .*move it away"):
         read_recorded("s", f"sqlite:///{corrupt}")
     assert corrupt.read_bytes() == b"this is not a database" * 100
