@@ -35,6 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.args import add_data_arguments
 from search.errors import CnnSearchError, UsageError
 
 if typing.TYPE_CHECKING:
@@ -196,10 +197,7 @@ def measure(args: argparse.Namespace, part: str) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Measure harness overhead, input throughput and pruning savings.")
-    p.add_argument("--dataset", default="fashion_mnist")
-    p.add_argument("--data-dir")
-    p.add_argument("--limit-train", type=int, default=10000)
-    p.add_argument("--val-size", type=int, default=2000)
+    add_data_arguments(p)
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: both)")
     p.add_argument("--config", help="run config JSON to time (e.g. an export); default: the run config's defaults")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each overhead run (default: 3)")

@@ -26,6 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.args import add_data_arguments
 from benchmarks.record import Recorder, ToolRun
 from benchmarks.results import SearchResults
 from search.errors import CnnSearchError, TrialError, UsageError
@@ -41,10 +42,7 @@ NEEDS = {"kt-hyperband": "keras_tuner", "kt-bayesian": "keras_tuner", "optuna-ex
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark cnn-search against KerasTuner and hand-written Optuna.")
-    p.add_argument("--dataset", default="fashion_mnist", help="a dataset spec as for 'search' (default: fashion_mnist)")
-    p.add_argument("--data-dir", help="folder with the dataset's files")
-    p.add_argument("--limit-train", type=int, default=10000, help="training images (default: 10000)")
-    p.add_argument("--val-size", type=int, default=2000, help="validation images carved from the training split (default: 2000)")
+    add_data_arguments(p)
     p.add_argument("--space", default="cnn", help="built-in space or .toml file (default: cnn)")
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs a trial, for every tool (default: 10)")
     p.add_argument("--budget", type=float, default=600, help="wall-clock seconds per tool and seed (default: 600)")
