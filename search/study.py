@@ -253,14 +253,21 @@ def read_recorded(name: str, url: str) -> StudySettings | None:
     A SQLite file that does not exist is not created here: nothing is written before
     the caller has checked the rest of its input.
     """
-    parsed = _parse_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
+    if _missing_sqlite_file(url):
         return None
     storage = open_storage(url)
     summaries = _study_names(storage, url)
     if name not in summaries:
         return None
     return recorded_settings(optuna.load_study(study_name=name, storage=storage), url)
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database that does not exist yet; None otherwise."""
+    parsed = _parse_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
+        return parsed.database
+    return None
 
 
 def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
@@ -273,10 +280,10 @@ def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
 
 def load_study_for_reading(name: str, url: str) -> optuna.Study:
     """Load an existing study to read it (export, best, report, dashboard); never creates one."""
-    parsed = _parse_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
+    missing = _missing_sqlite_file(url)
+    if missing:
         raise StorageError(
-            f"no study database at {parsed.database}; run a search first (python run_search.py --study {name}) "
+            f"no study database at {missing}; run a search first (python run_search.py --study {name}) "
             "or point --storage / --studies-dir at the database"
         )
     storage = open_storage(url)
