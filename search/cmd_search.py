@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10)
 DEFAULT_SPACE = "cnn"
 DEFAULT_TRIALS = 20
+DEFAULT_RECYCLE_MB = 512
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study (default: 1, or one per --gpus entry)")
     p.add_argument("--gpus", help="GPU ids, one worker each, each seeing only its own: 0,1,2,3")
     p.add_argument("--mixed-precision", action="store_true", help="train in mixed_float16 (for GPUs with tensor cores)")
+    p.add_argument("--recycle-mb", type=float, default=DEFAULT_RECYCLE_MB, metavar="MB",
+                   help="replace a worker process by a fresh one, between trials, once its memory has grown this many MiB "
+                   f"since its first trial (default: {DEFAULT_RECYCLE_MB}; 0: never, and one worker runs in this process)")
     p.add_argument("--heartbeat", type=int, help=f"seconds between a running trial's heartbeats; a trial silent for "
                    f"{GRACE_FACTOR}x that is failed and run again (default: {DEFAULTS.heartbeat}; recorded by the study)")
 
@@ -103,6 +107,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, received {args.workers}")
+    if args.recycle_mb < 0:
+        raise UsageError(f"--recycle-mb must be 0 (never) or a positive number of MiB, received {args.recycle_mb:g}")
     if args.heartbeat is not None and args.heartbeat < 1:
         raise UsageError(f"--heartbeat must be at least 1 second, received {args.heartbeat}")
 
@@ -178,8 +184,6 @@ def run(args: argparse.Namespace) -> int:
     if len(plans) > 1 or plans[0].env:
         where = [p.describe().split(": ", 1)[1] for p in plans]
         print(f"{len(plans)} worker processes: " + (f"each {where[0]}" if len(set(where)) == 1 else "; ".join(where)))
-        data = None  # each worker loads its own copy
-        load_raw.cache_clear()
 
     import optuna
 
@@ -193,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
         deadline=time.time() + args.timeout if args.timeout else None,
         load_data=load_data,
         make_objective=functools.partial(build_objective, settings, artifact_dir=default_artifact_dir(name, url, Path(args.studies_dir))),
+        recycle_mb=args.recycle_mb or None,
     )
+    if workers.spawns(job, plans):
+        data = None  # each worker loads its own copy
+        load_raw.cache_clear()
     outcome = workers.run(job, plans, data)
     if outcome.exit_code == 2:
         return 2  # a worker printed the error

@@ -52,7 +52,13 @@ class MetricNotFoundError(UsageError):
 
 
 class SearchInterrupted(CnnSearchError):
-    """Ctrl-C (or SIGTERM) stopped the search: exit 130 with one line; the same command resumes."""
+    """Ctrl-C (or SIGTERM) stopped the search: exit 130 with one line; the same command resumes.
+
+    ``trials`` are the numbers of the trials it cut short (failed and queued again)."""
+
+    def __init__(self, message: str, trials: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.trials = trials
 
 
 class TrialError(CnnSearchError):

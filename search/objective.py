@@ -9,7 +9,6 @@ gets its learning curves and model summary as Optuna artifacts for the dashboard
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,21 +20,12 @@ from search.config import RunConfig
 from search.data import Dataset
 from search.diagnose import diagnose_history
 from search.errors import TrialError
+from search.memory import rss_mb
 from search.pruning import TrialReporter
 from search.spaces import Space
 from search.training import fit, keras_session
 
 __all__ = ["Objective", "best_of"]
-
-
-def _rss_mb() -> float | None:
-    """Resident memory of this process in MiB (Linux), to show it stays flat over trials."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def best_of(values: list[float | None], direction: str) -> float:
@@ -88,7 +78,7 @@ class Objective:
                 finally:  # complete, pruned or failed: the dashboard shows what it trained
                     self.save_artifacts(trial, reporter)
         finally:
-            trial.set_user_attr("rss_mb", _rss_mb())  # after clean-up: shows whether memory stays flat
+            trial.set_user_attr("rss_mb", rss_mb())  # after clean-up: shows whether memory stays flat
             trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
         return best_of(reporter.history[self.monitor], self.direction)
 

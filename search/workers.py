@@ -8,6 +8,12 @@ TensorFlow threads are limited to its share of the cores, it loads the data once
 it runs trials until the shared budget is spent.  A worker claims a slot *before* it
 starts a trial, so exactly ``--trials`` trials run, however the workers race.
 
+A long search would otherwise grow each process's memory trial after trial (see
+``memory``): with ``SearchJob.recycle_mb`` set, a worker whose memory has grown that much
+since its first trial exits between trials with ``RECYCLE``, and the parent starts a
+fresh one with the same plan.  Then even a single worker runs in a child process; only
+``recycle_mb=None`` runs trials in the calling process.
+
 ``plan_workers`` (which worker gets which GPU, threads and environment) is a pure
 function, so it is tested without a GPU.
 """
@@ -29,6 +35,7 @@ from typing import Any
 import optuna
 
 from search.errors import SearchInterrupted, TrialError, UsageError
+from search.memory import MemoryWatch
 from search.recovery import STOP_SIGNALS, Guarded, StopRequest
 from search.study import GRACE_FACTOR, StudySettings, create_or_load
 
@@ -42,8 +49,11 @@ __all__ = [
     "configure_tensorflow",
     "run",
     "run_trials",
+    "spawns",
+    "RECYCLE",
 ]
 
+RECYCLE = 75  # a worker's exit code: "my memory grew past the limit; start a fresh me" (EX_TEMPFAIL)
 GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z/-]+)$")  # an index or a UUID, as nvidia-smi -L shows
 
 
@@ -140,6 +150,7 @@ class SearchJob:
     load_data: Callable[[], Any]  # called once per process
     make_objective: Callable[[Any], Callable[[optuna.trial.Trial], float]]  # data -> objective
     setup: Callable[[WorkerPlan], None] = configure_tensorflow
+    recycle_mb: float | None = None  # replace a worker whose memory grew this much; None: run here, never replace
 
 
 @dataclass(frozen=True)
@@ -177,25 +188,45 @@ class _SharedSlots:
             return True
 
 
-def run_trials(job: SearchJob, study: optuna.Study, objective: Callable, slots: Any, stop: StopRequest) -> None:
-    """Run trials one at a time while slots remain, the deadline is ahead and no stop came."""
+def run_trials(
+    job: SearchJob, study: optuna.Study, objective: Callable, slots: Any, stop: StopRequest, watch: MemoryWatch | None = None
+) -> bool:
+    """Run trials one at a time while slots remain, the deadline is ahead and no stop came.
+
+    True when it stopped early because ``watch`` says this process grew too much: the
+    caller hands the remaining trials to a fresh process.
+    """
     from search.progress import TrialPrinter
 
     guarded, printer = Guarded(objective, stop), TrialPrinter()
-    while not stop.requested and (job.deadline is None or time.time() < job.deadline) and slots.claim():
+    while not stop.requested and (job.deadline is None or time.time() < job.deadline):
+        if watch is not None and watch.exceeded():
+            return True
+        if not slots.claim():
+            break
         study.optimize(guarded, n_trials=1, catch=(TrialError,), callbacks=[printer])
+        if watch is not None:
+            watch.trial_done()
     if stop.requested or slots.stopped:
         if guarded.interrupted:
-            raise SearchInterrupted(
-                f"trial {guarded.interrupted[-1]} stopped, marked failed and queued to run again; "
-                "run the same command to resume"
-            )
+            raise SearchInterrupted(_interrupted_message(guarded.interrupted), tuple(guarded.interrupted))
         raise SearchInterrupted("stopped between trials, nothing lost; run the same command to resume")
+    return False
+
+
+def _interrupted_message(numbers: Sequence[int]) -> str:
+    which = f"trial {numbers[0]}" if len(numbers) == 1 else "trials " + ", ".join(map(str, numbers))
+    return f"{which} stopped, marked failed and queued to run again; run the same command to resume"
+
+
+def spawns(job: SearchJob, plans: Sequence[WorkerPlan]) -> bool:
+    """Whether ``run`` runs the trials in child processes (and the caller's data is not used)."""
+    return len(plans) > 1 or bool(plans[0].env) or job.recycle_mb is not None
 
 
 def run(job: SearchJob, plans: Sequence[WorkerPlan], data: Any = None) -> Outcome:
-    """Run ``job.trials`` trials: here for one plain worker, else in spawned workers."""
-    if len(plans) == 1 and not plans[0].env:
+    """Run ``job.trials`` trials: here for one plain worker that is never replaced, else in spawned workers."""
+    if not spawns(job, plans):
         return _run_here(job, plans[0], data)
     return _run_workers(job, plans)
 
@@ -213,51 +244,82 @@ def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
     return Outcome(slots.used, 0)
 
 
+class _Pool:
+    """The spawned workers of one run, and what they share: the slot counter, the stop
+    flag, and each worker's interrupted trial (-1: none)."""
+
+    def __init__(self, job: SearchJob, plans: Sequence[WorkerPlan]) -> None:
+        self.job, self.plans = job, plans
+        self.ctx = multiprocessing.get_context("spawn")
+        self.used, self.stop_flag = self.ctx.Value("i", 0), self.ctx.Value("b", 0)
+        self.interrupted = self.ctx.Array("i", [-1] * len(plans))
+        self.procs: list[Any] = []
+
+    def start(self, plan: WorkerPlan) -> Any:
+        """Start ``plan``'s worker.  It starts with Ctrl-C ignored (dispositions survive
+        exec) until it installs its own handler; one that missed a Ctrl-C sees the shared
+        stop flag before any trial."""
+        ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+        try:
+            with _environ(dict(plan.env)):
+                proc = self.ctx.Process(
+                    target=_worker_main,
+                    args=(self.job, plan, self.used, self.stop_flag, self.interrupted),
+                    name=f"cnn-search-worker-{plan.index}",
+                )
+                proc.start()
+        finally:
+            for sig, handler in ignored.items():
+                signal.signal(sig, handler)
+        return proc
+
+    def stop_all(self) -> None:
+        _stop_all(self.procs, self.stop_flag)
+
+
 def _run_workers(job: SearchJob, plans: Sequence[WorkerPlan]) -> Outcome:
-    ctx = multiprocessing.get_context("spawn")
-    used, stop_flag = ctx.Value("i", 0), ctx.Value("b", 0)
-    procs: list[Any] = []
-    # Workers start with Ctrl-C ignored (dispositions survive exec) until they install
-    # their own handler; one that missed it sees the shared stop flag before any trial.
-    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    pool = _Pool(job, plans)
     try:
         for plan in plans:
-            with _environ(dict(plan.env)):
-                proc = ctx.Process(target=_worker_main, args=(job, plan, used, stop_flag), name=f"cnn-search-worker-{plan.index}")
-                proc.start()
-            procs.append(proc)
+            pool.procs.append(pool.start(plan))
     except BaseException:
-        _stop_all(procs, stop_flag)
+        pool.stop_all()
         raise
-    finally:
-        for sig, handler in ignored.items():
-            signal.signal(sig, handler)
     stop = StopRequest().install()
     try:
-        codes = _supervise(procs, stop, stop_flag, GRACE_FACTOR * job.settings.heartbeat)
+        codes = _supervise(pool, stop, GRACE_FACTOR * job.settings.heartbeat)
     finally:
         stop.restore()
+    used = pool.used.value
     if 2 in codes or 1 in codes:  # a worker printed its error; the others were stopped
-        return Outcome(used.value, 2 if 2 in codes else 1)
+        return Outcome(used, 2 if 2 in codes else 1)
     if stop.requested or 130 in codes:
-        raise SearchInterrupted(
-            f"stopped {len(procs)} workers; trials that were running are marked failed and queued to run again; "
-            "run the same command to resume"
-        )
-    return Outcome(used.value, 1 if any(c != 0 for c in codes) else 0)
+        interrupted = [n for n in pool.interrupted if n >= 0]
+        if interrupted:
+            raise SearchInterrupted(_interrupted_message(interrupted))
+        raise SearchInterrupted("stopped between trials, nothing lost; run the same command to resume")
+    return Outcome(used, 1 if any(c != 0 for c in codes) else 0)
 
 
-def _supervise(procs: list[Any], stop: StopRequest, stop_flag: Any, grace: int) -> list[int]:
-    """Wait for every worker; pass a stop on; stop all when one fails; report killed ones."""
+def _supervise(pool: _Pool, stop: StopRequest, grace: int) -> list[int]:
+    """Wait for every worker; replace a recycled one; pass a stop on; stop all when one
+    fails; report killed ones."""
+    procs = pool.procs
     codes: dict[int, int] = {}
     stopping = False
     while len(codes) < len(procs):
         if stop.requested and not stopping:
-            _stop_all(procs, stop_flag)
+            pool.stop_all()
             stopping = True
         multiprocessing.connection.wait([p.sentinel for i, p in enumerate(procs) if i not in codes], timeout=0.5)
         for i, proc in enumerate(procs):
             if i in codes or proc.exitcode is None:
+                continue
+            if proc.exitcode == RECYCLE:
+                if not stopping and not pool.stop_flag.value:
+                    procs[i] = pool.start(pool.plans[i])
+                    continue
+                codes[i] = 0  # it left between trials; nothing to resume
                 continue
             codes[i] = proc.exitcode
             if proc.exitcode < 0:
@@ -268,7 +330,7 @@ def _supervise(procs: list[Any], stop: StopRequest, stop_flag: Any, grace: int) 
                     flush=True,
                 )
             elif proc.exitcode in (1, 2) and not stopping:
-                _stop_all(procs, stop_flag)
+                pool.stop_all()
                 stopping = True
     return [codes[i] for i in range(len(procs))]
 
@@ -281,8 +343,9 @@ def _stop_all(procs: list[Any], stop_flag: Any) -> None:
                 os.kill(proc.pid, signal.SIGINT)
 
 
-def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any) -> None:
-    """A spawned worker: set up TensorFlow, load the data once, run trials until none are left."""
+def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, interrupted: Any) -> None:
+    """A spawned worker: set up TensorFlow, load the data once, run trials until none are
+    left, or until its memory has grown past ``job.recycle_mb`` (then it exits ``RECYCLE``)."""
     stop = StopRequest().install()
     os.environ.update(dict(plan.env))  # already set by the parent; before TensorFlow loads either way
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from TrialPrinter
@@ -293,10 +356,18 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any) ->
             job.setup(plan)
             data = job.load_data()
             study = create_or_load(job.study, job.url, job.settings, worker=plan.index)
-            run_trials(job, study, job.make_objective(data), slots, stop)
+            watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None
+            if run_trials(job, study, job.make_objective(data), slots, stop, watch):
+                print(
+                    f"worker {plan.index}: memory grew {watch.growth:.0f} MiB over {watch.trials} trials "
+                    f"(limit {job.recycle_mb:g}); a fresh process takes over",
+                    flush=True,
+                )
+                code = RECYCLE
         else:
             code = 130
-    except SearchInterrupted:
+    except SearchInterrupted as e:
+        interrupted[plan.index] = e.trials[-1] if e.trials else -1
         code = 130  # the parent prints the one line
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

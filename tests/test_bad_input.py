@@ -97,6 +97,7 @@ CASES = {
     "study name with /": (["--study", "a/b"], ["'a/b'", "letters, digits"]),
     "resumed study, other dataset": (["--study", "existing", "--dataset", "npz:nan.npz"], ["existing", "dataset", "drop that option"]),
     "bad --workers": (["--workers", "0"], ["--workers", "at least 1"]),
+    "negative --recycle-mb": (["--recycle-mb", "-5"], ["--recycle-mb", "0 (never)"]),
     "bad --gpus": (["--gpus", "0,one"], ["'one'", "--gpus 0,1"]),
 }
 

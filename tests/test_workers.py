@@ -97,10 +97,24 @@ def _tiny(trial) -> float:
     return x * x
 
 
-def make_job(url: str, trials: int) -> SearchJob:
+LEAK_MB = 8
+_kept: list[bytes] = []
+
+
+def _leaky(trial) -> float:
+    """Keeps 8 MiB of written memory per trial, as a leaking training step would."""
+    _kept.append(b"\x01" * (LEAK_MB * 2**20))
+    return _tiny(trial)
+
+
+def leaky_objective(data):
+    return _leaky
+
+
+def make_job(url: str, trials: int, objective=tiny_objective, recycle_mb: float | None = None) -> SearchJob:
     settings = StudySettings(dataset="digits", space=load_space("cnn").to_dict(), direction="minimize")
     create_or_load("race", url, settings)  # as the command does: created before workers start
-    return SearchJob("race", url, settings, trials, None, no_data, tiny_objective, setup=no_setup)
+    return SearchJob("race", url, settings, trials, None, no_data, objective, setup=no_setup, recycle_mb=recycle_mb)
 
 
 def test_four_workers_run_exactly_the_budget_on_sqlite(sqlite_url):
@@ -129,6 +143,35 @@ def test_one_worker_runs_in_this_process(sqlite_url):
     trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
     assert outcome.trials == 3 and [t.number for t in trials] == [0, 1, 2]
     assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}
+
+
+def test_a_worker_whose_memory_grew_past_the_limit_is_replaced_between_trials(sqlite_url, capfd):
+    import optuna
+    from optuna.trial import TrialState
+
+    outcome = run(make_job(sqlite_url, 10, leaky_objective, recycle_mb=2.5 * LEAK_MB), plan_workers(None, (), cores=2))
+    assert outcome.exit_code == 0 and outcome.trials == 10
+    trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
+    assert [t.number for t in trials] == list(range(10)) and all(t.state == TrialState.COMPLETE for t in trials)
+    per_process: dict[int, list[int]] = defaultdict(list)
+    for t in trials:
+        per_process[t.user_attrs["pid"]].append(t.number)
+    assert os.getpid() not in per_process  # even one worker runs in a child, to be replaceable
+    # Growth is measured from the first trial's end: after 4 trials a process holds 24 MiB
+    # more than then, past the 20 MiB limit, so no process runs a 5th trial.
+    assert max(len(numbers) for numbers in per_process.values()) <= 4
+    assert len(per_process) >= 3
+    assert all(numbers == list(range(numbers[0], numbers[-1] + 1)) for numbers in per_process.values())
+    assert "a fresh process takes over" in capfd.readouterr().out
+
+
+def test_without_a_memory_limit_no_worker_is_replaced(sqlite_url):
+    import optuna
+
+    outcome = run(make_job(sqlite_url, 6, leaky_objective, recycle_mb=None), plan_workers(2, (), cores=2))
+    trials = optuna.load_study(study_name="race", storage=sqlite_url).get_trials()
+    assert outcome.trials == 6 and len(trials) == 6
+    assert len({t.user_attrs["pid"] for t in trials}) <= 2  # 48 MiB kept, and still the 2 workers it started
 
 
 def _create(url: str, barrier) -> None:
