@@ -93,9 +93,9 @@ class Objective:
                     if "latency" in self.objectives:
                         from search.latency import measure_latency
 
-                        measured["latency"], batch = measure_latency(result.model, self.data.x_val)
+                        measured["latency"], how = measure_latency(result.model, self.data.x_val)
                         trial.set_user_attr("latency_ms", measured["latency"])
-                        trial.set_user_attr("latency_batch", batch)
+                        trial.set_user_attr("latency_measured", how)
                 except TrialError as e:
                     fail_reason = str(e)
                     trial.set_user_attr("fail_reason", fail_reason)
