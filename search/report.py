@@ -153,7 +153,8 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in board.counts.items() if n) or "no trials"
     multi = len(study.directions) > 1
     if multi:
-        best_text = (f"Pareto front: {board.front_size} trials ({', '.join(f'#{r.number}' for r in board.rows)}"
+        best_text = (f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)} "
+                     f"({', '.join(f'#{r.number}' for r in board.rows)}"
                      f"{', ...' if len(board.rows) < board.front_size else ''})" if board.rows else "no completed trial yet")
         target = describe_objectives(settings)
     else:
