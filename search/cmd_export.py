@@ -1,4 +1,6 @@
-"""``export``: write the best (or a chosen) trial's run config, and its provenance, as JSON."""
+"""``export``: write the best (or a chosen) trial's run config, and its provenance, as JSON.
+
+A multi-objective study has no best trial: ``--trial N`` picks a point of its front."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from search.cli import add_study_arguments, study_location
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_study_arguments(p)
-    p.add_argument("--trial", type=int, help="export this trial number instead of the best one")
+    p.add_argument("--trial", type=int, help="export this trial number instead of the best one (needed with several objectives)")
     p.add_argument("--out", help="file to write (default: <studies-dir>/<study>-best.json, or -trialN.json)")
 
 
@@ -25,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
     export = export_trial(study, trial, url)
     suffix = "best" if args.trial is None else f"trial{trial.number}"
     out = write_export(export, args.out or Path(args.studies_dir) / f"{name}-{suffix}.json")
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
-    print(f"exported trial {trial.number} ({trial.state.name}, {export.source['monitor']} {value}) of study '{name}' to {out}")
+    from search.objectives import format_objective
+
+    values = export.source.get("values") or {export.source["monitor"]: export.source["value"]}
+    shown = ", ".join(f"{k} {format_objective(k, v)}" for k, v in values.items())
+    print(f"exported trial {trial.number} ({trial.state.name}, {shown}) of study '{name}' to {out}")
     print(f"train it: python run_search.py train --config {shlex.quote(str(out))}")
     return 0

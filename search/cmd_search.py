@@ -1,7 +1,8 @@
 """``search`` (the default command): run a new search or resume one.
 
 Everything a bad argument can break is checked before the study is created or a trial
-runs: the study name, storage URL, space file, dataset, metric, sampler and pruner.
+runs: the study name, storage URL, space file, dataset, metric, objectives, sampler and
+pruner.
 Trials run here, or in ``--workers`` / ``--gpus`` processes (see ``workers``).
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from search.config import METRICS, DataConfig, RunConfig, TrainConfig
 from search.errors import MetricNotFoundError, UsageError
+from search.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.spaces import load_space
 from search.study import (
     GRACE_FACTOR,
@@ -60,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=float, help="fraction of the training split kept for validation (default: 0.1)")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick searches)")
     p.add_argument("--monitor", help="metric to optimize and prune on (default: val_accuracy)")
+    p.add_argument("--objectives", help="accuracy (the --monitor metric; the default), or it against model size and "
+                   "speed: accuracy,params or accuracy,params,latency (a Pareto front; no pruning; recorded by the study)")
     p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study (default: 1, or one per --gpus entry)")
     p.add_argument("--gpus", help="GPU ids, one worker each, each seeing only its own: 0,1,2,3")
     p.add_argument("--mixed-precision", action="store_true", help="train in mixed_float16 (for GPUs with tensor cores)")
@@ -86,6 +90,8 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.monitor:
         given["direction"] = "minimize" if "loss" in args.monitor else "maximize"
+    if args.objectives is not None:
+        given["objectives"] = parse_objectives(args.objectives)
     if args.space:
         given["space"] = load_space(args.space).to_dict()
     return {k: v for k, v in given.items() if v is not None}
@@ -142,7 +148,8 @@ def build_objective(settings: StudySettings, data: Dataset, artifact_dir: Path |
     from search.objective import Objective
 
     base = RunConfig(data=data_config(settings), train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    return Objective(settings.space_obj, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir)
+    return Objective(settings.space_obj, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir,
+                     objectives=settings.objectives)
 
 
 def data_config(settings: StudySettings) -> DataConfig:
@@ -165,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     defaults = StudySettings(**{**DEFAULTS.to_dict(), "space": load_space(DEFAULT_SPACE).to_dict()})
     settings = resolve_settings(name, requested, recorded, defaults)
     check_monitor(settings.monitor)
+    settings = check_objective_settings(settings, requested)  # several objectives: a sampler that can, no pruner
     make_sampler(settings.sampler, settings.seed)  # fail on a missing optional package now,
     make_pruner(settings.pruner, settings.epochs)  # not after the study exists
 
@@ -181,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
           f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
+    if settings.multi_objective:
+        print(f"objectives: {describe_objectives(settings)}; a Pareto front, and no pruning "
+              "(Optuna prunes single-objective studies only): every trial runs all its epochs")
     if len(plans) > 1 or plans[0].env:
         where = [p.describe().split(": ", 1)[1] for p in plans]
         print(f"{len(plans)} worker processes: " + (f"each {where[0]}" if len(set(where)) == 1 else "; ".join(where)))

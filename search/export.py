@@ -4,7 +4,10 @@ An export file is ``{"schema_version", "config", "source"}``: ``config`` is the
 trial's complete ``RunConfig`` (``RunConfig.load`` reads it), ``source`` says which
 study, trial, value, storage (password masked), package versions and seeds produced
 it.  ``source.split_seed`` is the study seed that carved the validation split: the
-one thing ``train`` needs that the run config does not hold.
+one thing ``train`` needs that the run config does not hold.  A multi-objective study
+has no best trial: export names a point of its Pareto front with ``--trial N``, and
+``source`` adds ``objectives`` and every value by name (``value`` stays the monitored
+metric's).
 """
 
 from __future__ import annotations
@@ -69,6 +72,17 @@ def choose_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
+    if number is None and len(study.directions) > 1:
+        from search.objectives import pareto_front, study_metric_names
+
+        front = [t.number for t in pareto_front(study)]
+        if not front:
+            raise UsageError(f"study '{study.study_name}' has no completed trial yet; run more trials")
+        raise UsageError(
+            f"study '{study.study_name}' optimizes {len(study.directions)} objectives ({', '.join(study_metric_names(study))}), "
+            f"so it has no single best trial; pick a point of its Pareto front with --trial N, N one of "
+            f"{', '.join(map(str, front))} (python run_search.py best --study {study.study_name} shows them)"
+        )
     if number is None:
         if not any(t.state == TrialState.COMPLETE for t in trials):
             counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState if any(t.state == s for t in trials))
@@ -96,11 +110,13 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> E
     config = RunConfig.from_dict(raw, where=f"trial {trial.number} config")
     settings = recorded_settings(study, storage_url)
     history = trial.user_attrs.get("history") or {}
+    multi = len(study.directions) > 1
+    values = list(trial.values) if multi and trial.values else None  # trial.value raises with several objectives
     source = {
         "study": study.study_name,
         "trial": trial.number,
         "state": trial.state.name,
-        "value": trial.value,
+        "value": (values[0] if values else None) if multi else trial.value,
         "monitor": settings.monitor,
         "direction": settings.direction,
         "epochs_run": len(history.get(settings.monitor, [])) or None,
@@ -111,6 +127,9 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> E
         "packages": package_versions(),
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if multi:
+        source["objectives"] = settings.objectives
+        source["values"] = dict(zip(settings.metric_names, values)) if values else None
     return Export(config, source)
 
 

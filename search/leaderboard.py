@@ -5,6 +5,9 @@ pruned trials follow, ranked by the best value they reported before being stoppe
 (they ran fewer epochs, so their values are not comparable with the completed ones:
 the state column says so).  Parameter columns are those that differ between the rows,
 most important first (Optuna's importance evaluator, when the study allows it).
+
+A multi-objective study has no single ranking: its rows are the Pareto front, ordered
+by the monitored metric, with a column per objective.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from search.objectives import format_objective, pareto_front, study_metric_names
 
 __all__ = ["Row", "Leaderboard", "leaderboard", "param_importances", "format_value", "table_cells", "format_table"]
 
@@ -29,6 +34,7 @@ class Row:
     epochs: int
     params: dict[str, Any]
     diagnosis: tuple[str, ...] = ()  # labels from search.diagnose
+    values: tuple[float, ...] = ()  # every objective's value, in a multi-objective study
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class Leaderboard:
     columns: list[str]  # parameters that differ between rows, most important first
     constant: dict[str, Any]  # parameters every row shares
     counts: dict[str, int] = field(default_factory=dict)  # trials by state name
+    objectives: tuple[str, ...] = ()  # a multi-objective study's value names: the rows are its Pareto front
+    front_size: int = 0  # trials on that front (rows may show fewer)
 
 
 def _best_reported(trial: FrozenTrial, maximize: bool) -> float | None:
@@ -67,16 +75,24 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
 
 
 def leaderboard(study: optuna.Study, top: int = 10, importances: dict[str, float] | None = None) -> Leaderboard:
-    """The ``top`` best trials of ``study``: completed ones first, then pruned ones."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    """The ``top`` best trials of ``study``: completed ones first, then pruned ones (for
+    several objectives: the Pareto front, by the monitored metric)."""
     trials = study.get_trials(deepcopy=False)
-    sign = -1.0 if maximize else 1.0
-    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: sign * t.value)
-    pruned = [(t, _best_reported(t, maximize)) for t in trials if t.state == TrialState.PRUNED]
-    pruned.sort(key=lambda tv: math.inf if tv[1] is None else sign * tv[1])
-    chosen = [(t, t.value) for t in complete] + pruned
+    objectives: tuple[str, ...] = ()
+    if len(study.directions) > 1:
+        front = pareto_front(study)
+        objectives = tuple(study_metric_names(study))
+        chosen = [(t, t.values[0]) for t in front]
+    else:
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        sign = -1.0 if maximize else 1.0
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: sign * t.value)
+        pruned = [(t, _best_reported(t, maximize)) for t in trials if t.state == TrialState.PRUNED]
+        pruned.sort(key=lambda tv: math.inf if tv[1] is None else sign * tv[1])
+        chosen = [(t, t.value) for t in complete] + pruned
     rows = [
-        Row(rank, t.number, t.state.name, value, _epochs(t), dict(t.params), tuple(t.user_attrs.get("diagnosis", [])))
+        Row(rank, t.number, t.state.name, value, _epochs(t), dict(t.params), tuple(t.user_attrs.get("diagnosis", [])),
+            tuple(t.values) if objectives else ())
         for rank, (t, value) in enumerate(chosen[:top], start=1)
     ]
     if importances is None:
@@ -89,7 +105,8 @@ def leaderboard(study: optuna.Study, top: int = 10, importances: dict[str, float
     differ = [n for n in names if len({repr(r.params.get(n)) for r in rows}) > 1]
     constant = {n: rows[0].params.get(n) for n in names if n not in differ} if rows else {}
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    return Leaderboard(rows, differ if len(rows) > 1 else names, constant if len(rows) > 1 else {}, counts)
+    return Leaderboard(rows, differ if len(rows) > 1 else names, constant if len(rows) > 1 else {}, counts,
+                       objectives, len(chosen) if objectives else 0)
 
 
 def format_value(value: Any) -> str:
@@ -101,11 +118,18 @@ def format_value(value: Any) -> str:
 
 
 def table_cells(board: Leaderboard, max_columns: int) -> tuple[list[str], list[list[str]]]:
-    """Header and rows as text: rank, trial, value, state, epochs, diagnosis, parameters."""
+    """Header and rows as text: rank, trial, value (one per objective), state, epochs,
+    diagnosis, parameters."""
     columns = board.columns[:max_columns]
-    header = ["rank", "trial", "value", "state", "epochs", "diagnosis", *columns]
+    header = ["rank", "trial", *(board.objectives or ["value"]), "state", "epochs", "diagnosis", *columns]
+
+    def values(r: Row) -> list[str]:
+        if board.objectives:
+            return [format_objective(n, v) for n, v in zip(board.objectives, r.values)]
+        return ["-" if r.value is None else f"{r.value:.4f}"]
+
     body = [
-        [str(r.rank), str(r.number), "-" if r.value is None else f"{r.value:.4f}", r.state, str(r.epochs),
+        [str(r.rank), str(r.number), *values(r), r.state, str(r.epochs),
          ",".join(r.diagnosis) or "-", *(format_value(r.params.get(c)) for c in columns)]
         for r in board.rows
     ]

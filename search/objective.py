@@ -3,6 +3,9 @@
 Every outcome of a trial is handled here, in one place: complete (the best monitored
 value over its epochs), pruned (reason stored), failed by a ``TrialError`` (reason
 stored; the study goes on), or stopped by a ``UsageError`` (the study stops).
+With several objectives (``search.objectives``) a complete trial's values are, in
+order, the best monitored value, the parameter count and the latency in ms per image
+(``search.latency``, measured after training and stored as ``latency_ms``).
 With an artifact folder, every trial that trained (complete, pruned or failed) also
 gets its learning curves and model summary as Optuna artifacts for the dashboard.
 """
@@ -21,6 +24,7 @@ from search.data import Dataset
 from search.diagnose import diagnose_history
 from search.errors import TrialError
 from search.memory import rss_mb
+from search.objectives import DEFAULT_OBJECTIVES, objective_names
 from search.pruning import TrialReporter
 from search.spaces import Space
 from search.training import fit, keras_session
@@ -49,6 +53,7 @@ class Objective:
         direction: str,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         artifact_dir: Path | None = None,
+        objectives: str = DEFAULT_OBJECTIVES,
     ) -> None:
         self.space = space
         self.data = data
@@ -57,20 +62,30 @@ class Objective:
         self.direction = direction
         self.artifact_dir = artifact_dir
         self.callbacks = tuple(callbacks)
+        self.objectives = objective_names(objectives)
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
         return self.space.sample(trial, self.base.replace(seed=self.base.seed + trial.number))
 
-    def __call__(self, trial: optuna.trial.Trial) -> float:
+    def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         config = self.config_for(trial)
         trial.set_user_attr("config", config.to_dict())
-        reporter = TrialReporter(trial, self.monitor)
+        multi = len(self.objectives) > 1
+        reporter = TrialReporter(trial, self.monitor, intermediate=not multi)  # Optuna prunes one objective only
         fail_reason = None
+        measured: dict[str, float] = {}
         try:
             with keras_session():
                 try:
-                    fit(config, self.data, callbacks=[*self.callbacks, reporter], monitor=self.monitor)
+                    result = fit(config, self.data, callbacks=[*self.callbacks, reporter], monitor=self.monitor)
+                    measured["params"] = float(result.params)
+                    if "latency" in self.objectives:
+                        from search.latency import measure_latency
+
+                        measured["latency"], how = measure_latency(result.model, self.data.x_val)
+                        trial.set_user_attr("latency_ms", measured["latency"])
+                        trial.set_user_attr("latency_measured", how)
                 except TrialError as e:
                     fail_reason = str(e)
                     trial.set_user_attr("fail_reason", fail_reason)
@@ -80,7 +95,8 @@ class Objective:
         finally:
             trial.set_user_attr("rss_mb", rss_mb())  # after clean-up: shows whether memory stays flat
             trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
-        return best_of(reporter.history[self.monitor], self.direction)
+        measured["accuracy"] = best_of(reporter.history[self.monitor], self.direction)
+        return tuple(measured[n] for n in self.objectives) if multi else measured["accuracy"]
 
     def save_artifacts(self, trial: optuna.trial.Trial, reporter: TrialReporter) -> None:
         """Curves and model summary for the dashboard; a failure here only warns."""

@@ -1,4 +1,8 @@
-"""What a search prints: one line per finished trial and a summary at the end."""
+"""What a search prints: one line per finished trial and a summary at the end.
+
+A multi-objective study prints each trial's values and the Pareto front instead of a
+best value (Optuna has no single best trial there).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import optuna
 from optuna.trial import TrialState
 
 from search.diagnose import Finding, explain
+from search.objectives import format_objective, pareto_front, study_metric_names
 
-__all__ = ["TrialPrinter", "findings", "summary"]
+__all__ = ["TrialPrinter", "findings", "summary", "front_text"]
 
 
 def _fmt(value: float | None) -> str:
@@ -26,24 +31,38 @@ class TrialPrinter:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
-        value = trial.value
-        if trial.state != TrialState.COMPLETE and trial.intermediate_values:  # last epoch reported
-            value = trial.intermediate_values[max(trial.intermediate_values)]
-        try:
-            best = study.best_trial
-            best_text = f"best {_fmt(best.value)} (#{best.number})"
-        except ValueError:
-            best_text = "best -"
+        if len(study.directions) > 1:
+            value_text, best_text = _values_and_front(study, trial)
+        else:
+            value = trial.value
+            if trial.state != TrialState.COMPLETE and trial.intermediate_values:  # last epoch reported
+                value = trial.intermediate_values[max(trial.intermediate_values)]
+            value_text = f"value {_fmt(value)}"
+            try:
+                best = study.best_trial
+                best_text = f"best {_fmt(best.value)} (#{best.number})"
+            except ValueError:
+                best_text = "best -"
         note = ""
         if trial.state == TrialState.PRUNED:
             note = f"  at epoch {trial.last_step}"
         elif trial.state == TrialState.FAIL:
             note = "  " + str(trial.user_attrs.get("fail_reason", "failed"))
         print(
-            f"trial {trial.number:>4}  {trial.state.name:<8}  value {_fmt(value)}  {best_text}  {seconds:6.1f}s{note}",
+            f"trial {trial.number:>4}  {trial.state.name:<8}  {value_text}  {best_text}  {seconds:6.1f}s{note}",
             file=self.out,
             flush=True,
         )
+
+
+def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
+    """``val_accuracy 0.9123  params 12,345`` and ``front #3 #7 (2 trials)``."""
+    names = study_metric_names(study)
+    values = trial.values or [None] * len(names)
+    value_text = "  ".join(f"{n} {format_objective(n, v)}" for n, v in zip(names, values))
+    front = [t.number for t in pareto_front(study)]
+    shown = " ".join(f"#{n}" for n in front[:6]) + (" ..." if len(front) > 6 else "")
+    return value_text, f"front {shown} ({len(front)} trial{'s' * (len(front) != 1)})" if front else "front -"
 
 
 def findings(trials: list[optuna.trial.FrozenTrial]) -> list[Finding]:
@@ -64,18 +83,38 @@ def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout,
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed",
         file=out,
     )
-    try:
-        best = study.best_trial
-    except ValueError:
-        print("no trial completed yet", file=out)
+    where = f"--study {shlex.quote(study.study_name)}{location_args}"
+    front = pareto_front(study) if len(study.directions) > 1 else []
+    if front:
+        print(front_text(study, front), file=out)
     else:
-        print(f"best value {best.value:.4f} (trial #{best.number})", file=out)
-        for k, v in best.params.items():
-            print(f"  {k:<18} {v:.4g}" if isinstance(v, float) else f"  {k:<18} {v}", file=out)
+        try:
+            best = study.best_trial
+        except (ValueError, RuntimeError):  # RuntimeError: several objectives
+            print("no trial completed yet", file=out)
+        else:
+            print(f"best value {best.value:.4f} (trial #{best.number})", file=out)
+            for k, v in best.params.items():
+                print(f"  {k:<18} {v:.4g}" if isinstance(v, float) else f"  {k:<18} {v}", file=out)
     for finding in findings(trials):
         print(finding.sentence(), file=out)
     print(f"database: {storage_display}", file=out)
-    where = f"--study {shlex.quote(study.study_name)}{location_args}"
     print(f"dashboard: python run_search.py dashboard {where}", file=out)
-    if counts[TrialState.COMPLETE]:
+    if front:
+        numbers = ", ".join(str(t.number) for t in front)
+        print(f"export:    python run_search.py export {where} --trial {front[0].number}   (any point of the front: {numbers})",
+              file=out)
+    elif counts[TrialState.COMPLETE]:
         print(f"export:    python run_search.py export {where}", file=out)
+
+
+def front_text(study: optuna.Study, front: list[optuna.trial.FrozenTrial]) -> str:
+    """The Pareto front as a small table, best monitored value first."""
+    names = study_metric_names(study)
+    header = ["trial", *names]
+    rows = [[f"#{t.number}", *(format_objective(n, v) for n, v in zip(names, t.values))] for t in front]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    title = (f"Pareto front of {names[0]} against {' and '.join(names[1:])}: {len(front)} trial{'s' * (len(front) != 1)} "
+             "(no other trial is as good in every objective and better in one)")
+    return "\n".join([title, *lines])

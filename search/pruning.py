@@ -5,6 +5,9 @@ shows them), reports the monitored metric as an intermediate value, and raises
 ``optuna.TrialPruned`` when the pruner says so.  Unlike the optuna-integration
 callbacks, a monitored metric missing from the logs is an error, not a warning that
 leaves pruning silently off.
+
+In a multi-objective study (``intermediate=False``) it reports nothing: Optuna refuses
+intermediate values and pruning with several objectives.  It still records the history.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ __all__ = ["TrialReporter"]
 
 
 class TrialReporter(keras.callbacks.Callback):
-    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str, prune: bool = True) -> None:
+    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str, prune: bool = True, intermediate: bool = True) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
         self.prune = prune
+        self.intermediate = intermediate  # False: no trial.report (multi-objective studies), hence no pruning
         self.history: dict[str, list[float]] = {}
         self.epoch_seconds: list[float] = []
         self._start = 0.0
@@ -50,8 +54,8 @@ class TrialReporter(keras.callbacks.Callback):
         self.trial.set_user_attr("history", self.history)
         self.trial.set_user_attr("epoch_seconds", [round(s, 3) for s in self.epoch_seconds])
         value = float(logs[self.monitor])
-        if not math.isfinite(value):
-            return  # the NaN guard fails the trial; a NaN must not reach the pruner
+        if not math.isfinite(value) or not self.intermediate:
+            return  # the NaN guard fails the trial (a NaN must not reach the pruner); nothing to report
         step = epoch + 1  # epochs completed: the resource Hyperband and SHA count
         self.trial.report(value, step)
         last_epoch = step >= (self.params or {}).get("epochs", math.inf)

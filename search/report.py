@@ -3,7 +3,9 @@ and what happened to the trials that did not complete.
 
 The page needs no network: plotly's JavaScript is embedded once, inline, with the
 first figure.  A figure Optuna cannot draw yet (parameter importances need at least
-two completed trials) becomes a short note instead.
+two completed trials) becomes a short note instead.  A multi-objective study gets its
+Pareto front (a table and Optuna's plot) instead of a best trial; its history and
+parallel coordinates show the monitored metric, its importances every objective.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import optuna
 from optuna.trial import TrialState
 
 from search.leaderboard import Leaderboard, format_value, leaderboard, param_importances, table_cells
+from search.objectives import describe_objectives, study_metric_names
 from search.progress import findings
 from search.study import StudySettings
 
-__all__ = ["FIGURES", "render_report", "write_report"]
+__all__ = ["FIGURES", "MULTI_OBJECTIVE_FIGURES", "render_report", "write_report"]
 
 # div id -> (title, what it shows)
 FIGURES = {
@@ -31,6 +34,9 @@ FIGURES = {
     "plot-importances": ("Parameter importances", "how much each parameter explains the value (PED-ANOVA)"),
     "plot-parallel": ("Parallel coordinates", "parameters of every completed trial, coloured by value"),
     "plot-intermediate": ("Intermediate values", "the monitored metric after each epoch, pruned trials included"),
+}
+MULTI_OBJECTIVE_FIGURES = {
+    "plot-pareto": ("Pareto front plot", "every completed trial's objectives; the front's trials are highlighted"),
 }
 PRUNED_AT = re.compile(r"pruned after epoch (\d+)")
 
@@ -50,14 +56,22 @@ def _figures(study: optuna.Study, importances: dict[str, float], target: str) ->
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     has_intermediate = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
     top_params = sorted(importances, key=importances.get, reverse=True)[:10] or None
-    out: dict[str, Callable[[], object] | str] = {
-        "plot-history": (lambda: vis.plot_optimization_history(study, target_name=target)) if complete else "no completed trial yet",
+    multi = len(study.directions) > 1
+    # Several objectives: history and parallel coordinates show the first (the monitored metric).
+    first: dict = {"target": lambda t: t.values[0]} if multi else {}
+    out: dict[str, Callable[[], object] | str] = {}
+    if multi:
+        out["plot-pareto"] = (lambda: vis.plot_pareto_front(study, target_names=study_metric_names(study))) if complete \
+            else "no completed trial yet"
+    out |= {
+        "plot-history": (lambda: vis.plot_optimization_history(study, target_name=target, **first)) if complete else "no completed trial yet",
         "plot-importances": (lambda: vis.plot_param_importances(study, params=list(importances), target_name=target)) if importances
         else "needs at least two completed trials whose parameters differ",
-        "plot-parallel": (lambda: vis.plot_parallel_coordinate(study, params=top_params, target_name=target)) if complete >= 2
+        "plot-parallel": (lambda: vis.plot_parallel_coordinate(study, params=top_params, target_name=target, **first)) if complete >= 2
         else "needs at least two completed trials",
         "plot-intermediate": (lambda: vis.plot_intermediate_values(study)) if has_intermediate
-        else "no trial has reported an epoch yet",
+        else "a multi-objective study reports no per-epoch values (Optuna cannot prune it); each trial's history is in the dashboard"
+        if multi else "no trial has reported an epoch yet",
     }
     return out
 
@@ -81,13 +95,21 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
 
 def _best_table(board: Leaderboard, max_columns: int = 10) -> str:
     header, rows = table_cells(board, max_columns)
-    text = _table(header, rows, numeric={0, 1, 2, 4})
+    values = len(board.objectives) or 1
+    text = _table(header, rows, numeric={0, 1, *range(2, 2 + values), 3 + values})
+    if len(board.rows) < board.front_size:
+        text += f"<p class=meta>The first {len(board.rows)} of {board.front_size} trials on the front (--top shows more).</p>"
     if board.columns[max_columns:]:
         text += f"<p class=meta>More parameters differ: {html.escape(', '.join(board.columns[max_columns:]))}</p>"
     if board.constant:
         same = ", ".join(f"{k}={format_value(v)}" for k, v in board.constant.items())
         text += f"<p class=meta>Same in every row: {html.escape(same)}</p>"
     return text
+
+
+def _front_note(board: Leaderboard) -> str:
+    return ("<p class=meta>The trials no other trial matches in every objective and beats in one, by "
+            f"{html.escape(board.objectives[0])}; export any of them with <code>export --trial N</code>.</p>")
 
 
 def _outcomes(study: optuna.Study) -> str:
@@ -129,15 +151,23 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
     board = leaderboard(study, top, importances)
     trials = study.get_trials(deepcopy=False)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in board.counts.items() if n) or "no trials"
-    try:
-        best = study.best_trial
-        best_text = f"best {settings.monitor} {best.value:.4f} (trial #{best.number})"
-    except ValueError:
-        best_text = "no completed trial yet"
+    multi = len(study.directions) > 1
+    if multi:
+        best_text = (f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)} "
+                     f"({', '.join(f'#{r.number}' for r in board.rows)}"
+                     f"{', ...' if len(board.rows) < board.front_size else ''})" if board.rows else "no completed trial yet")
+        target = describe_objectives(settings)
+    else:
+        target = f"{settings.monitor} ({settings.direction})"
+        try:
+            best = study.best_trial
+            best_text = f"best {settings.monitor} {best.value:.4f} (trial #{best.number})"
+        except ValueError:
+            best_text = "no completed trial yet"
     sections = []
     js_done = False
     for div_id, draw in _figures(study, importances, settings.monitor).items():
-        title, what = FIGURES[div_id]
+        title, what = {**MULTI_OBJECTIVE_FIGURES, **FIGURES}[div_id]
         if isinstance(draw, str):
             body = f"<p class=note>Not drawn: {html.escape(draw)}.</p>"
         else:
@@ -152,9 +182,9 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
 <body>
 <h1>Study {name}</h1>
 <p class=meta>dataset {html.escape(settings.dataset)}; space {html.escape(str(settings.space.get('name', '?')))};
-{html.escape(settings.monitor)} ({html.escape(settings.direction)}); {len(trials)} trials: {html.escape(counts)};
+{html.escape(target)}; {len(trials)} trials: {html.escape(counts)};
 {html.escape(best_text)}<br>storage {html.escape(storage_display)}; generated {generated}</p>
-<section><h2>Best trials</h2>{_best_table(board) if board.rows else '<p class=note>No completed or pruned trial yet.</p>'}</section>
+<section><h2>{'Pareto front' if multi else 'Best trials'}</h2>{_front_note(board) if multi else ''}{_best_table(board) if board.rows else '<p class=note>No completed or pruned trial yet.</p>'}</section>
 {''.join(sections)}
 <section><h2>What went wrong</h2>{_findings(trials)}</section>
 <section><h2>Pruned and failed trials</h2>{_outcomes(study)}</section>

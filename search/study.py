@@ -1,6 +1,6 @@
 """Studies: storage URLs, samplers and pruners by name, create-or-resume with checks.
 
-A study records the settings it was created with (dataset, split, space, metric) as a
+A study records the settings it was created with (dataset, split, space, metric, objectives) as a
 study user attribute.  Storages record a heartbeat for each running trial, so a trial
 whose worker was killed is failed and queued again (see ``recovery``).  Resuming with different data or a different space is refused:
 their trials would not be comparable.  Settings that do not change what a value means
@@ -25,6 +25,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from search.errors import StorageError, UsageError
+from search.objectives import DEFAULT_OBJECTIVES, objective_directions, objective_metric_names, objective_names
 from search.recovery import RequeueStale
 from search.spaces import Space
 
@@ -48,7 +49,7 @@ __all__ = [
     "create_or_load",
 ]
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 SETTINGS_ATTR = "cnn_search"
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -78,13 +79,26 @@ class StudySettings:
     sampler: str = "tpe"
     pruner: str = "median"
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
+    objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
 
     # Changing any of these changes what a trial's value means.
-    IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed")
+    IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")
 
     @property
     def space_obj(self) -> Space:
         return Space.from_dict(self.space)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(objective_names(self.objectives)) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return objective_directions(self.objectives, self.direction)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return objective_metric_names(self.objectives, self.monitor)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +174,9 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "nsga2":
+        # Generations of 20 trials: searches here run tens of trials, not thousands.
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
     raise UsageError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
 
 
@@ -341,15 +358,17 @@ def create_or_load(name: str, url: str, settings: StudySettings, worker: int | N
         # A fixed seed would replay the same start-up trials on every resume: offset it.
         sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, done, worker))
         pruner = make_pruner(settings.pruner, settings.epochs)
+        # Several objectives: one direction each (see search.objectives); one: as it always was.
+        direction: dict[str, Any] = {"directions": settings.directions} if settings.multi_objective else {"direction": settings.direction}
         study = optuna.create_study(
-            study_name=name, storage=storage, direction=settings.direction,
+            study_name=name, storage=storage, **direction,
             sampler=sampler, pruner=pruner, load_if_exists=True,
         )
         if SETTINGS_ATTR not in study.user_attrs:
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-            with warnings.catch_warnings():  # names the value in plots and optuna-dashboard
+            with warnings.catch_warnings():  # names the values in plots and optuna-dashboard
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([settings.monitor])
+                study.set_metric_names(settings.metric_names)
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_message(e, url)}); check the storage") from e
     return study

@@ -105,3 +105,28 @@ def synthetic_study(direction: str = "maximize"):
                                  user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
                                              "diagnosis": ["diverged"]}))
     return study
+
+
+def synthetic_multi_study(latency: bool = False):
+    """An in-memory study of accuracy against model size (and latency) without training: a
+    front of three trials (#1 most accurate, #2 middle, #0 smallest), one dominated trial
+    (#3), one failed trial (#4), with the user attributes a search stores."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "filters": CategoricalDistribution([8, 16, 32])}
+    names = ["val_accuracy", "params", "latency_ms"][: 3 if latency else 2]
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"][: len(names)])
+    study.set_metric_names(names)
+    for accuracy, params, ms, lr, filters in ((0.6, 1200, 0.02, 0.01, 8), (0.95, 48000, 0.09, 0.02, 32),
+                                             (0.85, 9000, 0.05, 0.03, 16), (0.8, 50000, 0.1, 0.04, 32)):
+        attrs = {"history": {"val_accuracy": [accuracy - 0.1, accuracy]}, "params_count": params, "diagnosis": []}
+        if latency:
+            attrs |= {"latency_ms": ms, "latency_measured": {"batch": 32, "warmup": 3, "repeats": 20, "device": "CPU:0", "threads": 0}}
+        study.add_trial(create_trial(values=[accuracy, params, ms][: len(names)], params={"lr": lr, "filters": filters},
+                                     distributions=distributions, user_attrs=attrs))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.09, "filters": 8}, distributions=distributions,
+                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
+                                             "diagnosis": ["diverged"]}))
+    return study

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from conftest import run_cli, synthetic_study
+from conftest import run_cli, synthetic_multi_study, synthetic_study
 from search.leaderboard import format_table, leaderboard
 
 
@@ -42,3 +42,14 @@ def test_best_command_prints_the_table(tiny_study):
     same = next((l for l in lines if l.startswith("same in all rows: ")), "")
     for name, value in study.best_trial.params.items():  # every parameter: a column, or listed once
         assert name in lines[1].split() or f"{name}=" in same, name
+
+
+def test_a_multi_objective_board_is_the_pareto_front_with_a_column_per_objective():
+    board = leaderboard(synthetic_multi_study(latency=True), top=10, importances={})
+    assert board.objectives == ("val_accuracy", "params", "latency_ms") and board.front_size == 3
+    assert [(r.number, r.values) for r in board.rows] == [(1, (0.95, 48000, 0.09)), (2, (0.85, 9000, 0.05)), (0, (0.6, 1200, 0.02))]
+    lines = format_table(board).splitlines()
+    assert lines[0].split()[:8] == ["rank", "trial", "val_accuracy", "params", "latency_ms", "state", "epochs", "diagnosis"]
+    assert lines[2].split()[:6] == ["1", "1", "0.9500", "48,000", "0.090", "COMPLETE"]
+    capped = leaderboard(synthetic_multi_study(), top=2, importances={})
+    assert [r.number for r in capped.rows] == [1, 2] and capped.front_size == 3

@@ -101,3 +101,19 @@ def test_read_export_accepts_bare_configs(tmp_path):
     path.write_text(RunConfig(seed=5).to_json())
     export = read_export(path)
     assert export.config == RunConfig(seed=5) and export.source == {} and export.split_seed is None
+
+
+def test_a_multi_objective_study_exports_a_chosen_point_of_its_front(tmp_path):
+    from conftest import synthetic_multi_study
+
+    study = synthetic_multi_study()
+    with pytest.raises(UsageError, match=r"optimizes 2 objectives \(val_accuracy, params\), so it has no single best "
+                                         r"trial; pick a point of its Pareto front with --trial N, N one of 1, 2, 0 "):
+        choose_trial(study, None)
+    assert choose_trial(study, 3).number == 3  # any completed trial, on the front or not
+    study.set_user_attr(SETTINGS_ATTR, StudySettings(dataset="digits", space={}, objectives="accuracy,params").to_dict())
+    trial = study.trials[0]
+    trial.user_attrs["config"] = RunConfig().to_dict()
+    export = export_trial(study, trial, "sqlite:///x.db")
+    assert export.source["value"] == 0.6 and export.source["values"] == {"val_accuracy": 0.6, "params": 1200}
+    assert export.source["objectives"] == "accuracy,params" and export.source["direction"] == "maximize"

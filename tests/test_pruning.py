@@ -52,3 +52,14 @@ def test_the_last_epoch_is_never_pruned(digits):
     with keras_session():
         fit(one_epoch, digits, callbacks=[TrialReporter(trial, "val_accuracy")])  # no TrialPruned
     assert list(study.trials[0].intermediate_values) == [1]
+
+
+def test_without_intermediate_values_the_reporter_records_history_only(digits):
+    """A multi-objective study: Optuna's trial.report would raise; the reporter records the epochs."""
+    study = optuna.create_study(directions=["maximize", "minimize"], pruner=AlwaysPrune())
+    trial = study.ask()
+    with keras_session():
+        fit(TINY, digits, callbacks=[TrialReporter(trial, "val_accuracy", intermediate=False)])  # neither raises nor prunes
+    frozen = study.trials[0]
+    assert frozen.intermediate_values == {}
+    assert len(frozen.user_attrs["history"]["val_accuracy"]) == 3 and len(frozen.user_attrs["epoch_seconds"]) == 3

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import run_cli, synthetic_study
+from conftest import run_cli, synthetic_multi_study, synthetic_study
 from search.report import FIGURES, render_report
 from search.study import StudySettings
 
@@ -52,4 +52,19 @@ def test_report_of_a_study_with_one_completed_trial():
     assert "Not drawn: needs at least two completed trials whose parameters differ." in text
     assert "Not drawn: needs at least two completed trials." in text
     assert 'id="plot-history"' in text and 'id="plot-intermediate"' in text
+    assert text.count("plotly.js v") == 1
+
+
+def test_a_multi_objective_report_shows_the_pareto_front():
+    from search.report import MULTI_OBJECTIVE_FIGURES
+
+    settings = StudySettings(dataset="digits", space={"name": "cnn"}, objectives="accuracy,params,latency", pruner="none")
+    text = render_report(synthetic_multi_study(latency=True), settings, "sqlite:///x.db")
+    assert "val_accuracy (maximize), params (minimize), latency_ms (minimize); 5 trials" in text
+    assert "Pareto front: 3 trials (#1, #2, #0)" in text and "<h2>Pareto front</h2>" in text
+    plain = text.replace(" class=num", "")
+    assert "<td>1</td><td>1</td><td>0.9500</td><td>48,000</td><td>0.090</td><td>COMPLETE</td>" in plain
+    for div_id in [*MULTI_OBJECTIVE_FIGURES, "plot-history", "plot-importances", "plot-parallel"]:
+        assert f'id="{div_id}"' in text, div_id
+    assert "Not drawn: a multi-objective study reports no per-epoch values" in text
     assert text.count("plotly.js v") == 1

@@ -76,7 +76,8 @@ def test_resume_takes_recorded_values_and_allows_changeable_ones():
     assert resolved.epochs == 7 and resolved.pruner == "hyperband" and resolved.dataset == "digits"
 
 
-@pytest.mark.parametrize("key, value", [("dataset", "mnist"), ("val_split", 0.2), ("limit_train", 100), ("seed", 3)])
+@pytest.mark.parametrize("key, value", [("dataset", "mnist"), ("val_split", 0.2), ("limit_train", 100), ("seed", 3),
+                                        ("objectives", "accuracy,params")])
 def test_resume_refuses_different_data(key, value):
     with pytest.raises(StorageError, match=f"created with {key}="):
         resolve_settings("s", {key: value}, SETTINGS, SETTINGS)

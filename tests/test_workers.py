@@ -195,3 +195,27 @@ def test_commands_creating_one_fresh_sqlite_study_at_once_all_succeed(sqlite_url
     assert [p.exitcode for p in procs] == [0] * 5
     summaries = optuna.get_all_study_summaries(storage=sqlite_url)
     assert [s.study_name for s in summaries] == ["race"] and "cnn_search" in summaries[0].user_attrs
+
+
+def tiny_two_objectives(data):
+    return _tiny_two
+
+
+def _tiny_two(trial) -> tuple[float, float]:
+    x = trial.suggest_float("x", -2.0, 2.0)
+    return -x * x, float(trial.suggest_int("size", 1, 100))
+
+
+def test_workers_load_a_multi_objective_study_with_the_recorded_settings(sqlite_url):
+    import optuna
+    from optuna.study import StudyDirection
+
+    settings = StudySettings(dataset="digits", space=load_space("cnn").to_dict(), objectives="accuracy,params", pruner="none")
+    create_or_load("race", sqlite_url, settings)
+    job = SearchJob("race", sqlite_url, settings, 6, None, no_data, tiny_two_objectives, setup=no_setup)
+    outcome = run(job, plan_workers(2, (), cores=2))
+    assert outcome.exit_code == 0 and outcome.trials == 6
+    study = optuna.load_study(study_name="race", storage=sqlite_url)
+    assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert all(len(t.values) == 2 for t in study.trials) and study.best_trials
