@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import TrialState
 
-from search.errors import TrialInterrupted
+from search.errors import TrialError, TrialInterrupted
 
 __all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "Guarded", "worker_name"]
 
@@ -107,8 +107,10 @@ class StopRequest:
         self._previous.clear()
 
 
-class _HushInterrupted(logging.Filter):
-    """Drop Optuna's 'Trial N failed ...' warnings (with traceback) for interrupted trials."""
+class _HushExpected(logging.Filter):
+    """Drop Optuna's 'Trial N failed ...' warnings (with a traceback) for trials that
+    failed in a way we expect and explain: interrupted, diverged, out of memory.  The
+    trial line says why, and ``fail_reason`` stores it; a bug still shows its traceback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,7 +129,7 @@ class Guarded:
         self.stop = stop
         self.worker = worker_name()
         self.interrupted: list[int] = []
-        self._hush = _HushInterrupted()
+        self._hush = _HushExpected()
         logging.getLogger("optuna.study._optimize").addFilter(self._hush)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
@@ -144,5 +146,8 @@ class Guarded:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); queued to run again")
             requeue(trial.study, trial, max_retry=None)
             raise TrialInterrupted(f"trial {trial.number} interrupted") from None
+        except TrialError:
+            self._hush.numbers.add(trial.number)
+            raise
         finally:
             self.stop.in_trial = False

@@ -127,3 +127,33 @@ def test_ctrl_c_ends_the_trial_cleanly_and_the_same_command_resumes(tmp_path: Pa
     assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert trials[1].params == trials[0].params
     assert "resuming study 's'" in resumed.stdout
+
+
+def _diverges(trial) -> float:
+    from search.errors import DivergedError
+
+    trial.suggest_float("lr", 0.1, 1.0)
+    raise DivergedError("diverged: training loss became nan at epoch 1, batch 3")
+
+
+def _bug(trial) -> float:
+    raise ZeroDivisionError("a bug")
+
+
+def test_an_explained_failure_logs_no_traceback_and_a_bug_still_does(caplog):
+    """A diverged trial is expected: its reason is printed and stored, Optuna's warning
+    with a traceback is dropped.  An unexpected error keeps Optuna's traceback."""
+    import optuna
+
+    from search.errors import TrialError
+    from search.recovery import Guarded, StopRequest
+
+    study = optuna.create_study()
+    with caplog.at_level("WARNING", logger="optuna"):
+        study.optimize(Guarded(_diverges, StopRequest()), n_trials=1, catch=(TrialError,))
+    assert study.trials[0].state.name == "FAIL"
+    assert not [r for r in caplog.records if "Trial 0 failed" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="optuna"), pytest.raises(ZeroDivisionError):
+        study.optimize(Guarded(_bug, StopRequest()), n_trials=1, catch=(TrialError,))
+    assert any("Trial 1 failed" in r.getMessage() and r.exc_info for r in caplog.records)
