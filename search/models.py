@@ -100,6 +100,13 @@ def _cnn_body(cfg: CNNConfig, x):
 
 
 def _conv(filters: int, kernel: int, strides: int, cfg: ResNetConfig):
+    if kernel == 1 and strides > 1:
+        # TensorFlow 2.21's oneDNN CPU kernels corrupt memory (the process aborts) training
+        # a strided 1x1 convolution on inputs from about 64 px up.  A 1x1 max pool with the
+        # same stride keeps the same pixels, so pool-then-convolve computes the same thing.
+        conv = _conv(filters, 1, 1, cfg)
+        pool = layers.MaxPooling2D(1, strides=strides, padding="same")
+        return lambda x: conv(pool(x))
     return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=cfg.initializer)
 
 
