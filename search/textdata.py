@@ -44,7 +44,8 @@ def _entries(folder: Path) -> list[tuple[Path, str]]:
     """(image path, text) pairs of one folder, from labels.csv when present, else from file names."""
     table = folder / LABELS_CSV
     if not table.is_file():
-        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in folder.iterdir()
+                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         return [(p, text_of(p)) for p in images]
     try:
         with open(table, newline="", encoding="utf-8") as f:
