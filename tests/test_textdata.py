@@ -48,6 +48,7 @@ def test_file_names_give_the_texts_and_a_suffix_tells_duplicates_apart(tmp_path)
     names[0] = "AB3.png"  # no suffix at all
     write_images(tmp_path / "t", names)
     Image.fromarray(np.zeros((20, 40), np.uint8)).save(tmp_path / "t" / "ABC_other_size.png")  # resized to 12x30
+    (tmp_path / "t" / "._AB3.png").write_bytes(b"macOS metadata")  # hidden: skipped
     load_raw.cache_clear()
     raw = load_raw(f"textfolder:{tmp_path / 't'}")
     assert raw.text_length == 3 and raw.class_names == ("1", "3", "A", "B", "C")
