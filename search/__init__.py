@@ -3,7 +3,8 @@
 The public API: a run config describes a training run; a space samples configs from a
 trial; ``build_model`` and ``fit`` turn a config into a trained Keras model without
 Optuna; ``train_final`` trains an exported config to a saved, evaluated model and
-``load_model`` reads it back.  Heavy modules (TensorFlow) load on first use.
+``load_model`` reads it back; ``decode`` turns a text model's output into strings.
+Heavy modules (TensorFlow) load on first use.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ _LAZY = {
     "FinalResult": "search.final",
     "Export": "search.export",
     "read_export": "search.export",
+    "decode": "search.textdata",
 }
 
 __all__ = [

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.config import METRICS, DataConfig, RunConfig, TrainConfig
+from search.config import METRICS, TEXT_METRICS, DataConfig, RunConfig, TrainConfig, is_text_dataset
 from search.errors import MetricNotFoundError, UsageError
 from search.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.spaces import load_space
@@ -48,7 +48,8 @@ DEFAULT_RECYCLE_MB = 512
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (default: <dataset>-<space>); an existing study is resumed")
-    p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, cifar100, folder:PATH or npz:PATH")
+    p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, cifar100, folder:PATH, npz:PATH, "
+                   "textfolder:PATH (text images), captcha or captcha:N (generated 4-digit captchas)")
     p.add_argument("--data-dir", help="folder with the dataset's files when it cannot be downloaded")
     p.add_argument("--space", help=f"built-in space name or a .toml file (default: {DEFAULT_SPACE})")
     p.add_argument("--trials", type=int, default=None, help=f"trials to run now (default: {DEFAULT_TRIALS})")
@@ -98,7 +99,7 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def default_study_name(dataset: str, space: str) -> str:
-    stem = Path(dataset.split(":", 1)[1]).name if ":" in dataset else dataset
+    stem = Path(dataset.split(":", 1)[1]).name if ":" in dataset and not dataset.startswith("captcha:") else dataset.replace(":", "")
     return f"{stem}-{Path(space).stem}"
 
 
@@ -119,8 +120,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--heartbeat must be at least 1 second, received {args.heartbeat}")
 
 
-def check_monitor(monitor: str) -> None:
-    known = [*METRICS, *(f"val_{m}" for m in METRICS)]
+def check_monitor(monitor: str, text: bool = False) -> None:
+    metrics = [*METRICS, *(TEXT_METRICS if text else ())]
+    known = [*metrics, *(f"val_{m}" for m in metrics)]
     if monitor not in known:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
 
@@ -133,7 +135,10 @@ def data_warnings(data, space) -> list[str]:
     for p in space.params:
         if (p.section, p.key) == ("data", "normalization"):
             modes = set(p.possible_values() or ())
-    return input_warnings(data.x_train, data.pixel_max, data.mean, data.variance, sorted(modes))
+    found = input_warnings(data.x_train, data.pixel_max, data.mean, data.variance, sorted(modes))
+    if data.text_length and any((p.section, p.key) == ("augment", "horizontal_flip") for p in space.params):
+        found.append("augment.horizontal_flip is not sampled for text data (a mirrored text is not its text)")
+    return found
 
 
 def location_args(args: argparse.Namespace, url: str) -> str:
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     recorded = read_recorded(name, url)
     defaults = StudySettings(**{**DEFAULTS.to_dict(), "space": load_space(DEFAULT_SPACE).to_dict()})
     settings = resolve_settings(name, requested, recorded, defaults)
-    check_monitor(settings.monitor)
+    check_monitor(settings.monitor, text=is_text_dataset(settings.dataset))
     settings = check_objective_settings(settings, requested)  # several objectives: a sampler that can, no pruner
     make_sampler(settings.sampler, settings.seed)  # fail on a missing optional package now,
     make_pruner(settings.pruner, settings.epochs)  # not after the study exists

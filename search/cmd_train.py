@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: training failed, nothing saved: {e}", file=sys.stderr)
         return 1
     test = result.metrics["test"]
-    print(f"test: accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['images']} images")
+    if "char_accuracy" in test:
+        print(f"test: whole-text accuracy {test['accuracy']:.4f}, per-character accuracy {test['char_accuracy']:.4f}, "
+              f"loss {test['loss']:.4f} on {test['images']} images")
+    else:
+        print(f"test: accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['images']} images")
     validation = result.metrics.get("validation")
     if validation:
         trial_value = export.source.get("value")

@@ -34,6 +34,8 @@ __all__ = [
     "RunConfig",
     "SECTIONS",
     "METRICS",
+    "TEXT_METRICS",
+    "is_text_dataset",
     "check_value",
     "field_names",
 ]
@@ -43,6 +45,8 @@ SCHEMA_VERSION = 1
 # The metrics every training run logs; with validation each also appears with a ``val_``
 # prefix.  Here rather than in ``training`` so that checking --monitor needs no TensorFlow.
 METRICS = ("loss", "accuracy")
+# Text datasets also log per-character accuracy; their ``accuracy`` is whole-string accuracy.
+TEXT_METRICS = ("char_accuracy",)
 
 Initializer = Literal["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal"]
 Activation = Literal["relu", "elu", "selu", "swish", "gelu", "leaky_relu"]
@@ -55,6 +59,11 @@ def _fail(where: str, expected: str, value: Any) -> typing.NoReturn:
 def _require(ok: bool, where: str, expected: str, value: Any) -> None:
     if not ok:
         _fail(where, expected, value)
+
+
+def is_text_dataset(spec: str) -> bool:
+    """Whether a dataset spec names text images (a label string per image)."""
+    return spec == "captcha" or spec.startswith(("captcha:", "textfolder:"))
 
 
 @dataclass(frozen=True)
@@ -216,6 +225,10 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.augment.horizontal_flip and is_text_dataset(self.data.dataset):  # spaces never sample it for text
+            _fail("augment.horizontal_flip", f"false for the text dataset '{self.data.dataset}' (a mirrored text is not its text)", True)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}

@@ -1,15 +1,22 @@
 """Datasets: load once per process, split, and describe; no Optuna, no Keras model.
 
 A dataset spec is a name (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``,
-``cifar100``) or a path spec (``folder:PATH``, ``npz:PATH``).  Loading returns raw
-pixels (uint8, or float for digits) with a train and a test split; ``prepare`` then
+``cifar100``, ``captcha``) or a path spec (``folder:PATH``, ``npz:PATH``,
+``textfolder:PATH``, ``captcha:N``).  Loading returns raw pixels (uint8, or float for
+digits) with a train and a test split; ``prepare`` then
 carves a stratified, seeded validation split from the training split, optionally
 limits the training images, and computes normalization statistics from the training
 images only.  The test split is kept apart and never used by a search.
+
+Text datasets (``textfolder:``, ``captcha``; see ``textdata`` and ``captchas``) label
+each image with a string of ``text_length`` characters: labels are (N, L) indices into
+the alphabet, which is ``class_names`` (one character each), and splits are not
+stratified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import pickle
@@ -24,7 +31,8 @@ from search.errors import DataError
 
 __all__ = ["BUILTIN_DATASETS", "RawData", "Dataset", "load_raw", "prepare", "load_dataset", "parse_spec"]
 
-BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "captcha")
+PATH_KINDS = ("folder", "npz", "textfolder", "captcha")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 TEST_FRACTION = 0.2  # carved (stratified, seed 0) for datasets that ship no test split
 
@@ -37,8 +45,9 @@ class RawData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # text datasets: the alphabet, one character each
     pixel_max: float  # the value that ``scale`` maps to 1.0
+    text_length: int | None = None  # text datasets: characters per image (labels are (N, L))
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds arrays
@@ -56,6 +65,7 @@ class Dataset:
     pixel_max: float
     mean: tuple[float, ...]  # per channel, training split only
     variance: tuple[float, ...]
+    text_length: int | None = None  # text datasets: characters per image; class_names is the alphabet
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -63,27 +73,36 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """Classes, or for text datasets the characters each position chooses from."""
         return len(self.class_names)
+
+    @property
+    def alphabet(self) -> str | None:
+        """The characters a text dataset's labels index, in order; None for class labels."""
+        return "".join(self.class_names) if self.text_length else None
 
     def describe(self) -> str:
         h, w, c = self.input_shape
-        return (
-            f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
-            f"{h}x{w}x{c}, {self.num_classes} classes"
-        )
+        labels = (f"texts of {self.text_length} characters from {self.alphabet!r}" if self.text_length
+                  else f"{self.num_classes} classes")
+        return f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, {h}x{w}x{c}, {labels}"
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Split ``folder:PATH`` / ``npz:PATH`` into kind and path; names have no path."""
-    for kind in ("folder", "npz"):
+    """Split ``folder:PATH`` / ``npz:PATH`` / ``textfolder:PATH`` / ``captcha:N`` into kind
+    and argument; names have none."""
+    for kind in PATH_KINDS:
         if spec.startswith(kind + ":"):
             path = spec[len(kind) + 1 :]
+            if kind == "captcha" and not path.isdigit():
+                raise DataError(f"dataset '{spec}': expected captcha:N with N a number of images, e.g. captcha:2000")
             if not path:
                 raise DataError(f"dataset '{spec}': no path after '{kind}:'; write {kind}:PATH")
             return kind, path
     if spec not in BUILTIN_DATASETS:
         raise DataError(
-            f"unknown dataset '{spec}'; use one of {', '.join(BUILTIN_DATASETS)}, folder:PATH or npz:PATH"
+            f"unknown dataset '{spec}'; use one of {', '.join(BUILTIN_DATASETS)}, folder:PATH, npz:PATH, "
+            "textfolder:PATH or captcha:N"
         )
     return spec, None
 
@@ -100,6 +119,12 @@ def load_raw(spec: str, data_dir: str | None = None) -> RawData:
         raw = _load_cifar(kind, data_dir)
     elif kind == "folder":
         raw = _load_folder(Path(path))  # type: ignore[arg-type]
+    elif kind == "textfolder":
+        raw = _load_textfolder(Path(path))  # type: ignore[arg-type]
+    elif kind == "captcha":
+        from search.captchas import DEFAULT_COUNT, captcha_folder
+
+        raw = _load_textfolder(captcha_folder(int(path or DEFAULT_COUNT), data_dir))
     else:
         raw = _load_npz(Path(path))  # type: ignore[arg-type]
     _check_arrays(raw, spec)
@@ -137,6 +162,7 @@ def prepare(raw: RawData, cfg: DataConfig, split_seed: int = 0) -> Dataset:
         pixel_max=raw.pixel_max,
         mean=tuple(float(v) for v in x64.mean(axis=0)),
         variance=tuple(float(v) for v in x64.var(axis=0)),
+        text_length=raw.text_length,
     )
 
 
@@ -311,6 +337,23 @@ def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.n
     return np.stack(images), np.asarray(labels, dtype=np.int64), names
 
 
+def _load_textfolder(root: Path) -> RawData:
+    """Text images (see ``textdata``): ``train/`` and ``test/`` if present, else one folder."""
+    from search.textdata import alphabet_of, encode, read_text_split
+
+    root = _existing_dir(str(root), "textfolder")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    x, texts, paths = read_text_split(train_dir)
+    alphabet = alphabet_of(texts, train_dir)
+    names, length = tuple(alphabet), len(texts[0])
+    y = encode(texts, alphabet, paths)
+    if train_dir != root and (root / "test").is_dir():
+        mode = "L" if x.shape[-1] == 1 else "RGB"
+        x_test, test_texts, test_paths = read_text_split(root / "test", x.shape[1:3], mode, length)
+        return RawData(x, y, x_test, encode(test_texts, alphabet, test_paths), names, 255.0, length)
+    return dataclasses.replace(_with_carved_test(x, y, names, 255.0), text_length=length)
+
+
 def _load_npz(path: Path) -> RawData:
     if not path.is_file():
         raise DataError(f"npz file {path} does not exist; check the path after 'npz:'")
@@ -371,6 +414,8 @@ def _check_arrays(raw: RawData, spec: str) -> None:
         y = getattr(raw, key)
         if len(y) and (y.min() < 0 or y.max() >= n):
             raise DataError(f"dataset '{spec}': {key} has labels outside 0..{n - 1}; fix the labels")
+    if raw.text_length:
+        return  # every character of the alphabet occurs in the training texts by construction
     counts = np.bincount(raw.y_train, minlength=n)
     if (counts < 2).any():
         empty = [raw.class_names[i] for i in np.flatnonzero(counts < 2)]
@@ -383,6 +428,8 @@ def _same_image_shape(a: np.ndarray, b: np.ndarray, where: Path) -> None:
 
 
 def _stratify(y: np.ndarray) -> np.ndarray | None:
+    if y.ndim > 1:  # texts: too many distinct labels to stratify on
+        return None
     counts = np.bincount(y)
     return y if counts[counts > 0].min() >= 2 else None
 
@@ -401,7 +448,8 @@ def _with_carved_test(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], pixe
 def _existing_dir(path: str, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"{what}: folder {p} does not exist; check --data-dir or the path after 'folder:'")
+        where = f"the path after '{what}:'" if what in ("folder", "textfolder") else "--data-dir"
+        raise DataError(f"{what}: folder {p} does not exist; check {where}")
     if not p.is_dir():
         raise DataError(f"{what}: {p} is not a folder; pass the folder that holds the data")
     return p

@@ -7,7 +7,10 @@ sentences a user can act on.  Thresholds (documented in README):
 * diverged      a NaN/infinite loss (the trial's fail reason says so), or a training
                 loss that grew past 3x its first-epoch value or past 3x ln(classes);
 * stuck         best validation accuracy over every epoch run below 1.5 / classes:
-                the model never beat chance;
+                the model never beat chance.  Text data (its history has
+                ``val_char_accuracy``) is judged on per-character accuracy against
+                1.5 / alphabet size: whole-string chance, (1/C)^L, is so low that a
+                model that is still learning its first characters would pass it;
 * overfitting   validation loss ended 20%+ above its minimum while training accuracy
                 kept rising and ended 10+ points above validation accuracy;
 * sudden drop   validation accuracy fell by 15+ points (absolute) from one epoch to
@@ -59,11 +62,13 @@ def diagnose_history(
     val_loss = list(history.get("val_loss", []))
     acc = list(history.get("accuracy", []))
     val_acc = list(history.get("val_accuracy", []))
+    # text: accuracy is whole-string; chance is judged per character (num_classes = alphabet size)
+    chance_acc = list(history.get("val_char_accuracy", [])) or val_acc
     finite_loss = _finite(loss)
     exploded = bool(finite_loss) and max(finite_loss) > DIVERGE_GROWTH * max(finite_loss[0], math.log(max(num_classes, 2)))
     if (fail_reason and "diverged" in fail_reason) or len(finite_loss) < len(loss) or exploded:
         found.append("diverged")
-    if val_acc and num_classes > 1 and max(_finite(val_acc) or [0.0]) < STUCK_FACTOR / num_classes:
+    if chance_acc and num_classes > 1 and max(_finite(chance_acc) or [0.0]) < STUCK_FACTOR / num_classes:
         found.append("stuck")
     if len(val_loss) >= 3 and len(acc) == len(val_loss) and len(val_acc) == len(val_loss):
         vl = _finite(val_loss)

@@ -10,6 +10,11 @@ safe mode; plain ``keras.saving.load_model`` needs ``search.models`` and
 ``search.schedules`` imported first, for the custom layer and schedules),
 ``history.json``, ``metrics.json`` (test loss, accuracy, per-class accuracy, confusion
 matrix), ``curves.png`` and ``config.json`` (the run config it trained, re-trainable).
+
+On a text dataset ``accuracy`` is whole-string accuracy; ``metrics.json`` adds
+``char_accuracy``, accuracy per position, a few predicted texts, and the ``alphabet``
+and ``text_length`` that ``textdata.decode`` needs to turn the model's output into text;
+per-class accuracy and the confusion matrix are then per character.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from search.errors import UsageError
 from search.export import Export
 from search.pipeline import TensorCache, make_pipeline
 from search.plots import save_curves
+from search.textdata import decode
 from search.training import fit
 
 __all__ = ["FinalResult", "train_final", "test_metrics", "load_model"]
@@ -44,23 +50,35 @@ class FinalResult:
 
 
 def test_metrics(model: keras.Model, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-    """Loss, accuracy, per-class accuracy and confusion matrix on the held-out test split."""
+    """Loss, accuracy, per-class accuracy and confusion matrix on the held-out test split
+    (for text also per-character and per-position accuracy, and a few predicted texts)."""
     x, y = TensorCache.get(data, data.x_test, data.y_test)
     ds = make_pipeline(x, y, data.num_classes, batch_size, shuffle=False, seed=0)
-    loss, accuracy = model.evaluate(ds, verbose=0)
-    predicted = np.argmax(model.predict(ds, verbose=0), axis=1)
+    scores = model.evaluate(ds, verbose=0, return_dict=True)
+    predicted = np.argmax(model.predict(ds, verbose=0), axis=-1)
     k = data.num_classes
     truth = np.asarray(data.y_test, dtype=np.int64)
-    confusion = np.bincount(truth * k + predicted, minlength=k * k).reshape(k, k)
+    confusion = np.bincount((truth * k + predicted).ravel(), minlength=k * k).reshape(k, k)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    return {
+    metrics: dict[str, Any] = {
         "images": int(len(truth)),
-        "loss": float(loss),
-        "accuracy": float(accuracy),
+        "loss": float(scores["loss"]),
+        "accuracy": float(scores["accuracy"]),
+    }
+    if data.text_length:
+        right = predicted == truth
+        texts, guesses = decode(truth, data.alphabet), decode(predicted, data.alphabet)
+        metrics.update({
+            "char_accuracy": float(scores["char_accuracy"]),
+            "per_position_accuracy": [round(float(a), 6) for a in right.mean(axis=0)],
+            "examples": [{"text": t, "predicted": g} for t, g in zip(texts[:10], guesses[:10])],
+        })
+    metrics.update({
         "per_class_accuracy": {name: round(float(a), 6) for name, a in zip(data.class_names, per_class)},
         "class_names": list(data.class_names),
-        "confusion_matrix": confusion.tolist(),  # rows: true class, columns: predicted class
-    }
+        "confusion_matrix": confusion.tolist(),  # rows: true class (character), columns: predicted
+    })
+    return metrics
 
 
 def train_final(
@@ -111,6 +129,8 @@ def train_final(
         "split_seed": split_seed,
         "test": test_metrics(result.model, data),
     }
+    if data.text_length:  # what decode needs: search.textdata.decode(model.predict(x), metrics["alphabet"])
+        metrics.update(alphabet=data.alphabet, text_length=data.text_length)
     if keep_val:
         metrics["validation"] = _validation_summary(result.history)
     result.model.save(out / "model.keras")
@@ -133,13 +153,17 @@ def _validation_summary(history: dict[str, list[float]]) -> dict[str, Any]:
     """Final and best validation values; ``best_accuracy`` is what a trial's value is."""
     acc, loss = history["val_accuracy"], history["val_loss"]
     best = int(np.argmax(acc))
-    return {
+    summary = {
         "accuracy": acc[-1],
         "loss": loss[-1],
         "best_accuracy": acc[best],
         "best_accuracy_epoch": best + 1,
         "best_loss": min(loss),
     }
+    if "val_char_accuracy" in history:  # text: per-character accuracy, last and at the best epoch
+        chars = history["val_char_accuracy"]
+        summary.update(char_accuracy=chars[-1], best_epoch_char_accuracy=chars[best])
+    return summary
 
 
 def _write_json(path: Path, data: Any) -> None:

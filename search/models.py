@@ -3,6 +3,14 @@
 Every model starts with an input-normalization layer built from training-split
 statistics, so a saved model takes raw pixels, and ends in a float32 softmax (safe
 under mixed precision).  Weight decay lives in the optimizer, not in the layers.
+
+For text (``text_length`` L set) the trunk stays and the head becomes one softmax over
+the alphabet per character position: a Dense(L * C) reshaped to (L, C), which is L
+independent Dense(C) heads in one layer, so the output is (batch, L, C) and one
+categorical cross-entropy (averaged over positions) trains them all.  The ResNet's
+global average pooling would erase where a character is, so for text it averages over
+height only and keeps the columns, left to right.  ``string_accuracy`` (all positions
+right) is logged as ``accuracy`` and per-character accuracy as ``char_accuracy``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from search.config import CNNConfig, ModelConfig, ResNetConfig
 # evaluation catch up; short trials on small data evaluate with stale statistics.
 BN_MOMENTUM = 0.9
 
-__all__ = ["InputStats", "PerImageStandardization", "build_model", "normalization_layer"]
+__all__ = ["InputStats", "PerImageStandardization", "build_model", "normalization_layer", "string_accuracy", "compile_metrics"]
 
 
 @dataclass(frozen=True)
@@ -60,19 +68,41 @@ def build_model(
     num_classes: int,
     normalization: str,
     stats: InputStats,
+    text_length: int | None = None,
 ) -> keras.Model:
-    """Build (not compile) the classifier that ``model`` describes."""
+    """Build (not compile) the classifier that ``model`` describes; with ``text_length``
+    L, one softmax over ``num_classes`` characters per position: output (batch, L, C)."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = normalization_layer(normalization, stats)(inputs)
     if isinstance(model, CNNConfig):
         x = _cnn_body(model, x)
     elif isinstance(model, ResNetConfig):
-        x = _resnet_body(model, x)
+        x = _resnet_body(model, x, keep_columns=bool(text_length))
     else:
         raise TypeError(f"model: expected CNNConfig or ResNetConfig, received {type(model).__name__}")
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    if text_length:
+        x = layers.Dense(text_length * num_classes, dtype="float32", name="positions")(x)
+        x = layers.Reshape((text_length, num_classes), dtype="float32")(x)
+        outputs = layers.Softmax(dtype="float32", name="predictions")(x)
+    else:
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     name = "cnn" if isinstance(model, CNNConfig) else f"resnet{model.depth}_v{model.version}"
     return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="cnn_search")
+def string_accuracy(y_true, y_pred):
+    """Per text: 1.0 when the most likely character is right at every position, else 0.0."""
+    right = keras.ops.equal(keras.ops.argmax(y_true, axis=-1), keras.ops.argmax(y_pred, axis=-1))
+    return keras.ops.cast(keras.ops.all(right, axis=-1), "float32")
+
+
+def compile_metrics(text: bool) -> list:
+    """The metrics ``fit`` compiles: ``accuracy``, plus ``char_accuracy`` for text (then
+    ``accuracy`` is whole-string accuracy, so the default monitor means the same thing)."""
+    if not text:
+        return ["accuracy"]
+    return [keras.metrics.MeanMetricWrapper(string_accuracy, name="accuracy"), keras.metrics.CategoricalAccuracy(name="char_accuracy")]
 
 
 def _cnn_body(cfg: CNNConfig, x):
@@ -100,6 +130,13 @@ def _cnn_body(cfg: CNNConfig, x):
 
 
 def _conv(filters: int, kernel: int, strides: int, cfg: ResNetConfig):
+    if kernel == 1 and strides > 1:
+        # TensorFlow 2.21's oneDNN CPU kernels corrupt memory (the process aborts) training
+        # a strided 1x1 convolution on inputs from about 64 px up.  A 1x1 max pool with the
+        # same stride keeps the same pixels, so pool-then-convolve computes the same thing.
+        conv = _conv(filters, 1, 1, cfg)
+        pool = layers.MaxPooling2D(1, strides=strides, padding="same")
+        return lambda x: conv(pool(x))
     return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=cfg.initializer)
 
 
@@ -135,7 +172,7 @@ def _resnet_block(x, filters: int, strides: int, cfg: ResNetConfig):
     return layers.Add()([y, shortcut])
 
 
-def _resnet_body(cfg: ResNetConfig, x):
+def _resnet_body(cfg: ResNetConfig, x, keep_columns: bool = False):
     x = _conv(cfg.base_filters, 3, 1, cfg)(x)
     if cfg.version == 1:
         x = _bn_act(x, cfg)
@@ -149,7 +186,10 @@ def _resnet_body(cfg: ResNetConfig, x):
             x = _resnet_block(x, filters, strides, cfg)
     if cfg.version == 2:
         x = _bn_act(x, cfg)
-    x = layers.GlobalAveragePooling2D()(x)
+    if keep_columns:  # text: average over height, keep each column's features in order
+        x = layers.Flatten()(layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x))
+    else:
+        x = layers.GlobalAveragePooling2D()(x)
     if cfg.head_dropout > 0:
         x = layers.Dropout(cfg.head_dropout)(x)
     return x

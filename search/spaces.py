@@ -17,7 +17,8 @@ config default applies).  Parameters the file leaves out keep the config default
 Optuna parameter names are the keys, except ``optimizer.name`` -> ``optimizer``,
 ``schedule.name`` -> ``schedule`` and ``model.kind`` -> ``model``.  Model keys apply
 only to the model kinds that have them, so a space mixing ``cnn`` and ``resnet`` needs
-no conditions for kind-specific keys.
+no conditions for kind-specific keys.  On a text dataset ``augment.horizontal_flip`` is
+never sampled (it stays false): a mirrored text is not its text.
 
 Only ``sample`` touches the trial, and it works with any ``BaseTrial``: replaying a
 stored trial's params through ``optuna.trial.FixedTrial`` rebuilds its config.
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from search.config import MODEL_KINDS, SECTIONS, RunConfig, check_value, field_names, field_type
+from search.config import MODEL_KINDS, SECTIONS, RunConfig, check_value, field_names, field_type, is_text_dataset
 from search.errors import ConfigError, SpaceError
 
 if typing.TYPE_CHECKING:
@@ -131,9 +132,12 @@ class Space:
         taken: dict[str, Any] = {}
         values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
         kind = base.model.kind
+        text = is_text_dataset(base.data.dataset)
         for p in self.params:
             if p.section == "model" and p.key != "kind" and p.key not in field_names(MODEL_KINDS[kind]):
                 continue  # a key of another model kind
+            if text and (p.section, p.key) == TEXT_SKIPS:
+                continue
             if any(taken.get(k, _ABSENT) not in allowed for k, allowed in p.when):
                 continue
             value = p.suggest(trial)
@@ -152,6 +156,7 @@ class Space:
 
 
 _ABSENT = object()
+TEXT_SKIPS = ("augment", "horizontal_flip")  # not sampled for text data: a mirrored text is not its text
 
 
 def builtin_dir() -> Path:

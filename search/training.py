@@ -18,7 +18,7 @@ import tensorflow as tf
 from search.config import METRICS, OptimizerConfig, RunConfig
 from search.data import Dataset
 from search.errors import DivergedError, ResourceError
-from search.models import InputStats, build_model
+from search.models import InputStats, build_model, compile_metrics
 from search.pipeline import TensorCache, make_pipeline
 from search.schedules import make_schedule
 
@@ -100,7 +100,7 @@ def make_optimizer(cfg: OptimizerConfig, learning_rate) -> keras.optimizers.Opti
 def build_for_data(config: RunConfig, data: Dataset) -> keras.Model:
     """The model ``config`` describes, sized and normalized for ``data``."""
     stats = InputStats(data.pixel_max, data.mean, data.variance)
-    return build_model(config.model, data.input_shape, data.num_classes, config.data.normalization, stats)
+    return build_model(config.model, data.input_shape, data.num_classes, config.data.normalization, stats, data.text_length)
 
 
 def fit(
@@ -132,7 +132,7 @@ def fit(
     model.compile(
         optimizer=make_optimizer(config.optimizer, lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-        metrics=["accuracy"],
+        metrics=compile_metrics(bool(data.text_length)),
     )
     train_ds = make_pipeline(
         x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment

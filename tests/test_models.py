@@ -70,3 +70,16 @@ def test_saved_model_reloads_in_safe_mode(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_resnet_trains_on_64px_inputs(version):
+    """TensorFlow 2.21's oneDNN kernels abort the process training a strided 1x1 convolution
+    on inputs this size; the projection shortcut pools first instead, to the same result."""
+    model = build_model(ResNetConfig(version=version, blocks_per_stage=1, base_filters=4), (64, 64, 1), 3, "scale", STATS)
+    model.compile("adam", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (32, 64, 64, 1)).astype("float32")
+    history = model.fit(x, np.eye(3)[np.arange(32) % 3], batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not any(isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
+                   for layer in model.layers)
