@@ -30,7 +30,7 @@ def sample_many(space: Space, n: int = 60, base: RunConfig | None = None) -> lis
 
 def test_builtin_spaces_load_and_hide_parts():
     names = builtin_spaces()
-    assert set(names) == {"cnn", "resnet"}  # _training is a part, not a space
+    assert set(names) == {"cnn", "resnet", "captcha"}  # _training is a part, not a space
     cnn, resnet = load_space("cnn"), load_space("resnet")
     cnn_keys = {f"{p.section}.{p.key}" for p in cnn.params}
     for key in ("model.blocks", "model.initializer", "optimizer.name", "schedule.cycle_epochs", "train.batch_size",
@@ -39,7 +39,16 @@ def test_builtin_spaces_load_and_hide_parts():
     assert {f"{p.section}.{p.key}" for p in resnet.params} >= {"model.version", "model.block", "model.blocks_per_stage"}
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_captcha_space_narrows_cnn_to_what_learned_on_captchas():
+    space = load_space("captcha")
+    for params, config in sample_many(space, 20):
+        assert config.model.kind == "cnn" and config.optimizer.name in ("adam", "adamw")
+        assert 3e-4 <= config.optimizer.learning_rate <= 3e-3
+        assert config.data.normalization in ("per_image", "per_channel")
+        assert "momentum" not in params
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet", "captcha"])
 def test_fixed_trial_replays_a_sampled_config(name):
     space = load_space(name)
     for params, config in sample_many(space, 20):
@@ -137,7 +146,7 @@ def test_bad_space_files_are_refused_with_file_key_and_fix(tmp_path, text, messa
 
 
 def test_missing_space_names_the_builtins():
-    with pytest.raises(SpaceError, match="use one of cnn, resnet"):
+    with pytest.raises(SpaceError, match="use one of captcha, cnn, resnet"):
         load_space("cnnn")
 
 
