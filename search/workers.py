@@ -21,6 +21,7 @@ function, so it is tested without a GPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -122,9 +123,20 @@ def plan_workers(
     )
 
 
+class QuietRetracing(logging.Filter):
+    """Drop TensorFlow's "N out of the last M calls ... triggered tf.function retracing"
+    warning: every trial builds a new model, so tracing its train step again is expected
+    and the warning's advice does not apply."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def configure_tensorflow(plan: WorkerPlan) -> None:
     """Apply a plan's threads and precision; call before TensorFlow runs anything."""
     import tensorflow as tf
+
+    tf.get_logger().addFilter(QuietRetracing())
 
     if plan.intra_threads:
         tf.config.threading.set_intra_op_parallelism_threads(plan.intra_threads)
@@ -264,7 +276,7 @@ class _Pool:
             with _environ(dict(plan.env)):
                 proc = self.ctx.Process(
                     target=_worker_main,
-                    args=(self.job, plan, self.used, self.stop_flag, self.interrupted),
+                    args=(self.job, plan, self.used, self.stop_flag, self.interrupted, len(self.plans) == 1),
                     name=f"cnn-search-worker-{plan.index}",
                 )
                 proc.start()
@@ -343,9 +355,10 @@ def _stop_all(procs: list[Any], stop_flag: Any) -> None:
                 os.kill(proc.pid, signal.SIGINT)
 
 
-def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, interrupted: Any) -> None:
+def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, interrupted: Any, alone: bool) -> None:
     """A spawned worker: set up TensorFlow, load the data once, run trials until none are
-    left, or until its memory has grown past ``job.recycle_mb`` (then it exits ``RECYCLE``)."""
+    left, or until its memory has grown past ``job.recycle_mb`` (then it exits ``RECYCLE``).
+    ``alone``: the only worker, which samples as a search in one process does (seed + done)."""
     stop = StopRequest().install()
     os.environ.update(dict(plan.env))  # already set by the parent; before TensorFlow loads either way
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from TrialPrinter
@@ -355,7 +368,7 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
         if not slots.stopped:
             job.setup(plan)
             data = job.load_data()
-            study = create_or_load(job.study, job.url, job.settings, worker=plan.index)
+            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None
             if run_trials(job, study, job.make_objective(data), slots, stop, watch):
                 print(

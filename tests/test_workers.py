@@ -61,6 +61,19 @@ def test_parse_gpus_refuses_what_is_not_a_gpu(text):
         parse_gpus(text)
 
 
+def test_the_expected_retracing_warning_is_dropped_and_others_kept():
+    import logging
+
+    from search.workers import QuietRetracing
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    quiet = QuietRetracing()
+    assert not quiet.filter(record("5 out of the last 15 calls to <function f> triggered tf.function retracing. Tracing is expensive"))
+    assert quiet.filter(record("Skipping variable loading for optimizer"))
+
+
 def test_zero_workers_is_refused():
     with pytest.raises(UsageError, match="at least 1"):
         plan_workers(0, (), cores=2)
@@ -163,6 +176,18 @@ def test_a_worker_whose_memory_grew_past_the_limit_is_replaced_between_trials(sq
     assert len(per_process) >= 3
     assert all(numbers == list(range(numbers[0], numbers[-1] + 1)) for numbers in per_process.values())
     assert "a fresh process takes over" in capfd.readouterr().out
+
+
+def test_one_replaceable_worker_samples_as_one_process_does(sqlite_url, tmp_path):
+    """Run in a child (to be replaceable) or here, one worker proposes the same trials."""
+    import optuna
+
+    here_url = f"sqlite:///{tmp_path / 'here.db'}"
+    run(make_job(here_url, 5), plan_workers(None, (), cores=2))
+    run(make_job(sqlite_url, 5, recycle_mb=1000.0), plan_workers(None, (), cores=2))
+    here, child = (optuna.load_study(study_name="race", storage=u).get_trials() for u in (here_url, sqlite_url))
+    assert {t.user_attrs["pid"] for t in here} == {os.getpid()} and os.getpid() not in {t.user_attrs["pid"] for t in child}
+    assert [t.params for t in child] == [t.params for t in here]
 
 
 def test_without_a_memory_limit_no_worker_is_replaced(sqlite_url):
