@@ -286,7 +286,12 @@ class _Pool:
         return proc
 
     def stop_all(self) -> None:
-        _stop_all(self.procs, self.stop_flag)
+        """Raise the stop flag and pass Ctrl-C to every live worker."""
+        self.stop_flag.value = 1
+        for proc in self.procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)
 
 
 def _run_workers(job: SearchJob, plans: Sequence[WorkerPlan]) -> Outcome:
@@ -345,14 +350,6 @@ def _supervise(pool: _Pool, stop: StopRequest, grace: int) -> list[int]:
                 pool.stop_all()
                 stopping = True
     return [codes[i] for i in range(len(procs))]
-
-
-def _stop_all(procs: list[Any], stop_flag: Any) -> None:
-    stop_flag.value = 1
-    for proc in procs:
-        if proc.is_alive() and proc.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGINT)
 
 
 def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, interrupted: Any, alone: bool) -> None:
