@@ -10,8 +10,9 @@
    ratio of median wall times (target <= 1.03) and of median steady-state epoch times.
 2. **Throughput**: training images/s of both (steady-state epochs, validation pass
    included in both), and of the input pipeline alone (no model).
-3. **Pruning savings**: ``--pruning-trials`` trials of the default search (TPE + median
-   pruner) and the same number with pruning off, same seed: epochs spent and best value.
+3. **Pruning savings**: ``--pruning-trials`` trials of the default search (TPE and the
+   default pruner, or each of ``--pruners``) and the same number with pruning off, same
+   seed: epochs spent and best value.
 
 ``--parts`` picks 1-2 (``overhead``) or 3 (``pruning``); each part writes
 ``OUT/<part>-<dataset>.json``, and the report ``OUT.md`` is regenerated.
@@ -30,13 +31,14 @@ import time
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.args import add_data_arguments
 from search.errors import CnnSearchError, UsageError
+from search.study import DEFAULT_PRUNER, PRUNERS
 
 if typing.TYPE_CHECKING:
     import numpy as np
@@ -110,26 +112,33 @@ def pipeline_rate(config: RunConfig, data: Dataset) -> float:
     return n / (time.perf_counter() - start)
 
 
-def pruning_savings(config: RunConfig, data: Dataset, space: Space, trials: int, workdir: Path) -> dict[str, Any]:
-    """The default search with and without pruning, same seed and number of trials."""
+def pruning_savings(
+    config: RunConfig, data: Dataset, space: Space, trials: int, workdir: Path, pruners: Sequence[str] = (DEFAULT_PRUNER,)
+) -> dict[str, Any]:
+    """The default search under each of ``pruners`` and with pruning off ("none"), same
+    sampler seed and number of trials: epochs spent, best value, and the share of
+    epochs each pruner saved against no pruning."""
     from search.errors import TrialError
     from search.objective import Objective
 
-    out: dict[str, Any] = {"trials": trials, "epochs_per_trial": config.train.epochs}
-    for label, pruner in (("with_pruning", "median"), ("without_pruning", "none")):
+    arms: dict[str, dict[str, Any]] = {}
+    for pruner in [*dict.fromkeys(p for p in pruners if p != "none"), "none"]:
         study = _study(f"pruning-{pruner}", workdir, config, pruner)
         start = time.perf_counter()
         study.optimize(Objective(space, data, config, "val_accuracy", "maximize"), n_trials=trials, catch=(TrialError,))
         epochs = sum(len(t.user_attrs.get("history", {}).get("val_accuracy", [])) for t in study.trials)
         states = [t.state.name.lower() for t in study.trials]
         best = study.best_value if any(s == "complete" for s in states) else None
-        out[label] = {
+        arms[pruner] = {
             "epochs": epochs, "best_val": best, "wall_s": round(time.perf_counter() - start, 1),
             "pruned": states.count("pruned"), "failed": states.count("fail"),
         }
-    without = out["without_pruning"]["epochs"]
-    out["epochs_saved"] = round(1 - out["with_pruning"]["epochs"] / without, 4) if without else None
-    return out
+        print(f"pruning arm {pruner}: {arms[pruner]}", flush=True)
+    without = arms["none"]["epochs"]
+    return {
+        "trials": trials, "epochs_per_trial": config.train.epochs, "default": DEFAULT_PRUNER, "arms": arms,
+        "epochs_saved": {p: round(1 - a["epochs"] / without, 4) if without else None for p, a in arms.items() if p != "none"},
+    }
 
 
 def _steady(runs: list[tuple[float, list[float]]]) -> list[float]:
@@ -190,7 +199,8 @@ def measure(args: argparse.Namespace, part: str) -> dict[str, Any]:
         return result
     config = RunConfig(data=data_cfg, train=TrainConfig(epochs=args.pruning_epochs), seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as tmp:
-        result = {"pruning": pruning_savings(config, data, load_space(args.space), args.pruning_trials, Path(tmp))}
+        space = load_space(args.space)
+        result = {"pruning": pruning_savings(config, data, space, args.pruning_trials, Path(tmp), args.pruners)}
     result["settings"] = {"dataset": args.dataset, "space": args.space, "split": split, "seed": args.seed}
     return result
 
@@ -205,6 +215,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--space", default="cnn", help="space for the pruning comparison (default: cnn)")
     p.add_argument("--pruning-trials", type=int, default=20, help="trials in each pruning arm (default: 20)")
     p.add_argument("--pruning-epochs", type=int, default=10, help="epochs a trial in the pruning arms (default: 10)")
+    p.add_argument(
+        "--pruners", nargs="+", choices=PRUNERS, default=[DEFAULT_PRUNER],
+        help=f"pruners to compare with no pruning, same trials and seed (default: {DEFAULT_PRUNER}, the search's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     return p.parse_args(argv)

@@ -33,23 +33,29 @@ def overhead_section(raw: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PRUNER_LABELS = {"none": "no pruning"}
+
+
 def pruning_section(raw: dict[str, Any]) -> str:
     s, env, p = raw["settings"], raw.get("environment", {}), raw["pruning"]
-    w, wo = p["with_pruning"], p["without_pruning"]
-    saved = p["epochs_saved"]
+    default, arms, saved = p["default"], p["arms"], p["epochs_saved"]
+    rows = [
+        f"| {PRUNER_LABELS.get(name, name)}{' (default)' if name == default else ''} | {a['epochs']} "
+        f"| {'-' if saved.get(name) is None else f'{saved[name]:.0%}'} | {_fmt(a['best_val'])} "
+        f"| {a['pruned']} | {a['failed']} | {a['wall_s']} |"
+        for name, a in arms.items()
+    ]
     lines = [
         f"## Pruning savings: {s['dataset']}\n",
         f"{p['trials']} trials of up to {p['epochs_per_trial']} epochs in each arm, space `{s['space']}`, TPE, "
         f"seed {s['seed']}, {s['split']} (target: ≥ 50% of epochs saved at an equal best value). "
         f"Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
-        *([f"*Smoke-size: {p['trials']} trials; the default median pruner prunes nothing before 4 trials "
+        *([f"*Smoke-size: {p['trials']} trials; the pruners prune little before a few trials "
             "have finished, so this only shows the measure runs.*\n"] if p["trials"] < 10 else []),
-        "| arm | epochs spent | best val acc | pruned | failed | wall s |",
-        "|---|---|---|---|---|---|",
-        f"| median pruner (default) | {w['epochs']} | {_fmt(w['best_val'])} | {w['pruned']} | {w['failed']} | {w['wall_s']} |",
-        f"| no pruning | {wo['epochs']} | {_fmt(wo['best_val'])} | {wo['pruned']} | {wo['failed']} | {wo['wall_s']} |",
+        "| arm | epochs spent | epochs saved | best val acc | pruned | failed | wall s |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
-        f"Epochs saved by pruning: {'-' if saved is None else f'{saved:.0%}'}.\n",
         "```bash", raw.get("command", ""), "```", "",
     ]
     return "\n".join(lines)

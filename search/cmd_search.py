@@ -20,6 +20,7 @@ from search.errors import MetricNotFoundError, UsageError
 from search.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.spaces import load_space
 from search.study import (
+    DEFAULT_PRUNER,
     GRACE_FACTOR,
     PRUNERS,
     SAMPLERS,
@@ -56,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--epochs", type=int, help=f"maximum epochs per trial (default: {DEFAULTS.epochs})")
     p.add_argument("--sampler", choices=SAMPLERS, help="default: tpe")
-    p.add_argument("--pruner", choices=PRUNERS, help="default: median")
+    p.add_argument("--pruner", choices=PRUNERS, help=f"default: {DEFAULT_PRUNER}")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     p.add_argument("--studies-dir", default="studies", help="where default databases go (default: studies)")
     p.add_argument("--seed", type=int, help="seed for the sampler, the splits and each trial (default: 0)")

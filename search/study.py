@@ -31,6 +31,7 @@ from search.spaces import Space
 
 __all__ = [
     "SAMPLERS",
+    "DEFAULT_PRUNER",
     "PRUNERS",
     "StudySettings",
     "check_study_name",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
+DEFAULT_PRUNER = "median"
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 SETTINGS_ATTR = "cnn_search"
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -77,7 +79,7 @@ class StudySettings:
     epochs: int = 10
     seed: int = 0
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = DEFAULT_PRUNER
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
 
