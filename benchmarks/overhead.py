@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.args import add_data_arguments
 from search.errors import CnnSearchError, UsageError
-from search.study import DEFAULT_PRUNER, PRUNERS
+from search.study import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS
 
 if typing.TYPE_CHECKING:
     import numpy as np
@@ -74,7 +74,7 @@ def bare_fit(config: RunConfig, data: Dataset, y_train: np.ndarray, y_val: np.nd
     return time.perf_counter() - start, timer.seconds
 
 
-def _study(name: str, workdir: Path, config: RunConfig, pruner: str, sampler: str = "tpe") -> optuna.Study:
+def _study(name: str, workdir: Path, config: RunConfig, pruner: str, sampler: str = DEFAULT_SAMPLER) -> optuna.Study:
     from search.spaces import load_space
     from search.study import StudySettings, create_or_load, default_storage
 

@@ -28,7 +28,8 @@ __all__ = ["FRACTIONS", "summary_rows", "plot", "write_report", "main"]
 
 FRACTIONS = (0.25, 0.5, 1.0)
 REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
-SMOKE_BUDGET = 300  # seconds per tool below which a report says its numbers rank nothing
+SMOKE_BUDGET = 60  # seconds per tool (or a single seed) below which a report says its numbers rank nothing
+SHORT_BUDGET = 600  # seconds per tool below which a report warns that few trials ran
 
 
 def _mean_sd(values: list[float | None], digits: int = 4) -> str:
@@ -128,14 +129,26 @@ TABLE_HEAD = (
 )
 
 
+def _size_warning(results: SearchResults, rows: list[dict[str, str]]) -> list[str]:
+    budget, seeds = float(results.settings["budget_s"]), len({r.seed for r in results.runs})
+    if budget < SMOKE_BUDGET or seeds < 2:
+        return [
+            f"*A smoke-size run ({budget:g} s per tool, {seeds} seed{'s' * (seeds != 1)}): it shows that every tool "
+            "runs and is recorded; its numbers do not rank the tools.*\n"
+        ]
+    if budget < SHORT_BUDGET:
+        trials = ", ".join(f"{r['tool']} {r['trials']}" for r in rows)
+        return [
+            f"*A short budget ({budget:g} s per tool): each tool ran only a few trials (mean per seed: {trials}), so "
+            "the first configurations a tool happens to try weigh heavily; differences within the ± spread are noise.*\n"
+        ]
+    return []
+
+
 def search_section(results: SearchResults, json_path: Path, png: Path, markdown: Path) -> str:
     rows = summary_rows(results)
     lines = [f"## {results.settings['dataset']}\n", _settings_text(results) + "\n"]
-    if float(results.settings["budget_s"]) < SMOKE_BUDGET:
-        lines.append(
-            f"*A smoke-size run (under {SMOKE_BUDGET} s per tool): it shows that every tool runs and is recorded; "
-            "its numbers do not rank the tools.*\n"
-        )
+    lines += _size_warning(results, rows)
     lines.append(TABLE_HEAD.rstrip("\n"))
     for r in rows:
         lines.append(

@@ -2,7 +2,7 @@
 searches until the recorder's budget ends.
 
 * ``cnn-search``: the harness as ``search`` runs it (same settings object, study
-  creation, objective and sampler/pruner factories), defaults TPE + median pruner,
+  creation, objective and sampler/pruner factories), its default sampler and pruner (``search.study``),
   a SQLite study in a temporary folder;
 * ``random``: the same harness with random sampling and no pruning;
 * ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
@@ -30,7 +30,7 @@ from search.errors import TrialError
 from search.objective import Objective
 from search.pipeline import TensorCache, make_pipeline
 from search.spaces import Space
-from search.study import StudySettings, create_or_load, default_storage
+from search.study import DEFAULT_PRUNER, DEFAULT_SAMPLER, StudySettings, create_or_load, default_storage
 from search.training import fit, keras_session
 
 __all__ = [
@@ -78,7 +78,7 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
     return on_trial_end
 
 
-def run_harness(bench: Bench, rec: Recorder, sampler: str = "tpe", pruner: str = "median") -> None:
+def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str) -> None:
     """Search with cnn-search's own code path, as ``cmd_search.run`` wires it."""
     cfg = bench.base.data
     settings = StudySettings(
@@ -97,7 +97,7 @@ def run_harness(bench: Bench, rec: Recorder, sampler: str = "tpe", pruner: str =
 
 
 def run_cnn_search(bench: Bench, rec: Recorder) -> None:
-    run_harness(bench, rec, "tpe", "median")
+    run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER)
 
 
 def run_random(bench: Bench, rec: Recorder) -> None:

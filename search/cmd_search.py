@@ -21,6 +21,7 @@ from search.objectives import check_objective_settings, describe_objectives, par
 from search.spaces import load_space
 from search.study import (
     DEFAULT_PRUNER,
+    DEFAULT_SAMPLER,
     GRACE_FACTOR,
     PRUNERS,
     SAMPLERS,
@@ -56,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=None, help=f"trials to run now (default: {DEFAULT_TRIALS})")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--epochs", type=int, help=f"maximum epochs per trial (default: {DEFAULTS.epochs})")
-    p.add_argument("--sampler", choices=SAMPLERS, help="default: tpe")
+    p.add_argument("--sampler", choices=SAMPLERS, help=f"default: {DEFAULT_SAMPLER}")
     p.add_argument("--pruner", choices=PRUNERS, help=f"default: {DEFAULT_PRUNER}")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     p.add_argument("--studies-dir", default="studies", help="where default databases go (default: studies)")

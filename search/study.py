@@ -32,6 +32,7 @@ from search.spaces import Space
 __all__ = [
     "SAMPLERS",
     "DEFAULT_PRUNER",
+    "DEFAULT_SAMPLER",
     "PRUNERS",
     "StudySettings",
     "check_study_name",
@@ -50,6 +51,7 @@ __all__ = [
     "create_or_load",
 ]
 
+DEFAULT_SAMPLER = "tpe"
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 DEFAULT_PRUNER = "median"
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
@@ -78,7 +80,7 @@ class StudySettings:
     data_dir: str | None = None
     epochs: int = 10
     seed: int = 0
-    sampler: str = "tpe"
+    sampler: str = DEFAULT_SAMPLER
     pruner: str = DEFAULT_PRUNER
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)

@@ -47,6 +47,26 @@ def test_tool_run_answers_best_by_a_time_and_time_to_reach_a_value():
     assert ToolRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
 
 
+@pytest.mark.parametrize(("budget", "seeds", "expected"), [
+    (30.0, [0, 1, 2], "A smoke-size run (30 s per tool, 3 seeds)"),
+    (600.0, [0], "A smoke-size run (600 s per tool, 1 seed)"),
+    (180.0, [0, 1, 2], "A short budget (180 s per tool): each tool ran only a few trials (mean per seed: a 2.0, b 5.0)"),
+    (600.0, [0, 1, 2], None),
+])
+def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, expected):
+    from benchmarks.report import search_section, summary_rows
+    from benchmarks.results import SearchResults
+
+    runs = [ToolRun(tool, seed, budget, trials={"complete": n}) for seed in seeds for tool, n in (("a", 2), ("b", 5))]
+    results = SearchResults({"budget_s": budget, "dataset": "d", "epochs": 4, "space": "cnn", "split": "s"}, runs)
+    assert [r["trials"] for r in summary_rows(results)] == ["2.0", "5.0"]
+    text = search_section(results, Path("out/d.json"), Path("out/d.png"), Path("out.md"))
+    if expected is None:
+        assert "smoke-size" not in text and "short budget" not in text
+    else:
+        assert expected in text
+
+
 # --- KerasTuner translation ---------------------------------------------------------------
 
 
