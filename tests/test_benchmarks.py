@@ -213,8 +213,10 @@ def test_report_is_regenerated_from_the_json_alone(smoke):
     assert markdown.exists() and png.exists()  # written by the runner
     markdown.unlink()
     png.unlink()
+    (out / "summary.md").write_text("## What the numbers say\n\nHand-written.\n")
     write_report(out, markdown)
     text = markdown.read_text()
+    assert text.index("## What the numbers say") < text.index("## digits")  # the summary comes first
     assert png.stat().st_size > 1000
     for run in results["runs"]:
         assert f"| {run['tool']} |" in text
