@@ -78,12 +78,13 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
     return on_trial_end
 
 
-def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str) -> None:
+def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = True) -> None:
     """Search with cnn-search's own code path, as ``cmd_search.run`` wires it."""
     cfg = bench.base.data
     settings = StudySettings(
         dataset=cfg.dataset, space=bench.space.to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
         data_dir=cfg.data_dir, epochs=bench.base.train.epochs, seed=bench.seed, sampler=sampler, pruner=pruner,
+        baseline=baseline,
     )
     name = f"{rec.run.tool}-{bench.seed}"
     study = create_or_load(name, default_storage(name, bench.workdir), settings)
@@ -101,7 +102,7 @@ def run_cnn_search(bench: Bench, rec: Recorder) -> None:
 
 
 def run_random(bench: Bench, rec: Recorder) -> None:
-    run_harness(bench, rec, "random", "none")
+    run_harness(bench, rec, "random", "none", baseline=False)  # random search: every trial drawn
 
 
 def run_optuna_example(bench: Bench, rec: Recorder) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import importlib.resources
 import json
 import tomllib
@@ -75,6 +76,16 @@ class Param:
         if self.kind == "categorical":
             return self.choices
         return None
+
+    def allows(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take (for a range: inside it, on its step)."""
+        if self.kind in ("fixed", "categorical"):
+            return any(type(value) is type(v) and value == v for v in self.possible_values() or ())
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.kind == "int" and value != int(value):
+            return False
+        return not self.step or math.isclose((value - self.low) / self.step, round((value - self.low) / self.step))
 
     def describe(self) -> str:
         if self.kind == "fixed":
@@ -126,6 +137,25 @@ class Space:
 
     def describe(self) -> list[str]:
         return [f"  {p.section + '.' + p.key:<26} {p.describe()}" for p in self.params]
+
+    def baseline(self, base: RunConfig) -> dict[str, Any]:
+        """Optuna params that make ``base``'s own values the trial's, wherever the space
+        can take them; a parameter whose default lies outside its range, or whose
+        condition the other defaults do not meet, is left out (the sampler draws it)."""
+        taken: dict[str, Any] = {}
+        kind: str | None = base.model.kind
+        for p in self.params:
+            if p.section == "model" and p.key == "kind":  # the defaults of the kind the trial will build
+                kind = p.value if p.kind == "fixed" else kind if p.allows(kind) else None
+            if p.kind == "fixed" or any(taken.get(k, _ABSENT) not in allowed for k, allowed in p.when):
+                continue
+            if p.section == "model" and kind is None:
+                continue  # the sampler picks the model kind, and with it these parameters
+            section = MODEL_KINDS[kind]() if p.section == "model" and kind != base.model.kind else getattr(base, p.section)
+            value = getattr(section, p.key, _ABSENT)
+            if value is not _ABSENT and p.allows(value):
+                taken[p.name] = value
+        return taken
 
     def sample(self, trial: optuna.trial.BaseTrial, base: RunConfig) -> RunConfig:
         """Draw a run config: ``base`` supplies data settings, epochs, seed and defaults."""

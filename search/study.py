@@ -84,6 +84,7 @@ class StudySettings:
     pruner: str = DEFAULT_PRUNER
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
+    baseline: bool = True  # a new study's first trial trains the run config's defaults (see Space.baseline)
 
     # Changing any of these changes what a trial's value means.
     IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")
@@ -370,12 +371,25 @@ def create_or_load(name: str, url: str, settings: StudySettings, worker: int | N
         )
         if SETTINGS_ATTR not in study.user_attrs:
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+            if settings.baseline and not study.trials:
+                _enqueue_baseline(study, settings)
             with warnings.catch_warnings():  # names the values in plots and optuna-dashboard
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(settings.metric_names)
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_message(e, url)}); check the storage") from e
     return study
+
+
+def _enqueue_baseline(study: optuna.Study, settings: StudySettings) -> None:
+    """Queue the run config's defaults as the first trial: a search then has a sound,
+    known result early (the recipe ``fit`` trains with no search), and everything after
+    it is measured against that, not against whatever the first random draw was."""
+    from search.config import RunConfig
+
+    params = settings.space_obj.baseline(RunConfig())
+    if params:
+        study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)  # two creators racing queue one
 
 
 def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections import Counter
 
@@ -154,3 +155,29 @@ def test_space_dict_round_trip():
     space = load_space("cnn")
     again = Space.from_dict(space.to_dict())
     assert again.params == space.params and again.fingerprint == space.fingerprint
+
+
+def test_baseline_replays_the_run_config_defaults_the_space_can_take():
+    defaults = RunConfig()
+    params = load_space("cnn").baseline(defaults)
+    assert "weight_decay" not in params  # the default 0.0 lies outside [1e-6, 1e-3]: the sampler draws it
+    assert "momentum" not in params and "nesterov" not in params  # conditions on sgd; the default is adam
+    config = load_space("cnn").sample(optuna.trial.FixedTrial({**params, "weight_decay": 1e-4}), defaults)
+    assert config.model == defaults.model and config.train == defaults.train and config.augment == defaults.augment
+    assert config.optimizer == dataclasses.replace(defaults.optimizer, weight_decay=1e-4)
+
+
+def test_baseline_leaves_out_values_of_another_type_or_kind(tmp_path):
+    space = load_space(str(write(tmp_path, """
+        [model]
+        kind = { choices = ["resnet"] }
+        base_filters = { choices = [8, 16] }
+        [train]
+        batch_size = { low = 32, high = 224, step = 64 }
+        label_smoothing = { choices = [0.05, 0.1] }
+    """)))
+    # "cnn" is not a choice: the model's parameters are left to the sampler; 64 is not on
+    # the grid 32, 96, ...; the default 0.0 is not a choice
+    assert space.baseline(RunConfig()) == {}
+    resnet = load_space(str(write(tmp_path, '[model]\nkind = "resnet"\nbase_filters = { choices = [8, 16] }\n', "r.toml")))
+    assert resnet.baseline(RunConfig()) == {"base_filters": ResNetConfig().base_filters}
