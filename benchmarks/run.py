@@ -37,6 +37,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["main", "run_tool"]
 
 TOOL_NAMES = ("cnn-search", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
+EXTRA_TOOLS = ("tpe-median",)  # run when named: cnn-search's earlier defaults
 NEEDS = {"kt-hyperband": "keras_tuner", "kt-bayesian": "keras_tuner", "optuna-example": "optuna_integration"}
 
 
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs a trial, for every tool (default: 10)")
     p.add_argument("--budget", type=float, default=600, help="wall-clock seconds per tool and seed (default: 600)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    p.add_argument("--tools", nargs="+", choices=TOOL_NAMES, default=list(TOOL_NAMES), help="tools to run (default: all)")
+    p.add_argument("--tools", nargs="+", choices=TOOL_NAMES + EXTRA_TOOLS, default=list(TOOL_NAMES),
+                   help=f"tools to run (default: {' '.join(TOOL_NAMES)}; also {', '.join(EXTRA_TOOLS)})")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="results folder; the report is OUT.md")
     p.add_argument("--rerun", action="store_true", help="run (tool, seed) pairs again that the results already hold")
     p.add_argument("--overwrite", action="store_true", help="discard results made with other settings")

@@ -4,7 +4,9 @@ searches until the recorder's budget ends.
 * ``cnn-search``: the harness as ``search`` runs it (same settings object, study
   creation, objective and sampler/pruner factories), its default sampler and pruner (``search.study``),
   a SQLite study in a temporary folder;
-* ``random``: the same harness with random sampling and no pruning;
+* ``random``: the same harness with random sampling, no pruning and no baseline trial;
+* ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
+  median pruner, no baseline trial), to compare old and new defaults (not run unless asked);
 * ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
 * ``kt-hyperband``, ``kt-bayesian``: KerasTuner (``keras_tuner_tools.py``), imported
   only when asked for, since keras-tuner is an optional (``bench``) dependency.
@@ -101,6 +103,11 @@ def run_cnn_search(bench: Bench, rec: Recorder) -> None:
     run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER)
 
 
+def run_tpe_median(bench: Bench, rec: Recorder) -> None:
+    """cnn-search's defaults before the benchmark changed them: TPE, median pruner, no baseline trial."""
+    run_harness(bench, rec, "tpe", "median", baseline=False)
+
+
 def run_random(bench: Bench, rec: Recorder) -> None:
     run_harness(bench, rec, "random", "none", baseline=False)  # random search: every trial drawn
 
@@ -132,6 +139,7 @@ TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "kt-bayesian": _keras_tuner("bayesian"),
     "optuna-example": run_optuna_example,
     "random": run_random,
+    "tpe-median": run_tpe_median,
 }
 KERAS_TUNER_TOOLS = ("kt-hyperband", "kt-bayesian")
 
