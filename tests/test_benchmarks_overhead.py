@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from search.config import CNNConfig, RunConfig
+from search.study import DEFAULT_PRUNER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,11 +32,11 @@ def test_overhead_and_pruning_parts_write_json_and_report(tmp_path):
     assert list(pruning["arms"]) == ["median", "successive_halving", "none"]  # no pruning is always the baseline
     assert pruning["arms"]["none"]["epochs"] == 2  # two trials of one epoch, none pruned
     assert all(arm["epochs"] <= 2 for arm in pruning["arms"].values())
-    assert set(pruning["epochs_saved"]) == {"median", "successive_halving"} and pruning["default"] == "median"
+    assert set(pruning["epochs_saved"]) == {"median", "successive_halving"} and pruning["default"] == DEFAULT_PRUNER
     text = out.with_suffix(".md").read_text()
     assert "## Harness overhead and input throughput: digits" in text and "## Pruning savings: digits" in text
     assert "tiny.json" in text
-    assert "| median (default) |" in text and "| successive_halving |" in text and "| no pruning |" in text
+    assert f"| {DEFAULT_PRUNER} (default) |" in text and "| median" in text and "| no pruning |" in text
 
 
 def test_bad_arguments_stop_with_one_line(tmp_path, capsys):
