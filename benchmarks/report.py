@@ -25,10 +25,11 @@ from benchmarks.record import ToolRun
 from benchmarks.report_overhead import overhead_section, pruning_section
 from benchmarks.results import SearchResults, load_json
 
-__all__ = ["FRACTIONS", "summary_rows", "plot", "write_report", "main"]
+__all__ = ["FRACTIONS", "summary_rows", "targets", "plot", "write_report", "main"]
 
 FRACTIONS = (0.25, 0.5, 1.0)
 REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
+OURS = "cnn-search"
 SMOKE_BUDGET = 60  # seconds per tool (or a single seed) below which a report says its numbers rank nothing
 SHORT_BUDGET = 600  # seconds per tool below which a report warns that few trials ran
 
@@ -146,10 +147,38 @@ def _size_warning(results: SearchResults, rows: list[dict[str, str]]) -> list[st
     return []
 
 
+def targets(results: SearchResults) -> list[str]:
+    """The issue's two search targets, checked per seed: cnn-search's final best against
+    KerasTuner Hyperband's (mean over seeds, target >=), and the time cnn-search took to
+    match Hyperband's final best against half the time Hyperband took (target <=)."""
+    ours = {r.seed: r for r in results.runs_of(OURS)}
+    theirs = {r.seed: r for r in results.runs_of(REFERENCE) if r.best_val is not None}
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return []
+    ours_best = statistics.fmean(ours[s].best_val or 0.0 for s in seeds)
+    theirs_best = statistics.fmean(theirs[s].best_val for s in seeds)
+    per_seed = []
+    fast = 0
+    for s in seeds:
+        kt_time = theirs[s].time_to_reach(theirs[s].best_val)
+        our_time = ours[s].time_to_reach(theirs[s].best_val)
+        fast += our_time is not None and kt_time is not None and our_time <= 0.5 * kt_time
+        per_seed.append(f"seed {s}: {'never' if our_time is None else f'{our_time:.0f} s'} against {kt_time:.0f} s")
+    met = lambda ok: "**met**" if ok else "**missed**"  # noqa: E731
+    return [
+        f"Targets ({len(seeds)} seeds): final best validation accuracy, {OURS} {ours_best:.4f} against "
+        f"{REFERENCE} {theirs_best:.4f} (target ≥): {met(ours_best >= theirs_best)}. "
+        f"Time for {OURS} to match {REFERENCE}'s final best, against the time {REFERENCE} took to reach it "
+        f"({'; '.join(per_seed)}; target ≤ half, every seed): {met(fast == len(seeds))} ({fast}/{len(seeds)} seeds).\n"
+    ]
+
+
 def search_section(results: SearchResults, json_path: Path, png: Path, markdown: Path) -> str:
     rows = summary_rows(results)
     lines = [f"## {results.settings['dataset']}\n", _settings_text(results) + "\n"]
     lines += _size_warning(results, rows)
+    lines += targets(results)
     lines.append(TABLE_HEAD.rstrip("\n"))
     for r in rows:
         lines.append(

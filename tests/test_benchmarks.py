@@ -67,6 +67,25 @@ def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, ex
         assert expected in text
 
 
+def test_report_checks_the_targets_against_hyperband_per_seed():
+    from benchmarks.report import targets
+    from benchmarks.results import SearchResults
+
+    runs = [
+        ToolRun("kt-hyperband", 0, 100.0, timeline=[(20.0, 0.5), (80.0, 0.7)], best_val=0.7),
+        ToolRun("cnn-search", 0, 100.0, timeline=[(30.0, 0.75)], best_val=0.75),  # 30 s <= 80 / 2
+        ToolRun("kt-hyperband", 1, 100.0, timeline=[(40.0, 0.8)], best_val=0.8),
+        ToolRun("cnn-search", 1, 100.0, timeline=[(10.0, 0.6), (30.0, 0.8)], best_val=0.8),  # 30 s > 40 / 2
+    ]
+    text = targets(SearchResults({"budget_s": 100.0}, runs))[0]
+    assert "cnn-search 0.7750 against kt-hyperband 0.7500 (target ≥): **met**" in text
+    assert "seed 0: 30 s against 80 s; seed 1: 30 s against 40 s" in text and "**missed** (1/2 seeds)" in text
+    never = [*runs[:2], runs[2], ToolRun("cnn-search", 1, 100.0, timeline=[(10.0, 0.6)], best_val=0.6)]
+    text = targets(SearchResults({"budget_s": 100.0}, never))[0]
+    assert "(target ≥): **missed**" in text and "seed 1: never against 40 s" in text
+    assert targets(SearchResults({"budget_s": 100.0}, runs[:1])) == []  # no cnn-search run: nothing to check
+
+
 # --- KerasTuner translation ---------------------------------------------------------------
 
 
