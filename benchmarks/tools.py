@@ -6,7 +6,8 @@ searches until the recorder's budget ends.
   a SQLite study in a temporary folder;
 * ``random``: the same harness with random sampling, no pruning and no baseline trial;
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
-  median pruner, no baseline trial), to compare old and new defaults (not run unless asked);
+  median pruner, no baseline trial), and ``cnn-search-no-baseline`` (its defaults less the
+  baseline trial), to weigh the defaults against each other (run only when named);
 * ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
 * ``kt-hyperband``, ``kt-bayesian``: KerasTuner (``keras_tuner_tools.py``), imported
   only when asked for, since keras-tuner is an optional (``bench``) dependency.
@@ -103,6 +104,11 @@ def run_cnn_search(bench: Bench, rec: Recorder) -> None:
     run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER)
 
 
+def run_cnn_search_no_baseline(bench: Bench, rec: Recorder) -> None:
+    """cnn-search's defaults less the baseline trial (``search --no-baseline``)."""
+    run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER, baseline=False)
+
+
 def run_tpe_median(bench: Bench, rec: Recorder) -> None:
     """cnn-search's defaults before the benchmark changed them: TPE, median pruner, no baseline trial."""
     run_harness(bench, rec, "tpe", "median", baseline=False)
@@ -140,6 +146,7 @@ TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "optuna-example": run_optuna_example,
     "random": run_random,
     "tpe-median": run_tpe_median,
+    "cnn-search-no-baseline": run_cnn_search_no_baseline,
 }
 KERAS_TUNER_TOOLS = ("kt-hyperband", "kt-bayesian")
 
