@@ -30,6 +30,13 @@ __all__ = ["FRACTIONS", "summary_rows", "targets", "plot", "write_report", "main
 FRACTIONS = (0.25, 0.5, 1.0)
 REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
 OURS = "cnn-search"
+# Rows in this order (cnn-search and its variants first), then any other tool as it came.
+ORDER = ("cnn-search", "cnn-search-no-baseline", "tpe-median", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
+
+
+def ordered_tools(results: SearchResults) -> list[str]:
+    rank = {tool: i for i, tool in enumerate(ORDER)}
+    return sorted(results.tools, key=lambda tool: rank.get(tool, len(ORDER)))
 SMOKE_BUDGET = 60  # seconds per tool (or a single seed) below which a report says its numbers rank nothing
 SHORT_BUDGET = 600  # seconds per tool below which a report warns that few trials ran
 
@@ -55,7 +62,7 @@ def summary_rows(results: SearchResults) -> list[dict[str, str]]:
     budget = float(results.settings["budget_s"])
     reference = {r.seed: r.best_val for r in results.runs_of(REFERENCE)}
     rows = []
-    for tool in results.tools:
+    for tool in ordered_tools(results):
         runs = results.runs_of(tool)
         row = {"tool": tool, "seeds": str(len(runs))}
         for f in FRACTIONS:
@@ -93,7 +100,7 @@ def plot(results: SearchResults, png: Path, title: str) -> None:
     budget = float(results.settings["budget_s"])
     grid = [budget * i / 400 for i in range(401)]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for i, tool in enumerate(results.tools):
+    for i, tool in enumerate(ordered_tools(results)):
         color = f"C{i}"
         runs = results.runs_of(tool)
         curves = [_curve(r, grid) for r in runs]

@@ -68,7 +68,7 @@ def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, ex
 
 
 def test_report_checks_the_targets_against_hyperband_per_seed():
-    from benchmarks.report import targets
+    from benchmarks.report import summary_rows, targets
     from benchmarks.results import SearchResults
 
     runs = [
@@ -77,6 +77,7 @@ def test_report_checks_the_targets_against_hyperband_per_seed():
         ToolRun("kt-hyperband", 1, 100.0, timeline=[(40.0, 0.8)], best_val=0.8),
         ToolRun("cnn-search", 1, 100.0, timeline=[(10.0, 0.6), (30.0, 0.8)], best_val=0.8),  # 30 s > 40 / 2
     ]
+    assert [row["tool"] for row in summary_rows(SearchResults({"budget_s": 100.0}, runs))] == ["cnn-search", "kt-hyperband"]
     text = targets(SearchResults({"budget_s": 100.0}, runs))[0]
     assert "cnn-search 0.7750 against kt-hyperband 0.7500 (target ≥): **met**" in text
     assert "seed 0: 30 s against 80 s; seed 1: 30 s against 40 s" in text and "**missed** (1/2 seeds)" in text
