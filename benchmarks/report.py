@@ -31,7 +31,7 @@ FRACTIONS = (0.25, 0.5, 1.0)
 REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
 OURS = "cnn-search"
 # Rows in this order (cnn-search and its variants first), then any other tool as it came.
-ORDER = ("cnn-search", "cnn-search-no-baseline", "tpe-median", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
+ORDER = ("cnn-search", "cnn-search-baseline", "tpe-median", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
 
 
 def ordered_tools(results: SearchResults) -> list[str]:

@@ -4,10 +4,10 @@ searches until the recorder's budget ends.
 * ``cnn-search``: the harness as ``search`` runs it (same settings object, study
   creation, objective and sampler/pruner factories), its default sampler and pruner (``search.study``),
   a SQLite study in a temporary folder;
-* ``random``: the same harness with random sampling, no pruning and no baseline trial;
+* ``random``: the same harness with random sampling and no pruning;
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
-  median pruner, no baseline trial), and ``cnn-search-no-baseline`` (its defaults less the
-  baseline trial), to weigh the defaults against each other (run only when named);
+  median pruner), and ``cnn-search-baseline`` (its defaults with the baseline trial first,
+  ``search --baseline``), to weigh defaults against each other (run only when named);
 * ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
 * ``kt-hyperband``, ``kt-bayesian``: KerasTuner (``keras_tuner_tools.py``), imported
   only when asked for, since keras-tuner is an optional (``bench``) dependency.
@@ -81,7 +81,7 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
     return on_trial_end
 
 
-def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = True) -> None:
+def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = False) -> None:
     """Search with cnn-search's own code path, as ``cmd_search.run`` wires it."""
     cfg = bench.base.data
     settings = StudySettings(
@@ -104,18 +104,18 @@ def run_cnn_search(bench: Bench, rec: Recorder) -> None:
     run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER)
 
 
-def run_cnn_search_no_baseline(bench: Bench, rec: Recorder) -> None:
-    """cnn-search's defaults less the baseline trial (``search --no-baseline``)."""
-    run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER, baseline=False)
+def run_cnn_search_baseline(bench: Bench, rec: Recorder) -> None:
+    """cnn-search's defaults with the baseline trial first (``search --baseline``)."""
+    run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER, baseline=True)
 
 
 def run_tpe_median(bench: Bench, rec: Recorder) -> None:
     """cnn-search's defaults before the benchmark changed them: TPE, median pruner, no baseline trial."""
-    run_harness(bench, rec, "tpe", "median", baseline=False)
+    run_harness(bench, rec, "tpe", "median")
 
 
 def run_random(bench: Bench, rec: Recorder) -> None:
-    run_harness(bench, rec, "random", "none", baseline=False)  # random search: every trial drawn
+    run_harness(bench, rec, "random", "none")
 
 
 def run_optuna_example(bench: Bench, rec: Recorder) -> None:
@@ -146,7 +146,7 @@ TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "optuna-example": run_optuna_example,
     "random": run_random,
     "tpe-median": run_tpe_median,
-    "cnn-search-no-baseline": run_cnn_search_no_baseline,
+    "cnn-search-baseline": run_cnn_search_baseline,
 }
 KERAS_TUNER_TOOLS = ("kt-hyperband", "kt-bayesian")
 

@@ -59,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help=f"maximum epochs per trial (default: {DEFAULTS.epochs})")
     p.add_argument("--sampler", choices=SAMPLERS, help=f"default: {DEFAULT_SAMPLER}")
     p.add_argument("--pruner", choices=PRUNERS, help=f"default: {DEFAULT_PRUNER}")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
-                   help="do not start a new study with the run config's defaults as its first trial (the sampler picks every trial)")
+    p.add_argument("--baseline", action="store_true", default=None,
+                   help="start a new study with the run config's defaults as its first trial (default: the sampler picks every trial)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     p.add_argument("--studies-dir", default="studies", help="where default databases go (default: studies)")
     p.add_argument("--seed", type=int, help="seed for the sampler, the splits and each trial (default: 0)")

@@ -84,7 +84,7 @@ class StudySettings:
     pruner: str = DEFAULT_PRUNER
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
-    baseline: bool = True  # a new study's first trial trains the run config's defaults (see Space.baseline)
+    baseline: bool = False  # True: a new study's first trial trains the run config's defaults (Space.baseline)
 
     # Changing any of these changes what a trial's value means.
     IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")

@@ -119,17 +119,18 @@ def test_a_new_study_starts_with_the_baseline_trial_once(tmp_path):
     from search.config import RunConfig
 
     url = f"sqlite:///{tmp_path / 'b.db'}"
-    study = create_or_load("b", url, SETTINGS)
+    settings = dataclasses.replace(SETTINGS, baseline=True)
+    study = create_or_load("b", url, settings)
     trial = study.ask()  # the queued trial comes first, whatever the sampler would draw
     config = load_space("cnn").sample(trial, RunConfig())
     assert trial.user_attrs["baseline"] is True
     assert config.model == RunConfig().model and config.optimizer.learning_rate == RunConfig().optimizer.learning_rate
     study.tell(trial, 0.5)
-    resumed = create_or_load("b", url, SETTINGS)  # resuming queues nothing more
+    resumed = create_or_load("b", url, settings)  # resuming queues nothing more
     assert [t.state for t in resumed.trials] == [optuna.trial.TrialState.COMPLETE]
     assert "baseline" not in resumed.ask().user_attrs
 
 
-def test_no_baseline_leaves_every_trial_to_the_sampler(tmp_path):
-    study = create_or_load("n", f"sqlite:///{tmp_path / 'n.db'}", dataclasses.replace(SETTINGS, baseline=False))
+def test_by_default_the_sampler_draws_every_trial(tmp_path):
+    study = create_or_load("n", f"sqlite:///{tmp_path / 'n.db'}", SETTINGS)
     assert study.trials == [] and "baseline" not in study.ask().user_attrs
