@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import importlib.resources
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass
