@@ -132,6 +132,15 @@ class Guarded:
         self._hush = _HushExpected()
         logging.getLogger("optuna.study._optimize").addFilter(self._hush)
 
+    def _interrupted(self, trial: optuna.trial.Trial) -> TrialInterrupted:
+        """Record the trial as interrupted and queue it again; the error to raise."""
+        self.stop.in_trial = False
+        self._hush.numbers.add(trial.number)
+        self.interrupted.append(trial.number)
+        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); queued to run again")
+        requeue(trial.study, trial, max_retry=None)
+        return TrialInterrupted(f"trial {trial.number} interrupted")
+
     def __call__(self, trial: optuna.trial.Trial) -> float:
         trial.set_user_attr("worker", self.worker)
         try:
@@ -140,14 +149,15 @@ class Guarded:
                 raise KeyboardInterrupt
             return self.objective(trial)
         except KeyboardInterrupt:
-            self.stop.in_trial = False
-            self._hush.numbers.add(trial.number)
-            self.interrupted.append(trial.number)
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM); queued to run again")
-            requeue(trial.study, trial, max_retry=None)
-            raise TrialInterrupted(f"trial {trial.number} interrupted") from None
+            raise self._interrupted(trial) from None
         except TrialError:
             self._hush.numbers.add(trial.number)
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception:
+            if self.stop.requested:  # the interrupt surfaced as another error: code that TensorFlow runs
+                raise self._interrupted(trial) from None  # may catch the KeyboardInterrupt and raise e.g. TypeError
             raise
         finally:
             self.stop.in_trial = False

@@ -157,3 +157,34 @@ def test_an_explained_failure_logs_no_traceback_and_a_bug_still_does(caplog):
     with caplog.at_level("WARNING", logger="optuna"), pytest.raises(ZeroDivisionError):
         study.optimize(Guarded(_bug, StopRequest()), n_trials=1, catch=(TrialError,))
     assert any("Trial 1 failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_an_error_that_an_interrupt_turned_into_still_requeues_the_trial():
+    """TensorFlow code may catch the KeyboardInterrupt that Ctrl-C raises and raise e.g. a
+    TypeError instead: once a stop was requested, any error ends the trial as interrupted."""
+    import optuna
+
+    from search.errors import TrialInterrupted
+    from search.recovery import Guarded, StopRequest
+
+    stop = StopRequest()
+
+    def objective(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        stop.requested = True  # the signal arrived during training ...
+        raise TypeError("Failed to convert elements of (None,) to Tensor.")  # ... and surfaced as this
+
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(TrialInterrupted):
+        Guarded(objective, stop)(trial)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["retry_of"] == trial.number
+
+    stop.requested = False  # without a stop request, the same error is a bug and propagates as itself
+    with pytest.raises(TypeError):
+        Guarded(objective_without_stop, stop)(study.ask())
+
+
+def objective_without_stop(trial):
+    raise TypeError("a bug")
