@@ -6,8 +6,9 @@ sentences a user can act on.  Thresholds (documented in README):
 
 * diverged      a NaN/infinite loss (the trial's fail reason says so), or a training
                 loss that grew past 3x its first-epoch value or past 3x ln(classes);
-* stuck         best validation accuracy over every epoch run below 1.5 / classes:
-                the model never beat chance.  Text data (its history has
+* stuck         best validation accuracy over every epoch run below 1.5 / classes, over
+                at least 2 epochs: the model never beat chance (one epoch, often all a
+                pruned trial gets, is too early to tell).  Text data (its history has
                 ``val_char_accuracy``) is judged on per-character accuracy against
                 1.5 / alphabet size: whole-string chance, (1/C)^L, is so low that a
                 model that is still learning its first characters would pass it;
@@ -47,6 +48,7 @@ STUCK_FACTOR = 1.5
 OVERFIT_LOSS_RISE = 0.20
 OVERFIT_GAP = 0.10
 DROP_POINTS = 0.15
+STUCK_MIN_EPOCHS = 2
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -68,7 +70,8 @@ def diagnose_history(
     exploded = bool(finite_loss) and max(finite_loss) > DIVERGE_GROWTH * max(finite_loss[0], math.log(max(num_classes, 2)))
     if (fail_reason and "diverged" in fail_reason) or len(finite_loss) < len(loss) or exploded:
         found.append("diverged")
-    if chance_acc and num_classes > 1 and max(_finite(chance_acc) or [0.0]) < STUCK_FACTOR / num_classes:
+    judged = _finite(chance_acc)
+    if len(chance_acc) >= STUCK_MIN_EPOCHS and num_classes > 1 and max(judged or [0.0]) < STUCK_FACTOR / num_classes:
         found.append("stuck")
     if len(val_loss) >= 3 and len(acc) == len(val_loss) and len(val_acc) == len(val_loss):
         vl = _finite(val_loss)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import optuna
@@ -109,7 +110,8 @@ def test_pruning_happens(tmp_path):
     assert any(t.state == TrialState.COMPLETE and t.params["learning_rate"] == 3e-3 for t in trials)
     # the hopeless trials are diagnosed, and the summary says so in a sentence
     assert any("stuck" in t.user_attrs["diagnosis"] for t in trials if t.params["learning_rate"] == 1e-6)
-    assert "trials stayed near chance; all had learning_rate=1e-06" in result.stdout
+    # (trials pruned after one epoch are too early to call stuck: one such trial or several)
+    assert re.search(r"of 10 trials stayed near chance; (all|it) had learning_rate(=| <= )1e-06", result.stdout), result.stdout
 
 
 def test_spaces_command_lists_builtin_spaces_and_parameters(tmp_path):

@@ -34,6 +34,8 @@ def test_chance_accuracy_is_stuck():
     history = {"loss": [2.31, 2.30, 2.30], "accuracy": [0.1, 0.11, 0.1], "val_loss": [2.3] * 3, "val_accuracy": [0.1, 0.098, 0.11]}
     assert diagnose_history(history, 10) == ["stuck"]
     assert "stuck" not in diagnose_history({**history, "val_accuracy": [0.1, 0.12, 0.16]}, 10)
+    # one epoch (a trial pruned after its first) is too early to call
+    assert diagnose_history({"loss": [2.3], "accuracy": [0.1], "val_loss": [2.3], "val_accuracy": [0.1]}, 10) == []
 
 
 def test_rising_val_loss_with_rising_train_accuracy_is_overfitting():
