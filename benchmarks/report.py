@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.record import ToolRun
 from benchmarks.report_overhead import overhead_section, pruning_section
 from benchmarks.results import SearchResults, load_json
+from benchmarks.run import EXTRA_TOOLS, TOOL_NAMES
 
 __all__ = ["FRACTIONS", "summary_rows", "targets", "plot", "write_report", "main"]
 
@@ -31,7 +32,7 @@ FRACTIONS = (0.25, 0.5, 1.0)
 REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
 OURS = "cnn-search"
 # Rows in this order (cnn-search and its variants first), then any other tool as it came.
-ORDER = ("cnn-search", "cnn-search-baseline", "tpe-median", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
+ORDER = (TOOL_NAMES[0], *EXTRA_TOOLS, *TOOL_NAMES[1:])
 
 
 def ordered_tools(results: SearchResults) -> list[str]:

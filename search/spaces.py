@@ -87,6 +87,10 @@ class Param:
             return False
         return not self.step or math.isclose((value - self.low) / self.step, round((value - self.low) / self.step))
 
+    def applies(self, taken: dict[str, Any]) -> bool:
+        """Whether this parameter's ``when`` conditions hold for the values ``taken`` so far."""
+        return all(taken.get(k, _ABSENT) in allowed for k, allowed in self.when)
+
     def describe(self) -> str:
         if self.kind == "fixed":
             text = f"= {self.value!r}"
@@ -147,7 +151,7 @@ class Space:
         for p in self.params:
             if p.section == "model" and p.key == "kind":  # the defaults of the kind the trial will build
                 kind = p.value if p.kind == "fixed" else kind if p.allows(kind) else None
-            if p.kind == "fixed" or any(taken.get(k, _ABSENT) not in allowed for k, allowed in p.when):
+            if p.kind == "fixed" or not p.applies(taken):
                 continue
             if p.section == "model" and kind is None:
                 continue  # the sampler picks the model kind, and with it these parameters
@@ -168,7 +172,7 @@ class Space:
                 continue  # a key of another model kind
             if text and (p.section, p.key) == TEXT_SKIPS:
                 continue
-            if any(taken.get(k, _ABSENT) not in allowed for k, allowed in p.when):
+            if not p.applies(taken):
                 continue
             value = p.suggest(trial)
             taken[p.name] = value
