@@ -26,18 +26,37 @@ from benchmarks.report_overhead import overhead_section, pruning_section
 from benchmarks.results import SearchResults, load_json
 from benchmarks.run import EXTRA_TOOLS, TOOL_NAMES
 
-__all__ = ["FRACTIONS", "summary_rows", "targets", "plot", "write_report", "main"]
+__all__ = ["FRACTIONS", "ordered_tools", "peers", "summary_rows", "targets", "plot", "write_report", "main"]
 
 FRACTIONS = (0.25, 0.5, 1.0)
-REFERENCE = "kt-hyperband"  # "time to reach" is measured against its final best
 OURS = "cnn-search"
-# Rows in this order (cnn-search and its variants first), then any other tool as it came.
-ORDER = (TOOL_NAMES[0], *EXTRA_TOOLS, *TOOL_NAMES[1:])
+RECIPE = "recipe"  # the default recipe trained once, no search
+VARIANTS = (OURS, *EXTRA_TOOLS)  # cnn-search under other defaults
+# Targets of the benchmark design (accuracy points: 1 point = 0.01 accuracy).
+OVER_RECIPE = 1.0  # cnn-search's final best >= recipe's + this many points
+OVER_PEER = 2.5  # cnn-search's final best >= the best peer's + this many points
+PEER_TIME = 0.25  # cnn-search reaches the best peer's final best within this fraction of the budget
+# Rows in this order: cnn-search, the recipe, cnn-search's variants, the peers, then any
+# other tool as it came.
+ORDER = (OURS, RECIPE, *EXTRA_TOOLS, *(t for t in TOOL_NAMES if t not in (OURS, RECIPE)))
 
 
 def ordered_tools(results: SearchResults) -> list[str]:
     rank = {tool: i for i, tool in enumerate(ORDER)}
     return sorted(results.tools, key=lambda tool: rank.get(tool, len(ORDER)))
+
+
+def is_variant(tool: str) -> bool:
+    """cnn-search itself or cnn-search under other defaults."""
+    return tool in VARIANTS or tool.startswith(f"{OURS}-")
+
+
+def peers(results: SearchResults) -> list[str]:
+    """The other search tools present (kt-hyperband, optuna-example, random, ...): every
+    tool that is neither cnn-search (or a variant of it) nor the recipe, in row order."""
+    return [t for t in ordered_tools(results) if not is_variant(t) and t != RECIPE]
+
+
 SMOKE_BUDGET = 60  # seconds per tool (or a single seed) below which a report says its numbers rank nothing
 SHORT_BUDGET = 600  # seconds per tool below which a report warns that few trials ran
 
@@ -58,24 +77,46 @@ def _mean(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f}" if values else "-"
 
 
+def _mean_seconds(values: list[float | None]) -> str:
+    """Mean seconds (± sd) over the seeds that got there; (k/n) when only k of n did."""
+    if not values:
+        return "-"
+    known = [v for v in values if v is not None]
+    if not known:
+        return f"never (0/{len(values)})"
+    text = f"{statistics.fmean(known):.0f}"
+    if len(known) > 1:
+        text += f" ± {statistics.stdev(known):.0f}"
+    text += " s"
+    if len(known) < len(values):
+        text += f" ({len(known)}/{len(values)})"
+    return text
+
+
+def _final_bests(results: SearchResults, tool: str) -> dict[int, float]:
+    """``tool``'s final best validation accuracy per seed (seeds where it has one)."""
+    return {r.seed: r.best_val for r in results.runs_of(tool) if r.best_val is not None}
+
+
+def _to_key(peer: str) -> str:
+    return f"to {peer}"
+
+
 def summary_rows(results: SearchResults) -> list[dict[str, str]]:
-    """One row per tool, means over its seeds (± standard deviation where > 1 seed)."""
+    """One row per tool, means over its seeds (± standard deviation where > 1 seed).
+
+    ``"to PEER"``: for each peer, the seconds until the tool first matched that peer's
+    final best on the same seed (seeds where the peer has a final best)."""
     budget = float(results.settings["budget_s"])
-    reference = {r.seed: r.best_val for r in results.runs_of(REFERENCE)}
+    finals = {peer: _final_bests(results, peer) for peer in peers(results)}
     rows = []
     for tool in ordered_tools(results):
         runs = results.runs_of(tool)
         row = {"tool": tool, "seeds": str(len(runs))}
         for f in FRACTIONS:
             row[f"{int(f * 100)}%"] = _mean_sd([r.best_by(f * budget) for r in runs])
-        reach = [r.time_to_reach(reference[r.seed]) for r in runs if reference.get(r.seed) is not None]
-        reached = [t for t in reach if t is not None]
-        if not reach:
-            row["to_reference"] = "-"
-        elif not reached:
-            row["to_reference"] = f"never (0/{len(reach)})"
-        else:
-            row["to_reference"] = f"{statistics.fmean(reached):.0f}s ({len(reached)}/{len(reach)})"
+        for peer, final in finals.items():
+            row[_to_key(peer)] = _mean_seconds([r.time_to_reach(final[r.seed]) for r in runs if r.seed in final])
         for state in ("pruned", "failed", "cut"):
             row[state] = _mean([r.trials.get(state, 0) for r in runs])
         row["trials"] = _mean([sum(r.trials.values()) for r in runs])
@@ -133,10 +174,13 @@ def _settings_text(results: SearchResults) -> str:
     )
 
 
-TABLE_HEAD = (
-    "| tool | best val @25% | @50% | @100% | time to Hyperband's final best | trials | pruned | failed | cut "
-    "| epochs | test acc of winner |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
-)
+def table_head(peer_tools: list[str]) -> str:
+    """The table's header and rule: one "time to PEER's final best" column per peer."""
+    columns = [
+        "tool", "best val @25%", "@50%", "@100%", *(f"time to {p}'s final best" for p in peer_tools),
+        "trials", "pruned", "failed", "cut", "epochs", "test acc of winner",
+    ]
+    return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
 
 
 def _size_warning(results: SearchResults, rows: list[dict[str, str]]) -> list[str]:
@@ -155,31 +199,97 @@ def _size_warning(results: SearchResults, rows: list[dict[str, str]]) -> list[st
     return []
 
 
-def targets(results: SearchResults) -> list[str]:
-    """The issue's two search targets, checked per seed: cnn-search's final best against
-    KerasTuner Hyperband's (mean over seeds, target >=), and the time cnn-search took to
-    match Hyperband's final best against half the time Hyperband took (target <=)."""
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _cannot(what: str, missing: str) -> str:
+    return f"- {what}: cannot be checked yet ({missing})."
+
+
+def _beats(results: SearchResults, other: str, points: float, what: str) -> str:
+    """cnn-search's final best against ``other``'s + ``points``, means over the seeds both ran."""
     ours = {r.seed: r for r in results.runs_of(OURS)}
-    theirs = {r.seed: r for r in results.runs_of(REFERENCE) if r.best_val is not None}
+    theirs = _final_bests(results, other)
     seeds = sorted(set(ours) & set(theirs))
     if not seeds:
-        return []
-    ours_best = statistics.fmean(ours[s].best_val or 0.0 for s in seeds)
-    theirs_best = statistics.fmean(theirs[s].best_val for s in seeds)
-    per_seed = []
-    fast = 0
+        return _cannot(what, f"no seed with both {OURS} and {other} results")
+    ours_best = statistics.fmean(ours[s].best_val or 0.0 for s in seeds)  # no result: counts as 0
+    theirs_best = statistics.fmean(theirs[s] for s in seeds)
+    ahead = 100 * (ours_best - theirs_best)
+    margin = ahead - points
+    ok = margin >= -1e-9
+    return (
+        f"- {what}: {OURS} {ours_best:.4f} against {other} {theirs_best:.4f} "
+        f"({len(seeds)} seed{'s' * (len(seeds) != 1)}), {ahead:+.2f} points: {_met(ok)} "
+        f"by {abs(margin):.2f} point{'s' * (round(abs(margin), 2) != 1)}."
+    )
+
+
+def _best_peer(results: SearchResults) -> str | None:
+    """The peer with the highest mean final best (over the seeds it has one)."""
+    means = {p: statistics.fmean(f.values()) for p in peers(results) if (f := _final_bests(results, p))}
+    return max(means, key=means.__getitem__) if means else None
+
+
+def _reaches_early(results: SearchResults, peer: str | None) -> str:
+    what = f"{OURS} reaches the best peer's final best within {PEER_TIME:.0%} of the budget"
+    if peer is None:
+        return _cannot(what, "no peer with results")
+    what = f"{OURS} reaches the best peer's ({peer}) final best within {PEER_TIME:.0%} of the budget"
+    ours = {r.seed: r for r in results.runs_of(OURS)}
+    theirs = _final_bests(results, peer)
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return _cannot(what, f"no seed with both {OURS} and {peer} results")
+    limit = PEER_TIME * float(results.settings["budget_s"])
+    per_seed, early = [], 0
     for s in seeds:
-        kt_time = theirs[s].time_to_reach(theirs[s].best_val)
-        our_time = ours[s].time_to_reach(theirs[s].best_val)
-        fast += our_time is not None and kt_time is not None and our_time <= 0.5 * kt_time
-        per_seed.append(f"seed {s}: {'never' if our_time is None else f'{our_time:.0f} s'} against {kt_time:.0f} s")
-    met = lambda ok: "**met**" if ok else "**missed**"  # noqa: E731
-    return [
-        f"Targets ({len(seeds)} seeds): final best validation accuracy, {OURS} {ours_best:.4f} against "
-        f"{REFERENCE} {theirs_best:.4f} (target ≥): {met(ours_best >= theirs_best)}. "
-        f"Time for {OURS} to match {REFERENCE}'s final best, against the time {REFERENCE} took to reach it "
-        f"({'; '.join(per_seed)}; target ≤ half, every seed): {met(fast == len(seeds))} ({fast}/{len(seeds)} seeds).\n"
+        t = ours[s].time_to_reach(theirs[s])
+        early += t is not None and t <= limit
+        per_seed.append(f"seed {s}: {'never' if t is None else f'{t:.0f} s'}")
+    return (
+        f"- {what} (≤ {limit:.0f} s, every seed): {'; '.join(per_seed)}: "
+        f"{_met(early == len(seeds))} in {early}/{len(seeds)} seeds."
+    )
+
+
+def _winner_retrained(results: SearchResults) -> str:
+    what = f"{OURS}'s winner retrained and tested"
+    runs = [r for r in results.runs_of(OURS) if r.best_val is not None]
+    if not runs:
+        return _cannot(what, f"no {OURS} result")
+    tested = [r for r in runs if r.test_accuracy is not None]
+    if not tested:
+        return f"- {what}: {_met(False)}: no seed's winner has a test accuracy (0/{len(runs)} seeds)."
+    test = statistics.fmean(r.test_accuracy for r in tested)
+    val = statistics.fmean(r.best_val for r in tested)
+    return (
+        f"- {what}: test accuracy {test:.4f} beside its best validation accuracy {val:.4f}, "
+        f"gap {100 * (test - val):+.2f} points: {_met(len(tested) == len(runs))} "
+        f"({len(tested)}/{len(runs)} seeds tested)."
+    )
+
+
+def targets(results: SearchResults) -> list[str]:
+    """The benchmark's targets, each line met or missed and by how much (means over the
+    seeds present for both tools; a target whose tools have not run says so):
+
+    * cnn-search's final best >= the recipe's + 1.0 point;
+    * cnn-search's final best >= the best peer's (highest mean final best) + 2.5 points;
+    * cnn-search reaches the best peer's final best within 25% of the budget, every seed;
+    * cnn-search's winner retrained: its test accuracy beside its best validation accuracy."""
+    best_peer = _best_peer(results)
+    peer_what = f"{OURS}'s final best ≥ the best peer's + {OVER_PEER:.1f} points"
+    lines = [
+        "Targets (means over the seeds present for both tools; 1 point = 0.01 accuracy):\n",
+        _beats(results, RECIPE, OVER_RECIPE, f"{OURS}'s final best ≥ {RECIPE}'s + {OVER_RECIPE:.1f} point"),
+        _beats(results, best_peer, OVER_PEER, f"{peer_what} ({best_peer})") if best_peer
+        else _cannot(peer_what, "no peer with results"),
+        _reaches_early(results, best_peer),
+        _winner_retrained(results),
     ]
+    return [*lines[:-1], lines[-1] + "\n"]
 
 
 def search_section(results: SearchResults, json_path: Path, png: Path, markdown: Path) -> str:
@@ -187,12 +297,14 @@ def search_section(results: SearchResults, json_path: Path, png: Path, markdown:
     lines = [f"## {results.settings['dataset']}\n", _settings_text(results) + "\n"]
     lines += _size_warning(results, rows)
     lines += targets(results)
-    lines.append(TABLE_HEAD.rstrip("\n"))
+    peer_tools = peers(results)
+    lines.append(table_head(peer_tools).rstrip("\n"))
     for r in rows:
-        lines.append(
-            f"| {r['tool']} | {r['25%']} | {r['50%']} | {r['100%']} | {r['to_reference']} | {r['trials']} "
-            f"| {r['pruned']} | {r['failed']} | {r['cut']} | {r['epochs']} | {r['test']} |"
-        )
+        cells = [
+            r["tool"], r["25%"], r["50%"], r["100%"], *(r[_to_key(p)] for p in peer_tools),
+            r["trials"], r["pruned"], r["failed"], r["cut"], r["epochs"], r["test"],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     rel = lambda p: Path(os.path.relpath(p, markdown.parent)).as_posix()  # noqa: E731
     lines.append(f"\n![best validation accuracy so far]({rel(png)})\n")
     notes = [f"- {r.tool} seed {r.seed}: {r.note}" for r in results.runs if r.note]
@@ -209,15 +321,24 @@ Generated by `benchmarks/report.py` from the JSON files in `{dir}/`; regenerate 
 `python benchmarks/report.py {dir}`.  Means over seeds, ± one standard deviation;
 `(k/n)`: only k of n seeds had a value.  How to read the columns:
 
+- **rows**: `cnn-search` (the harness with its defaults), `recipe` (the default recipe
+  trained once, no search), variants of cnn-search under other defaults when run, then
+  the peers: the other search tools (`kt-hyperband`, `optuna-example`, `random`, ...);
 - **best val @25/50/100%**: the best validation accuracy among trials finished by that
   fraction of the budget (only trials the tool itself ranks: complete ones);
-- **time to Hyperband's final best**: seconds until the tool first matched KerasTuner
-  Hyperband's best at the end of its budget, same seed (k/n: seeds where it did);
+- **time to PEER's final best**: one column per peer present: seconds until the row's
+  tool first matched that peer's best at the end of its budget, same seed (k/n: only k
+  of n seeds did; never: none did);
 - **trials / pruned / failed / cut**: trials started; `cut` ones were running when the
   budget ended and were stopped (their values are not counted);
 - **epochs**: epochs that ended within the budget, in every trial;
 - **test acc of winner**: each tool's best configuration retrained the same way (all its
   epochs on the training split) and evaluated once on the held-out test split.
+
+The targets above each table: cnn-search's final best ≥ the recipe's + 1.0 point and ≥ the
+best peer's (highest mean final best) + 2.5 points; cnn-search matches the best peer's
+final best within 25% of the budget on every seed; cnn-search's winner retrained and
+tested (its test accuracy beside its best validation accuracy).
 """
 
 

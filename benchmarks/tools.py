@@ -1,9 +1,11 @@
 """The tools the benchmark compares, each a function ``(Bench, Recorder) -> None`` that
 searches until the recorder's budget ends.
 
-* ``cnn-search``: the harness as ``search`` runs it (same settings object, study
-  creation, objective and sampler/pruner factories), its default sampler and pruner (``search.study``),
-  a SQLite study in a temporary folder;
+* ``cnn-search``: the harness as ``search --budget`` runs it (same settings object,
+  study creation, objective, default recipe as the base and first trial, prior-guided
+  sampler with the budget plan, ``search.budget``), a SQLite study in a temporary
+  folder; it plans its own epochs from the budget (``--epochs`` caps the peers' trials);
+* ``recipe``: the default recipe (``search.recipe``) trained once, no search;
 * ``random``: the same harness with random sampling and no pruning;
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
   median pruner), and ``cnn-search-baseline`` (its defaults with the baseline trial first,
@@ -15,12 +17,14 @@ searches until the recorder's budget ends.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import optuna
 from optuna.trial import FixedTrial, TrialState
 
@@ -33,6 +37,8 @@ from search.errors import TrialError
 from search.objective import Objective
 from search.pipeline import TensorCache, make_pipeline
 from search.spaces import Space
+from search.budget import BudgetPlan
+from search.recipe import DataShape, recipe
 from search.study import DEFAULT_PRUNER, DEFAULT_SAMPLER, StudySettings, create_or_load, default_storage
 from search.training import fit, keras_session
 
@@ -81,17 +87,34 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
     return on_trial_end
 
 
-def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = False) -> None:
-    """Search with cnn-search's own code path, as ``cmd_search.run`` wires it."""
+BUDGET_MAX_EPOCHS = 100  # as ``search --budget`` without --epochs
+
+
+def bench_recipe(bench: Bench) -> RunConfig:
+    """The default recipe for the benchmark's data (its epochs: the recipe's own)."""
+    return recipe(DataShape.of(bench.data, bench.base.data.dataset), bench.base.data, seed=bench.seed)
+
+
+def run_harness(
+    bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = False, budgeted: bool = False
+) -> None:
+    """Search with cnn-search's own code path, as ``cmd_search.run`` wires it.  ``budgeted``:
+    as ``search --budget`` (the recipe as base config, the budget plan over the time left)."""
     cfg = bench.base.data
+    base = bench_recipe(bench).replace(train=dataclasses.replace(bench_recipe(bench).train, epochs=bench.base.train.epochs))
     settings = StudySettings(
         dataset=cfg.dataset, space=bench.space.to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
         data_dir=cfg.data_dir, epochs=bench.base.train.epochs, seed=bench.seed, sampler=sampler, pruner=pruner,
-        baseline=baseline,
+        baseline=baseline, base_config=base.to_dict() if budgeted else None,
     )
     name = f"{rec.run.tool}-{bench.seed}"
-    study = create_or_load(name, default_storage(name, bench.workdir), settings)
-    objective = Objective(bench.space, bench.data, bench.base, MONITOR, "maximize", callbacks=[BudgetClock(rec)])
+    budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS) if budgeted else None
+    study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
+    objective = Objective(
+        bench.space, bench.data, settings.base_run_config() if budgeted else bench.base, MONITOR, "maximize",
+        callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
+        epochs=(1, budget.max_epochs) if budget else None,
+    )
     try:
         study.optimize(
             objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
@@ -101,12 +124,38 @@ def run_harness(bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline
 
 
 def run_cnn_search(bench: Bench, rec: Recorder) -> None:
-    run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER)
+    """``search --budget`` with every default: recipe first, prior sampler, budget plan."""
+    run_harness(bench, rec, DEFAULT_SAMPLER, "none", baseline=True, budgeted=True)
+
+
+def run_recipe(bench: Bench, rec: Recorder) -> None:
+    """The default recipe trained once, validated every epoch: what a user gets with no search."""
+    config = bench_recipe(bench)
+    history: dict[str, list[float]] = {}
+    try:
+        with keras_session():
+            history = fit(config, bench.data, callbacks=[BudgetClock(rec), _History(history)]).history
+    except BudgetSpent:
+        pass
+    values = history.get(MONITOR) or []
+    rec.trial_done("complete" if len(values) == config.train.epochs else "cut", max(values) if values else None, lambda: config)
 
 
 def run_cnn_search_baseline(bench: Bench, rec: Recorder) -> None:
     """cnn-search's defaults with the baseline trial first (``search --baseline``)."""
     run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER, baseline=True)
+
+
+class _History(keras.callbacks.Callback):
+    """Keeps the epochs' logs in ``into`` even when the budget ends the run."""
+
+    def __init__(self, into: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.into = into
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.into.setdefault(key, []).append(float(value))
 
 
 def run_tpe_median(bench: Bench, rec: Recorder) -> None:
@@ -141,6 +190,7 @@ def _keras_tuner(kind: str) -> Callable[[Bench, Recorder], None]:
 
 TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "cnn-search": run_cnn_search,
+    "recipe": run_recipe,
     "kt-hyperband": _keras_tuner("hyperband"),
     "kt-bayesian": _keras_tuner("bayesian"),
     "optuna-example": run_optuna_example,

@@ -9,13 +9,16 @@ Trials run here, or in ``--workers`` / ``--gpus`` processes (see ``workers``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import math
 import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.config import METRICS, TEXT_METRICS, DataConfig, RunConfig, TrainConfig, is_text_dataset
+from search.budget import BudgetPlan, parse_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.spaces import load_space
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from search.data import Dataset
     from search.objective import Objective
 
-DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10)
+DEFAULTS = StudySettings(dataset="digits", space={}, epochs=10, baseline=True)
+BUDGET_MAX_EPOCHS = 100  # a budgeted search's longest schedule when --epochs is not given
 DEFAULT_SPACE = "cnn"
 DEFAULT_TRIALS = 20
 DEFAULT_RECYCLE_MB = 512
@@ -55,12 +59,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the dataset's files when it cannot be downloaded")
     p.add_argument("--space", help=f"built-in space name or a .toml file (default: {DEFAULT_SPACE})")
     p.add_argument("--trials", type=int, default=None, help=f"trials to run now (default: {DEFAULT_TRIALS})")
+    p.add_argument("--budget", help="the whole search's wall clock: 600, 90s, 10m, 2h. Plans each trial's epochs "
+                   "(short schedules, then longer ones for the best, then the best with the time left) and stops "
+                   "the running trial at the deadline; the main knob of a search")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--warm-start", metavar="STUDY[,STUDY...]",
+                   help="queue the best configurations of earlier studies (that this space can take) and centre the prior on them")
+    p.add_argument("--warm-start-storage", metavar="URL",
+                   help="storage of the --warm-start studies (default: --storage, or each study's own database under --studies-dir)")
     p.add_argument("--epochs", type=int, help=f"maximum epochs per trial (default: {DEFAULTS.epochs})")
     p.add_argument("--sampler", choices=SAMPLERS, help=f"default: {DEFAULT_SAMPLER}")
     p.add_argument("--pruner", choices=PRUNERS, help=f"default: {DEFAULT_PRUNER}")
-    p.add_argument("--baseline", action="store_true", default=None,
-                   help="start a new study with the run config's defaults as its first trial (default: the sampler picks every trial)")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
+                   help="a new study's first trial trains the default recipe (default: on; --no-baseline leaves every trial to the sampler)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     p.add_argument("--studies-dir", default="studies", help="where default databases go (default: studies)")
     p.add_argument("--seed", type=int, help="seed for the sampler, the splits and each trial (default: 0)")
@@ -113,8 +124,14 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--trials must be at least 1, received {args.trials}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout}")
+    if args.budget is not None:
+        parse_budget(args.budget)
+    if args.warm_start is not None and not [s for s in args.warm_start.split(",") if s.strip()]:
+        raise UsageError(f"--warm-start {args.warm_start!r} names no study; write --warm-start STUDY[,STUDY...]")
+    if args.warm_start_storage is not None and args.warm_start is None:
+        raise UsageError("--warm-start-storage needs --warm-start STUDY; add it or drop --warm-start-storage")
     if args.val_split is not None and not 0 < args.val_split < 1:
         raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
     if args.workers is not None and args.workers < 1:
@@ -153,13 +170,27 @@ def location_args(args: argparse.Namespace, url: str) -> str:
     return f" --studies-dir {shlex.quote(args.studies_dir)}" if args.studies_dir != "studies" else ""
 
 
-def build_objective(settings: StudySettings, data: Dataset, artifact_dir: Path | None = None) -> Objective:
-    """The objective for ``settings`` on ``data``; workers call it after loading the data."""
+def build_objective(
+    settings: StudySettings, data: Dataset, artifact_dir: Path | None = None, budget: BudgetPlan | None = None
+) -> Objective:
+    """The objective for ``settings`` on ``data``; workers call it after loading the data.
+    With a ``budget``, each trial's epochs are planned (its ``epochs`` param) and the
+    running trial stops at the deadline."""
     from search.objective import Objective
 
-    base = RunConfig(data=data_config(settings), train=TrainConfig(epochs=settings.epochs), seed=settings.seed)
-    return Objective(settings.space_obj, data, base, settings.monitor, settings.direction, artifact_dir=artifact_dir,
-                     objectives=settings.objectives)
+    return Objective(
+        settings.space_obj, data, settings.base_run_config(), settings.monitor, settings.direction,
+        artifact_dir=artifact_dir, objectives=settings.objectives,
+        deadline=budget.deadline if budget else None, epochs=(1, budget.max_epochs) if budget else None,
+    )
+
+
+def with_recipe(settings: StudySettings, data: Dataset) -> StudySettings:
+    """A new study's settings with the default recipe for ``data`` as the base config."""
+    from search.recipe import DataShape, recipe
+
+    base = recipe(DataShape.of(data, settings.dataset), data_config(settings), epochs=settings.epochs, seed=settings.seed)
+    return dataclasses.replace(settings, base_config=base.to_dict())
 
 
 def data_config(settings: StudySettings) -> DataConfig:
@@ -170,11 +201,14 @@ def run(args: argparse.Namespace) -> int:
     from search import workers
 
     check_arguments(args)
-    trials = args.trials if args.trials is not None else DEFAULT_TRIALS
+    budget_s = parse_budget(args.budget) if args.budget is not None else None
+    trials = args.trials if args.trials is not None else (10**6 if budget_s else DEFAULT_TRIALS)
     gpus = workers.parse_gpus(args.gpus)
     n_workers = min(args.workers or max(len(gpus), 1), trials)  # a worker without a trial would only start up
     plans = workers.plan_workers(n_workers, gpus, workers.available_cores(), args.mixed_precision)
     requested = requested_settings(args)
+    if budget_s and "pruner" not in requested:
+        requested["pruner"] = "none"  # the budget plan sets each trial's schedule length; nothing to cut short
     name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
     url = args.storage or default_storage(name, Path(args.studies_dir))
     check_writable(url)
@@ -183,6 +217,14 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve_settings(name, requested, recorded, defaults)
     check_monitor(settings.monitor, text=is_text_dataset(settings.dataset))
     settings = check_objective_settings(settings, requested)  # several objectives: a sampler that can, no pruner
+    if budget_s and settings.sampler != "prior":
+        raise UsageError(f"--budget plans trials through the prior sampler, not --sampler {settings.sampler}; "
+                         "drop --sampler (or use --timeout with it)")
+    warm = None
+    if args.warm_start:
+        from search.warmstart import read_warm_start
+
+        warm = read_warm_start(args.warm_start, args.warm_start_storage or args.storage, Path(args.studies_dir), name)
     make_sampler(settings.sampler, settings.seed)  # fail on a missing optional package now,
     make_pruner(settings.pruner, settings.epochs)  # not after the study exists
 
@@ -193,12 +235,21 @@ def run(args: argparse.Namespace) -> int:
 
     load_data = functools.partial(load_dataset, data_config(settings), split_seed=settings.seed)
     data = load_data()  # here too with workers: bad data stops us before the study exists
+    if recorded is None:
+        settings = with_recipe(settings, data)
     space = settings.space_obj
+    taken = None
+    if warm is not None:
+        taken = warm.for_space(space)
+        if not taken.params and recorded is None:
+            print(f"warning: {taken.describe()}")
     print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
     for warning in data_warnings(data, space):
         print(f"warning: {warning}")
+    epochs = (f"epochs planned from the budget (at most {args.epochs or BUDGET_MAX_EPOCHS})" if budget_s
+              else f"up to {settings.epochs} epochs a trial")
     print(f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
-          f"up to {settings.epochs} epochs a trial; sampler {settings.sampler}, pruner {settings.pruner}")
+          f"{epochs}; sampler {settings.sampler}, pruner {settings.pruner}")
     if settings.multi_objective:
         print(f"objectives: {describe_objectives(settings)}; a Pareto front, and no pruning "
               "(Optuna prunes single-objective studies only): every trial runs all its epochs")
@@ -212,13 +263,26 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(name, url, settings)  # created once, before any worker starts
+    if taken is not None:
+        taken.apply(study)
+        print(taken.describe())
     start = time.perf_counter()
+    budget = None
+    if budget_s:
+        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS)
+        print(f"budget {budget_s:g}s: short schedules of {budget.short} epochs until {budget_s * 0.35:.0f}s, "
+              f"the best again with {budget.promoted_epochs} until {budget_s * 0.5:.0f}s, then the best with the time left "
+              f"(less exploring when the first trial shows epochs are slow)")
+    deadlines = [d for d in (time.time() + args.timeout if args.timeout else None, budget.deadline if budget else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,
-        deadline=time.time() + args.timeout if args.timeout else None,
+        deadline=min(deadlines) if deadlines else None,
         load_data=load_data,
-        make_objective=functools.partial(build_objective, settings, artifact_dir=default_artifact_dir(name, url, Path(args.studies_dir))),
+        make_objective=functools.partial(
+            build_objective, settings, artifact_dir=default_artifact_dir(name, url, Path(args.studies_dir)), budget=budget
+        ),
         recycle_mb=args.recycle_mb or None,
+        budget=budget,
     )
     if workers.spawns(job, plans):
         data = None  # each worker loads its own copy
@@ -229,4 +293,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nran {outcome.trials} trials in {time.perf_counter() - start:.0f}s"
           + (f" with {len(plans)} workers" if len(plans) > 1 else ""))
     summary(study, safe_url(url), location_args=location_args(args, url))
+    if budget is not None:
+        from search.progress import budget_summary
+
+        print(budget_summary(study, budget))
     return outcome.exit_code

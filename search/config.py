@@ -111,6 +111,14 @@ class CNNConfig:
     dense_units: int = 128  # 0 means no hidden dense layer
     initializer: Initializer = "he_normal"
     activation: Activation = "relu"
+    # What joins the last block to the head: flatten every position, or keep each
+    # filter's largest ("max") or mean ("avg") response (global pooling: far fewer
+    # head weights, and the network's answer no longer depends on where a feature is).
+    pooling: Literal["flatten", "max", "avg"] = "flatten"
+    # Pool after a block's first convolution instead of after its last (airbench's
+    # block): the other convolutions of the block run at half the resolution, a quarter
+    # of the work, so two convolutions a block cost little more than one.
+    early_pool: bool = False
 
     def __post_init__(self) -> None:
         _require(1 <= self.blocks <= 8, "model.blocks", "an integer in [1, 8]", self.blocks)

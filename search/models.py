@@ -108,20 +108,23 @@ def compile_metrics(text: bool) -> list:
 def _cnn_body(cfg: CNNConfig, x):
     size = min(x.shape[1], x.shape[2])
     for b in range(cfg.blocks):
-        for _ in range(cfg.convs_per_block):
+        for i in range(cfg.convs_per_block):
             x = layers.Conv2D(
                 cfg.filters(b), cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm,
                 kernel_initializer=cfg.initializer,
             )(x)
+            if cfg.early_pool and i == 0 and size >= 2:  # airbench: conv, pool, norm, activation
+                x = layers.MaxPooling2D(2)(x)
+                size //= 2
             if cfg.batch_norm:
                 x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
             x = layers.Activation(cfg.activation)(x)
-        if size >= 2:  # small inputs (digits are 8x8) stop pooling at 1x1
+        if not cfg.early_pool and size >= 2:  # small inputs (digits are 8x8) stop pooling at 1x1
             x = layers.MaxPooling2D(2)(x)
             size //= 2
         if cfg.block_dropout > 0:
             x = layers.Dropout(cfg.block_dropout)(x)
-    x = layers.Flatten()(x)
+    x = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D, "avg": layers.GlobalAveragePooling2D}[cfg.pooling]()(x)
     if cfg.dense_units:
         x = layers.Dense(cfg.dense_units, activation=cfg.activation, kernel_initializer=cfg.initializer)(x)
     if cfg.head_dropout > 0:

@@ -19,6 +19,7 @@ import keras
 import optuna
 
 from search.artifacts import upload_trial_artifacts
+from search.deadline import Deadline
 from search.config import RunConfig
 from search.data import Dataset
 from search.diagnose import diagnose_history
@@ -54,6 +55,8 @@ class Objective:
         callbacks: Sequence[keras.callbacks.Callback] = (),
         artifact_dir: Path | None = None,
         objectives: str = DEFAULT_OBJECTIVES,
+        deadline: float | None = None,
+        epochs: tuple[int, int] | None = None,
     ) -> None:
         self.space = space
         self.data = data
@@ -63,10 +66,12 @@ class Objective:
         self.artifact_dir = artifact_dir
         self.callbacks = tuple(callbacks)
         self.objectives = objective_names(objectives)
+        self.deadline = deadline  # time.time() at which a budgeted search ends: the running trial stops there
+        self.epochs = epochs  # (low, high): each trial's schedule length is its ``epochs`` param (budgeted search)
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
-        return self.space.sample(trial, self.base.replace(seed=self.base.seed + trial.number))
+        return self.space.sample(trial, self.base.replace(seed=self.base.seed + trial.number), epochs=self.epochs)
 
     def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         config = self.config_for(trial)
@@ -75,10 +80,11 @@ class Objective:
         reporter = TrialReporter(trial, self.monitor, intermediate=not multi)  # Optuna prunes one objective only
         fail_reason = None
         measured: dict[str, float] = {}
+        deadline = [Deadline(self.deadline)] if self.deadline is not None else []
         try:
             with keras_session():
                 try:
-                    result = fit(config, self.data, callbacks=[*self.callbacks, reporter], monitor=self.monitor)
+                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], monitor=self.monitor)
                     measured["params"] = float(result.params)
                     if "latency" in self.objectives:
                         from search.latency import measure_latency
@@ -95,7 +101,13 @@ class Objective:
         finally:
             trial.set_user_attr("rss_mb", rss_mb())  # after clean-up: shows whether memory stays flat
             trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
-        measured["accuracy"] = best_of(reporter.history[self.monitor], self.direction)
+        stopped = deadline[0].reason if deadline else None
+        if stopped:
+            trial.set_user_attr("stopped", stopped)
+            if not stopped.startswith("stopped at"):  # it would not have finished: no result to rank
+                trial.set_user_attr("prune_reason", stopped)
+                raise optuna.TrialPruned(stopped)
+        measured["accuracy"] = best_of(reporter.history.get(self.monitor, []), self.direction)
         return tuple(measured[n] for n in self.objectives) if multi else measured["accuracy"]
 
     def save_artifacts(self, trial: optuna.trial.Trial, reporter: TrialReporter) -> None:

@@ -96,6 +96,9 @@ def check_objective_settings(settings: StudySettings, requested: dict) -> StudyS
     is ``none``; a pruner asked for explicitly is refused rather than silently dropped."""
     if not settings.multi_objective:
         return settings
+    if settings.sampler == "prior" and "sampler" not in requested:
+        # the default sampler ranks one value; a Pareto front needs a multi-objective sampler
+        settings = dataclasses.replace(settings, sampler="tpe")
     if settings.sampler not in MULTI_OBJECTIVE_SAMPLERS:
         raise UsageError(
             f"sampler '{settings.sampler}' cannot optimize several objectives (--objectives {settings.objectives}); "

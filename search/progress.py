@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search.diagnose import Finding, explain
 from search.objectives import format_objective, pareto_front, study_metric_names
 
-__all__ = ["TrialPrinter", "findings", "summary", "front_text"]
+__all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
 
 
 def _fmt(value: float | None) -> str:
@@ -48,11 +48,48 @@ class TrialPrinter:
             note = f"  at epoch {trial.last_step}"
         elif trial.state == TrialState.FAIL:
             note = "  " + str(trial.user_attrs.get("fail_reason", "failed"))
+        note += _plan_note(trial)
         print(
             f"trial {trial.number:>4}  {trial.state.name:<8}  {value_text}  {best_text}  {seconds:6.1f}s{note}",
             file=self.out,
             flush=True,
         )
+
+
+def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
+    """``  [explore, 3 epochs, local around trial 4: lr, batch_size]`` for prior-sampled trials."""
+    attrs = trial.user_attrs
+    parts = []
+    if attrs.get("phase"):
+        parts.append(f"{attrs['phase']}, {trial.params.get('epochs', '?')} epochs")
+    if attrs.get("baseline"):
+        parts.append("the recipe")
+    elif attrs.get("warm_start"):
+        parts.append(f"warm start {attrs['warm_start']}")
+    elif attrs.get("draw") == "local":
+        parts.append(f"near {attrs.get('centre')}: " + ", ".join(attrs.get("changed") or []))
+    elif attrs.get("draw") in ("global", "replay"):
+        parts.append("from the whole space" if attrs["draw"] == "global" else f"{attrs.get('centre')} again")
+    if attrs.get("stopped", "").startswith("stopped at"):
+        parts.append("stopped at the deadline")
+    return f"  [{'; '.join(parts)}]" if parts else ""
+
+
+def budget_summary(study: optuna.Study, budget) -> str:
+    """What a budgeted run bought: trials and epochs per phase, and where the best came from."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("budget_start") == budget.start]
+    lines = [f"budget {budget.seconds:g}s bought {len(trials)} trials, "
+             f"{sum(len(t.intermediate_values) for t in trials)} epochs:"]
+    for phase in ("explore", "promote", "final"):
+        these = [t for t in trials if t.user_attrs.get("phase") == phase]
+        if these:
+            done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]
+            best = max((t.value for t in done), default=None) if study.direction.name == "MAXIMIZE" else \
+                min((t.value for t in done), default=None)
+            epochs = sorted({t.params.get("epochs") for t in these if t.params.get("epochs")})
+            lines.append(f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
+                         f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}")
+    return "\n".join(lines)
 
 
 def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:

@@ -64,6 +64,7 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    prior: Any = None  # where the prior-guided sampler centres its draws (None: the recipe's value)
 
     @property
     def name(self) -> str:
@@ -101,6 +102,8 @@ class Param:
             text += f" step {self.step}" if self.step else ""
         if self.when:
             text += "  when " + " and ".join(f"{k} in {list(v)}" for k, v in self.when)
+        if self.prior is not None:
+            text += f"  prior {self.prior!r}"
         return text
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
@@ -135,8 +138,10 @@ class Space:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what the space samples; two files that sample the same agree."""
-        canonical = json.dumps([dataclasses.asdict(p) for p in self.params], sort_keys=True, default=str)
+        """Hash of what the space samples; two files that sample the same agree.  Priors
+        are left out: they move where a sampler looks, not what a trial can be."""
+        plain = [{k: v for k, v in dataclasses.asdict(p).items() if k != "prior"} for p in self.params]
+        canonical = json.dumps(plain, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def describe(self) -> list[str]:
@@ -161,8 +166,22 @@ class Space:
                 taken[p.name] = value
         return taken
 
-    def sample(self, trial: optuna.trial.BaseTrial, base: RunConfig) -> RunConfig:
-        """Draw a run config: ``base`` supplies data settings, epochs, seed and defaults."""
+    def priors(self, base: RunConfig) -> dict[str, Any]:
+        """Each parameter's prior as Optuna params: the space file's ``prior`` where it
+        gives one, else ``base``'s value where the space can take it (``baseline``)."""
+        centre = self.baseline(base)
+        for p in self.params:
+            if p.prior is not None:
+                centre[p.name] = p.prior
+        return centre
+
+    def sample(
+        self, trial: optuna.trial.BaseTrial, base: RunConfig, epochs: tuple[int, int] | None = None
+    ) -> RunConfig:
+        """Draw a run config: ``base`` supplies data settings, epochs, seed and defaults.
+
+        With ``epochs`` (low, high) the trial's schedule length is a parameter too,
+        ``epochs``: a budgeted search (``search.budget``) sets it per trial."""
         taken: dict[str, Any] = {}
         values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
         kind = base.model.kind
@@ -186,6 +205,9 @@ class Space:
                 sections[section] = MODEL_KINDS[kind](**changed)
             elif changed:
                 sections[section] = dataclasses.replace(current, **changed)
+        if epochs is not None:
+            n = trial.suggest_int("epochs", epochs[0], max(epochs))
+            sections["train"] = dataclasses.replace(sections.get("train", base.train), epochs=n)
         return base.replace(**sections)
 
 
@@ -293,10 +315,22 @@ def _param(section: str, key: str, spec: Any, where: str) -> Param:
         return Param(section, key, "fixed", value=check(spec, f"{section}.{key}"))
     spec = dict(spec)
     when = _when(spec.pop("when", {}), at)
+    prior = spec.pop("prior", None)
+    param = _param_range(section, key, spec, at, check, annotation, when)
+    if prior is not None:
+        prior = check(prior, f"{section}.{key}.prior")
+        if not param.allows(prior):
+            raise SpaceError(f"{at}: prior {prior!r} is outside what the parameter takes ({param.describe()}); "
+                             "move the prior inside, or widen the range")
+        param = dataclasses.replace(param, prior=prior)
+    return param
+
+
+def _param_range(section: str, key: str, spec: dict[str, Any], at: str, check: Any, annotation: Any, when: Any) -> Param:
     if "choices" in spec:
         choices = spec.pop("choices")
         if spec:
-            raise SpaceError(f"{at}: unexpected {sorted(spec)} beside 'choices'; a choice takes only choices and when")
+            raise SpaceError(f"{at}: unexpected {sorted(spec)} beside 'choices'; a choice takes only choices, prior and when")
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{at}: choices must be a non-empty list, received {choices!r}")
         checked = tuple(check(c, f"{section}.{key} choice") for c in choices)
@@ -306,7 +340,7 @@ def _param(section: str, key: str, spec: Any, where: str) -> Param:
     if "low" in spec or "high" in spec:
         extra = set(spec) - {"low", "high", "log", "step"}
         if extra or "low" not in spec or "high" not in spec:
-            raise SpaceError(f"{at}: a range takes low, high and optionally log, step; received keys {sorted(spec)}")
+            raise SpaceError(f"{at}: a range takes low, high and optionally log, step, prior; received keys {sorted(spec)}")
         base_type = typing.get_args(annotation)[0] if typing.get_origin(annotation) is not None else annotation
         if base_type not in (int, float):
             raise SpaceError(f"{at}: a range needs a number, but this setting is {_type_name(annotation)}; use choices")

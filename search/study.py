@@ -51,10 +51,13 @@ __all__ = [
     "create_or_load",
 ]
 
-DEFAULT_SAMPLER = "tpe"
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
-DEFAULT_PRUNER = "successive_halving"  # docs/benchmarks.md: the median pruner pruned nothing in short searches
-PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
+DEFAULT_SAMPLER = "prior"  # search.prior: draws around the recipe and the best trial (docs/benchmarks.md)
+SAMPLERS = ("prior", "tpe", "random", "cmaes", "gp", "qmc", "nsga2")
+# Successive halving from epoch 1 judged one-cycle and cosine schedules in their warm-up
+# and pruned 17 of 19 trials (issue 11): the default prunes from a schedule's halfway point.
+DEFAULT_PRUNER = "halfway"
+PRUNERS = ("halfway", "median", "percentile", "successive_halving", "hyperband", "patient", "none")
+WARM_START_ATTR = "warm_start"
 SETTINGS_ATTR = "cnn_search"
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 GRACE_FACTOR = 3  # a running trial silent for 3 heartbeats is failed and queued again
@@ -85,6 +88,9 @@ class StudySettings:
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
     baseline: bool = False  # True: a new study's first trial trains the run config's defaults (Space.baseline)
+    # The run config trials start from (the default recipe for the data, recorded when the
+    # study is created); None: RunConfig()'s defaults, as studies made before the recipe.
+    base_config: dict[str, Any] | None = None
 
     # Changing any of these changes what a trial's value means.
     IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")
@@ -107,6 +113,18 @@ class StudySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def base_run_config(self) -> Any:
+        """The run config every trial starts from: data settings, epochs and seed from
+        these settings, everything else from the recorded base (or the defaults)."""
+        from search.config import DataConfig, RunConfig, TrainConfig
+
+        data = DataConfig(self.dataset, self.data_dir, self.val_split, self.limit_train)
+        if self.base_config is None:
+            return RunConfig(data=data, train=TrainConfig(epochs=self.epochs), seed=self.seed)
+        base = RunConfig.from_dict(self.base_config, where="the study's base config")
+        data = dataclasses.replace(data, normalization=base.data.normalization)
+        return base.replace(data=data, train=dataclasses.replace(base.train, epochs=self.epochs), seed=self.seed)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StudySettings:
@@ -154,7 +172,20 @@ def safe_url(url: str) -> str:
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int | None, settings: StudySettings | None = None, budget: Any = None, prior: dict[str, Any] | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``name``; the prior-guided one needs the study's ``settings`` (its
+    space and base config), takes the ``budget`` plan of a budgeted run, and centres on
+    ``prior`` params (a warm start's) over the space's own priors."""
+    if name == "prior":
+        from search.prior import PriorSampler
+
+        if settings is None:
+            return PriorSampler({}, [], seed=seed, budget=budget)
+        space = settings.space_obj
+        centre = {**space.priors(settings.base_run_config()), **(prior or {})}
+        return PriorSampler(centre, [p.name for p in space.params if p.kind != "fixed"], seed=seed, budget=budget)
     if name == "tpe":
         # multivariate + group: model the interactions (optimizer x learning rate) and
         # the conditional parameters; constant_liar keeps parallel workers apart.
@@ -187,6 +218,10 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     """Pruners compare epochs (step = epochs completed); none prunes in the first epoch."""
+    if name == "halfway":
+        # The median of other trials at the same epoch, from the schedule's halfway point:
+        # a one-cycle or cosine run is annealing by then, no longer warming up.
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(1, max_epochs // 2))
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "percentile":
@@ -352,16 +387,21 @@ def resolve_settings(
     return dataclasses.replace(recorded, **changeable)
 
 
-def create_or_load(name: str, url: str, settings: StudySettings, worker: int | None = None) -> optuna.Study:
+def create_or_load(
+    name: str, url: str, settings: StudySettings, worker: int | None = None, budget: Any = None
+) -> optuna.Study:
     """Create the study (recording its settings) or load it, with sampler and pruner.
 
     ``worker`` (0, 1, ...) is set in parallel workers: each samples with its own seed.
+    ``budget`` (a ``search.budget.BudgetPlan``) plans each trial's epochs (prior sampler).
     """
     storage = open_storage(url, heartbeat=settings.heartbeat)
     try:
-        done = len(optuna.load_study(study_name=name, storage=storage).trials) if name in _study_names(storage, url) else 0
+        existing = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage, url) else None
+        done = len(existing.trials) if existing is not None else 0
+        warm = (existing.user_attrs.get(WARM_START_ATTR) or {}) if existing is not None else {}
         # A fixed seed would replay the same start-up trials on every resume: offset it.
-        sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, done, worker))
+        sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, done, worker), settings, budget, warm.get("prior"))
         pruner = make_pruner(settings.pruner, settings.epochs)
         # Several objectives: one direction each (see search.objectives); one: as it always was.
         direction: dict[str, Any] = {"directions": settings.directions} if settings.multi_objective else {"direction": settings.direction}
@@ -385,9 +425,7 @@ def _enqueue_baseline(study: optuna.Study, settings: StudySettings) -> None:
     """Queue the run config's defaults as the first trial: a search then has a sound,
     known result early (the recipe ``fit`` trains with no search), and everything after
     it is measured against that, not against whatever the first random draw was."""
-    from search.config import RunConfig
-
-    params = settings.space_obj.baseline(RunConfig())
+    params = settings.space_obj.baseline(settings.base_run_config())
     if params:
         study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)  # two creators racing queue one
 

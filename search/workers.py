@@ -163,6 +163,7 @@ class SearchJob:
     make_objective: Callable[[Any], Callable[[optuna.trial.Trial], float]]  # data -> objective
     setup: Callable[[WorkerPlan], None] = configure_tensorflow
     recycle_mb: float | None = None  # replace a worker whose memory grew this much; None: run here, never replace
+    budget: Any = None  # search.budget.BudgetPlan of a budgeted search: plans each trial's epochs
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def run(job: SearchJob, plans: Sequence[WorkerPlan], data: Any = None) -> Outcom
 def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
     job.setup(plan)
     objective = job.make_objective(data if data is not None else job.load_data())
-    study = create_or_load(job.study, job.url, job.settings)
+    study = create_or_load(job.study, job.url, job.settings, budget=job.budget)
     slots = _LocalSlots(job.trials)
     stop = StopRequest().install()
     try:
@@ -365,7 +366,7 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
         if not slots.stopped:
             job.setup(plan)
             data = job.load_data()
-            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index)
+            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index, budget=job.budget)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None
             if run_trials(job, study, job.make_objective(data), slots, stop, watch):
                 print(

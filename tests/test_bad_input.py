@@ -56,6 +56,7 @@ def template(tmp_path_factory) -> Path:
     (root / "malformed.toml").write_text("[model\nblocks = 3\n")
     (root / "invalid.toml").write_text('extends = "cnn"\n[model]\nblockz = 3\n')
     (root / "a_file").write_text("a regular file, not a folder\n")
+    (root / "prior_outside.toml").write_text('extends = "cnn"\n[model]\nblocks = { low = 1, high = 3, prior = 5 }\n')
     return root
 
 
@@ -86,7 +87,7 @@ CASES = {
     "invalid space file": (["--space", "invalid.toml"], ["blockz"]),
     "unknown space": (["--space", "no_such_space"], ["no_such_space"]),
     "unknown sampler": (["--sampler", "bayes"], ["--sampler", "bayes", "tpe"]),
-    "unknown pruner": (["--pruner", "aggressive"], ["--pruner", "aggressive", "median"]),
+    "unknown pruner": (["--pruner", "aggressive"], ["--pruner", "aggressive", "halfway"]),
     "unknown dataset": (["--dataset", "imagenet"], ["imagenet", "digits", "folder:PATH"]),
     "unknown metric": (["--monitor", "val_auc"], ["val_auc", "val_accuracy"]),
     "malformed storage URL": (["--storage", "not a url"], ["malformed", "sqlite:///"]),
@@ -99,6 +100,16 @@ CASES = {
     "bad --workers": (["--workers", "0"], ["--workers", "at least 1"]),
     "negative --recycle-mb": (["--recycle-mb", "-5"], ["--recycle-mb", "0 (never)"]),
     "bad --gpus": (["--gpus", "0,one"], ["'one'", "--gpus 0,1"]),
+    "--budget 0": (["--budget", "0"], ["--budget '0'", "more than 0"]),
+    "--budget 5x": (["--budget", "5x"], ["--budget '5x'", "90s, 10m, 2h"]),
+    "--budget -3m": (["--budget=-3m"], ["--budget '-3m'", "90s, 10m, 2h"]),
+    "--timeout nan": (["--timeout", "nan"], ["--timeout", "nan"]),
+    "warm start from a missing study": (["--warm-start", "nosuch"], ["nosuch", "run a search first"]),
+    "warm start from a missing study in an existing database": (
+        ["--warm-start", "nosuch", "--warm-start-storage", "sqlite:///studies/existing.db"], ["no study 'nosuch'", "existing"]),
+    "warm start storage without warm start": (["--warm-start-storage", "sqlite:///x.db"], ["--warm-start-storage", "--warm-start"]),
+    "budget with another sampler": (["--budget", "60", "--sampler", "tpe"], ["--budget", "--sampler tpe"]),
+    "prior outside its range": (["--space", "prior_outside.toml"], ["prior_outside.toml", "model.blocks", "prior 5", "widen"]),
 }
 
 

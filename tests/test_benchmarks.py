@@ -67,24 +67,90 @@ def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, ex
         assert expected in text
 
 
-def test_report_checks_the_targets_against_hyperband_per_seed():
-    from benchmarks.report import summary_rows, targets
+def _run(tool, seed, timeline, test=None, budget=100.0):
+    return ToolRun(tool, seed, budget, timeline=timeline, best_val=max((v for _, v in timeline), default=None),
+                   test_accuracy=test)
+
+
+def test_report_orders_cnn_search_then_recipe_then_peers_with_a_time_column_per_peer():
+    from benchmarks.report import peers, search_section, summary_rows
     from benchmarks.results import SearchResults
 
     runs = [
-        ToolRun("kt-hyperband", 0, 100.0, timeline=[(20.0, 0.5), (80.0, 0.7)], best_val=0.7),
-        ToolRun("cnn-search", 0, 100.0, timeline=[(30.0, 0.75)], best_val=0.75),  # 30 s <= 80 / 2
-        ToolRun("kt-hyperband", 1, 100.0, timeline=[(40.0, 0.8)], best_val=0.8),
-        ToolRun("cnn-search", 1, 100.0, timeline=[(10.0, 0.6), (30.0, 0.8)], best_val=0.8),  # 30 s > 40 / 2
+        _run("random", 0, [(10.0, 0.5), (60.0, 0.7)]),
+        _run("kt-hyperband", 0, [(20.0, 0.5), (80.0, 0.8)]),
+        _run("recipe", 0, [(50.0, 0.75)]),
+        _run("cnn-search", 0, [(30.0, 0.72), (40.0, 0.85)]),
+        _run("tpe-median", 0, [(30.0, 0.6)]),
+        _run("random", 1, [(70.0, 0.6)]),
+        _run("kt-hyperband", 1, [(40.0, 0.7)]),
+        _run("recipe", 1, [(50.0, 0.7)]),
+        _run("cnn-search", 1, [(10.0, 0.65)]),  # matches random's 0.6, never hyperband's 0.7
+        _run("tpe-median", 1, [(30.0, 0.5)]),
     ]
-    assert [row["tool"] for row in summary_rows(SearchResults({"budget_s": 100.0}, runs))] == ["cnn-search", "kt-hyperband"]
-    text = targets(SearchResults({"budget_s": 100.0}, runs))[0]
-    assert "cnn-search 0.7750 against kt-hyperband 0.7500 (target ≥): **met**" in text
-    assert "seed 0: 30 s against 80 s; seed 1: 30 s against 40 s" in text and "**missed** (1/2 seeds)" in text
-    never = [*runs[:2], runs[2], ToolRun("cnn-search", 1, 100.0, timeline=[(10.0, 0.6)], best_val=0.6)]
-    text = targets(SearchResults({"budget_s": 100.0}, never))[0]
-    assert "(target ≥): **missed**" in text and "seed 1: never against 40 s" in text
-    assert targets(SearchResults({"budget_s": 100.0}, runs[:1])) == []  # no cnn-search run: nothing to check
+    results = SearchResults({"budget_s": 100.0, "dataset": "d", "epochs": 4, "space": "cnn", "split": "s"}, runs)
+    assert peers(results) == ["kt-hyperband", "random"]
+    rows = {row["tool"]: row for row in summary_rows(results)}
+    assert list(rows) == ["cnn-search", "recipe", "tpe-median", "kt-hyperband", "random"]
+    # cnn-search: hyperband's 0.8 at 40 s, then never; random's 0.7 at 30 s, its 0.6 at 10 s
+    assert rows["cnn-search"]["to kt-hyperband"] == "40 s (1/2)"
+    assert rows["cnn-search"]["to random"] == "20 ± 14 s"
+    assert rows["recipe"]["to kt-hyperband"] == "50 s (1/2)" and rows["recipe"]["to random"] == "50 ± 0 s"
+    assert rows["tpe-median"]["to kt-hyperband"] == "never (0/2)"
+    assert rows["kt-hyperband"]["to kt-hyperband"] == "60 ± 28 s"
+    text = search_section(results, Path("out/d.json"), Path("out/d.png"), Path("out.md"))
+    head = ("| tool | best val @25% | @50% | @100% | time to kt-hyperband's final best | time to random's final best "
+            "| trials | pruned | failed | cut | epochs | test acc of winner |")
+    assert head in text and "Hyperband's final best" not in text
+    assert "| cnn-search | 0.6500 (1/2) | 0.7500 ± 0.1414 | 0.7500 ± 0.1414 | 40 s (1/2) | 20 ± 14 s |" in text
+    positions = [text.index(f"| {tool} |") for tool in ("cnn-search", "recipe", "tpe-median", "kt-hyperband", "random")]
+    assert positions == sorted(positions)
+
+
+def test_report_checks_the_targets_against_the_recipe_and_the_best_peer():
+    from benchmarks.report import targets
+    from benchmarks.results import SearchResults
+
+    runs = [
+        _run("cnn-search", 0, [(10.0, 0.80), (20.0, 0.86)], test=0.85),
+        _run("cnn-search", 1, [(30.0, 0.84)], test=0.83),
+        _run("recipe", 0, [(50.0, 0.84)]),
+        _run("recipe", 1, [(50.0, 0.83)]),
+        _run("kt-hyperband", 0, [(60.0, 0.80)]),
+        _run("kt-hyperband", 1, [(60.0, 0.82)]),
+        _run("random", 0, [(60.0, 0.70)]),
+        _run("random", 1, [(60.0, 0.90)]),  # mean 0.80 < hyperband's 0.81: hyperband is the best peer
+    ]
+    lines = targets(SearchResults({"budget_s": 100.0}, runs))
+    text = "\n".join(lines)
+    # mean 0.85 against the recipe's 0.835: +1.50 points, bar 1.0
+    assert "cnn-search 0.8500 against recipe 0.8350 (2 seeds), +1.50 points: **met** by 0.50 points" in text
+    # against the best peer: +4.00 points, bar 2.5
+    assert "best peer's + 2.5 points (kt-hyperband): cnn-search 0.8500 against kt-hyperband 0.8100" in text
+    assert "+4.00 points: **met** by 1.50 points" in text
+    # within 25 s: seed 0 matched 0.80 at 10 s, seed 1 matched 0.82 at 30 s
+    assert "(kt-hyperband) final best within 25% of the budget (≤ 25 s, every seed): " in text
+    assert "seed 0: 10 s; seed 1: 30 s" in text
+    assert "**missed** in 1/2 seeds" in text
+    assert "test accuracy 0.8400 beside its best validation accuracy 0.8500" in text
+    assert "gap -1.00 points: **met** (2/2 seeds tested)" in text
+
+    worse = [runs[0], _run("cnn-search", 1, [(5.0, 0.83)]), *runs[2:]]  # seed 1: not tested
+    text = "\n".join(targets(SearchResults({"budget_s": 100.0}, worse)))
+    assert "against recipe 0.8350 (2 seeds), +1.00 points: **met** by 0.00 points" in text
+    assert "seed 0: 10 s; seed 1: 5 s" in text and "**met** in 2/2 seeds" in text
+    assert "gap -1.00 points: **missed** (1/2 seeds tested)" in text
+    text = "\n".join(targets(SearchResults({"budget_s": 100.0}, [_run("cnn-search", 0, [(5.0, 0.6)])])))
+    assert "+ 2.5 points: **missed**" not in text
+    assert "recipe's + 1.0 point: cannot be checked yet (no seed with both cnn-search and recipe results)" in text
+    assert "best peer's + 2.5 points: cannot be checked yet (no peer with results)" in text
+    assert "within 25% of the budget: cannot be checked yet (no peer with results)" in text
+    assert "no seed's winner has a test accuracy (0/1 seeds)" in text
+    text = "\n".join(targets(SearchResults({"budget_s": 100.0}, runs[2:])))  # no cnn-search run: nothing crashes
+    assert text.count("cannot be checked yet") == 4
+    behind = [runs[0], _run("cnn-search", 1, [(5.0, 0.7)]), *runs[2:4]]
+    text = "\n".join(targets(SearchResults({"budget_s": 100.0}, behind)))
+    assert "+ 1.0 point: cnn-search 0.7800 against recipe 0.8350 (2 seeds), -5.50 points: **missed** by 6.50 points" in text
 
 
 # --- KerasTuner translation ---------------------------------------------------------------

@@ -51,9 +51,9 @@ def test_every_pruner_builds(name):
 
 
 def test_unknown_sampler_and_pruner_name_the_choices():
-    with pytest.raises(UsageError, match="unknown sampler 'bayes'; use one of tpe"):
+    with pytest.raises(UsageError, match="unknown sampler 'bayes'; use one of prior, tpe"):
         make_sampler("bayes", 0)
-    with pytest.raises(UsageError, match="unknown pruner 'asha'; use one of median"):
+    with pytest.raises(UsageError, match="unknown pruner 'asha'; use one of halfway, median"):
         make_pruner("asha", 5)
 
 

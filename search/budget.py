@@ -1,0 +1,181 @@
+"""Budget-first search: ``--budget 10m`` is the whole search's wall clock.
+
+A budgeted search plans each trial's schedule length (its fidelity) from the time left
+and the epoch times it has measured, instead of judging long schedules on their first
+epochs:
+
+1. **explore** (the first ``EXPLORE`` of the budget): complete short schedules of
+   ``short`` epochs (3 by default): the learning-rate schedule spans those epochs, so
+   every trial is judged after its annealing, never in its warm-up;
+2. **promote** (until ``PROMOTE`` of the budget): the best explored configurations not
+   yet promoted train again with a 3x longer schedule, each only when it can finish
+   before the final phase (its epoch time is known from its short run);
+3. **final** (the rest, at least half of the budget): the best configuration, ranked
+   at the longest schedule it ran, trains once more with as many epochs as the time
+   left allows (at most ``max_epochs``).
+
+How much goes to exploring depends on how many epochs the budget affords, measured
+from the first trial (the recipe): short trials are worth their time only when the
+final run still gets a long schedule.  At ``RICH`` affordable epochs or more the
+shares are as above; from ``MODEST`` the search explores for a fifth of the budget and
+promotes nothing; below that it goes straight to the final run (on one CPU core, a
+10-minute budget affords about 22 epochs of CIFAR-10's recipe: exploring would only
+shorten the one run that matters).
+
+The trial running at the deadline is stopped there; the epochs it finished count
+(``search.deadline``).  This module loads no TensorFlow: the command line checks
+``--budget`` before anything heavy is imported.  A
+trial whose second epoch shows it cannot finish its epochs before the deadline stops
+there (pruned, with the reason); a promotion or final run is planned from measured
+epoch times, so it is only started when it fits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import UsageError
+
+__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs"]
+
+EXPLORE = 0.35  # share of the budget for short complete schedules
+PROMOTE = 0.50  # promotions end here; the final run gets the rest
+SHORT_EPOCHS = 3
+PROMOTE_FACTOR = 3
+PROMOTE_TOP = 2  # explored configurations promoted at most
+RICH, MODEST = 60, 30  # epochs of the first trial the budget affords: explore fully, a little, or not
+MODEST_EXPLORE = 0.2
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``2h`` or ``1.5h``; a clear error otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    if not m:
+        raise UsageError(f"--budget {text!r} is not a duration; write seconds (600), or 90s, 10m, 2h")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
+    return seconds
+
+
+def trial_epochs(trial: FrozenTrial) -> int | None:
+    """The schedule length a trial was given (its ``epochs`` param or stored config)."""
+    if "epochs" in trial.params:
+        return int(trial.params["epochs"])
+    config = trial.user_attrs.get("config")
+    try:
+        return int(config["train"]["epochs"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def epoch_seconds(trial: FrozenTrial) -> float | None:
+    """A trial's typical epoch time: the median, so the first epoch's tracing is not counted."""
+    seconds = trial.user_attrs.get("epoch_seconds")
+    if not seconds:
+        return None
+    return float(statistics.median(seconds))
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What the sampler gives one trial: where it came from and how long it trains."""
+
+    phase: str  # explore, promote, final
+    epochs: int
+    source: int | None = None  # the trial whose configuration this one trains again
+    note: str = ""
+
+
+@dataclass
+class BudgetPlan:
+    """The phases of a budgeted search; shared by every trial of one run (one process)."""
+
+    seconds: float
+    start: float = field(default_factory=time.time)
+    max_epochs: int = 60
+    short: int = SHORT_EPOCHS
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.seconds
+
+    @property
+    def promoted_epochs(self) -> int:
+        return min(self.short * PROMOTE_FACTOR, self.max_epochs)
+
+    def left(self, now: float | None = None) -> float:
+        return self.deadline - (time.time() if now is None else now)
+
+    def next_trial(self, study: optuna.Study, now: float | None = None) -> TrialPlan:
+        """Decide the next trial from the study's trials and the clock."""
+        now = time.time() if now is None else now
+        spent = (now - self.start) / self.seconds
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.datetime_start is not None]
+        promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
+        explore, promote = self.shares(done)
+        if spent < explore or not done:
+            return TrialPlan("explore", min(self.short, self.max_epochs))
+        if spent < promote:
+            plan = self._promotion(study, done, promoted, now)
+            if plan is not None:
+                return plan
+        if not any(t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start for t in trials):
+            plan = self._final(study, done, now)
+            if plan is not None:
+                return plan
+        return TrialPlan("explore", min(self.short, self.max_epochs), note="the final run is done; exploring with the time left")
+
+    def affordable_epochs(self, done: list[FrozenTrial]) -> float | None:
+        """Epochs of the first completed trial (the recipe in a new study) the budget buys."""
+        first = min(done, key=lambda t: t.number)
+        per_epoch = epoch_seconds(first)
+        return self.seconds / per_epoch if per_epoch else None
+
+    def shares(self, done: list[FrozenTrial]) -> tuple[float, float]:
+        """(explore, promote): the budget fractions where those phases end."""
+        affordable = self.affordable_epochs(done) if done else None
+        if affordable is None or affordable >= RICH:
+            return EXPLORE, PROMOTE
+        if affordable >= MODEST:
+            return MODEST_EXPLORE, MODEST_EXPLORE
+        return 0.0, 0.0
+
+    def _ranked(self, study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
+        """Best first: a longer schedule outranks a shorter one, then the value."""
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
+
+    def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
+        short = [t for t in done if trial_epochs(t) == self.short]
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        short.sort(key=lambda t: sign * t.value, reverse=True)
+        final_reserve = (1 - PROMOTE) * self.seconds
+        for t in short[:PROMOTE_TOP]:
+            if t.number in promoted:
+                continue
+            per_epoch = epoch_seconds(t)
+            if per_epoch is None or per_epoch * self.promoted_epochs > self.left(now) - final_reserve:
+                continue  # would eat into the final run's time
+            return TrialPlan("promote", self.promoted_epochs, t.number, f"trial {t.number} again with {self.promoted_epochs} epochs")
+        return None
+
+    def _final(self, study: optuna.Study, done: list[FrozenTrial], now: float) -> TrialPlan | None:
+        best = self._ranked(study, done)[0]
+        per_epoch = epoch_seconds(best)
+        if not per_epoch:
+            return None
+        # Leave one epoch's time for building, the first epoch's tracing and evaluation.
+        epochs = min(self.max_epochs, int((self.left(now) - 1.5 * per_epoch) // per_epoch))
+        if epochs <= (trial_epochs(best) or 0):
+            return None  # no longer schedule than it already had fits in the time left
+        return TrialPlan("final", epochs, best.number, f"trial {best.number} again with {epochs} epochs, the time left")

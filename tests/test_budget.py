@@ -1,0 +1,126 @@
+"""The budget: parsing --budget, the phases of the plan, and the deadline callback."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.budget import PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.deadline import Deadline
+from search.errors import UsageError
+
+
+@pytest.mark.parametrize("text, seconds", [("600", 600), ("90s", 90), ("10m", 600), ("2h", 7200), ("1.5h", 5400), (" 45 ", 45)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "5x", "-3m", "", "m", "nan", "inf", "1e3", "10 minutes"])
+def test_parse_budget_refuses_what_is_not_a_positive_duration(text):
+    with pytest.raises(UsageError, match="--budget"):
+        parse_budget(text)
+
+
+def _trial(value: float, epochs: int, seconds: float, **attrs) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        value=value, params={"epochs": epochs}, distributions={"epochs": IntDistribution(1, 1000)},
+        user_attrs={"epoch_seconds": [seconds * 3, seconds, seconds], **attrs},
+    )
+
+
+def test_trial_epochs_and_epoch_seconds_read_what_a_trial_stored():
+    t = _trial(0.8, 3, 2.0)
+    assert trial_epochs(t) == 3
+    assert epoch_seconds(t) == 2.0  # the median: the first epoch's tracing is not counted
+    config_only = create_trial(value=0.5, user_attrs={"config": {"train": {"epochs": 7}}})
+    assert trial_epochs(config_only) == 7
+    assert trial_epochs(create_trial(value=0.5)) is None and epoch_seconds(create_trial(value=0.5)) is None
+
+
+def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_the_time_left():
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
+    study = optuna.create_study(direction="maximize")
+    assert plan.next_trial(study, now=1.0).phase == "explore"  # nothing measured yet
+    for value in (0.80, 0.85, 0.70):
+        study.add_trial(_trial(value, SHORT_EPOCHS, 2.0))
+    explore = plan.next_trial(study, now=100.0)
+    assert (explore.phase, explore.epochs, explore.source) == ("explore", SHORT_EPOCHS, None)
+
+    promote = plan.next_trial(study, now=400.0)  # past the explore share
+    assert (promote.phase, promote.epochs, promote.source) == ("promote", SHORT_EPOCHS * PROMOTE_FACTOR, 1)
+    study.add_trial(_trial(0.88, SHORT_EPOCHS * PROMOTE_FACTOR, 2.0, source=1))
+    second = plan.next_trial(study, now=420.0)
+    assert (second.phase, second.source) == ("promote", 0)  # the runner-up, once
+
+    final = plan.next_trial(study, now=600.0)
+    assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
+    assert final.epochs == int((400.0 - 1.5 * 2.0) // 2.0)  # the time left, one epoch kept for set-up
+    study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
+    after = plan.next_trial(study, now=990.0)
+    assert after.phase == "explore"  # one final run per budget
+
+
+def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_skipped():
+    capped = BudgetPlan(10000.0, start=0.0, max_epochs=20)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
+    assert capped.next_trial(study, now=9000.0).epochs == 20
+    tight = BudgetPlan(100.0, start=0.0, max_epochs=100)
+    assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
+
+
+def test_slow_epochs_shrink_exploring_to_keep_the_final_run_long():
+    from search.budget import MODEST, RICH
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1000.0 / (RICH + MODEST) * 2))  # the budget affords 45 epochs
+    modest = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
+    assert modest.shares(study.get_trials()) == (0.2, 0.2)
+    assert modest.next_trial(study, now=150.0).phase == "explore"
+    assert modest.next_trial(study, now=250.0).phase == "final"  # no promotions
+    poor = optuna.create_study(direction="maximize")
+    poor.add_trial(_trial(0.5, SHORT_EPOCHS, 100.0))  # 10 epochs in the budget
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
+    final = plan.next_trial(poor, now=100.0)
+    assert final.phase == "final" and final.epochs == int((900 - 150) // 100)
+
+
+def test_plan_minimizes_when_the_study_does():
+    plan = BudgetPlan(1000.0, start=0.0)
+    study = optuna.create_study(direction="minimize")
+    for value in (0.5, 0.2, 0.9):
+        study.add_trial(_trial(value, SHORT_EPOCHS, 1.0))
+    assert plan.next_trial(study, now=400.0).source == 1
+
+
+class _Model:
+    stop_training = False
+
+
+def test_deadline_stops_at_the_deadline_and_a_run_that_cannot_finish():
+    passed = Deadline(time.time() - 1)
+    passed.set_model(_Model())
+    passed.set_params({"epochs": 5})
+    passed.on_epoch_begin(0)
+    passed.on_train_batch_end(0)
+    assert passed.model.stop_training and passed.reason.startswith("stopped at")
+
+    slow = Deadline(time.time() + 5)
+    slow.set_model(_Model())
+    slow.set_params({"epochs": 100})
+    slow.on_epoch_begin(1)
+    slow._epoch_start -= 1.0  # a 1 s epoch, 98 epochs to go, 5 s left
+    slow.on_epoch_end(1)
+    assert slow.model.stop_training and "would not finish its 100 epochs" in slow.reason
+
+    fine = Deadline(time.time() + 3600)
+    fine.set_model(_Model())
+    fine.set_params({"epochs": 3})
+    fine.on_epoch_begin(1)
+    fine.on_epoch_end(1)
+    fine.on_train_batch_end(0)
+    assert not fine.model.stop_training and fine.reason is None

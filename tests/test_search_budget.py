@@ -1,0 +1,57 @@
+"""Budgeted and warm-started searches through the real command line (digits, seconds)."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from conftest import ROOT, run_cli
+
+TINY = str(ROOT / "tests" / "spaces" / "tiny.toml")
+
+
+def test_budget_plans_the_epochs_and_ends_on_time(tmp_path):
+    start = time.perf_counter()
+    result = run_cli("--study", "b", "--studies-dir", "studies", "--space", TINY, "--limit-train", "300",
+                     "--budget", "40s", "--recycle-mb", "0", cwd=tmp_path)
+    wall = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "budget 40s: short schedules of 3 epochs" in result.stdout
+    assert "budget 40s bought" in result.stdout and "explore" in result.stdout
+    study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'studies' / 'b.db'}")
+    trials = study.get_trials()
+    assert trials[0].user_attrs.get("baseline") and trials[0].params["epochs"] == 3  # the recipe first, short
+    assert all(t.user_attrs.get("phase") in ("explore", "promote", "final") for t in trials)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    assert (max(ends) - min(t.datetime_start for t in trials)).total_seconds() < 40 + 10  # one trial's validation at most past it
+    assert wall < 40 + 60  # start-up (TensorFlow, data) is the rest
+
+
+def test_warm_start_queues_the_earlier_best_and_says_what_it_took(tmp_path, tiny_study):
+    result = run_cli("--study", "warm", "--studies-dir", str(tiny_study.studies_dir), "--space", TINY,
+                     "--warm-start", tiny_study.name, "--trials", "3", "--epochs", "1", "--limit-train", "300",
+                     "--recycle-mb", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warm start from {tiny_study.name}: took " in result.stdout
+    study = optuna.load_study(study_name="warm", storage=f"sqlite:///{tiny_study.studies_dir / 'warm.db'}")
+    record = study.user_attrs["warm_start"]
+    assert record["studies"] == [tiny_study.name] and record["taken"]
+    earlier = tiny_study.load()
+    best = max((t for t in earlier.get_trials(states=(TrialState.COMPLETE,))), key=lambda t: t.value)
+    queued = [t for t in study.trials if t.user_attrs.get("warm_start")]
+    assert queued[0].user_attrs["warm_start"] == f"{tiny_study.name}#{best.number}"
+    for key, value in best.params.items():
+        assert queued[0].params[key] == value
+
+
+def test_warm_start_says_why_a_configuration_was_not_taken(tmp_path, tiny_study):
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text(f'extends = "{TINY}"\n[optimizer]\nname = "sgd"\nlearning_rate = {{ low = 0.5, high = 1.0 }}\n')
+    result = run_cli("--study", "narrow", "--studies-dir", str(tiny_study.studies_dir), "--space", str(narrow),
+                     "--warm-start", tiny_study.name, "--trials", "1", "--epochs", "1", "--limit-train", "300",
+                     "--recycle-mb", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not taken:" in result.stdout and "optimizer.name is 'adam', which this space fixes at 'sgd'" in result.stdout
