@@ -81,8 +81,14 @@ def config_from_params(bench: Bench, params: dict) -> RunConfig:
 
 
 def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def config(trial: optuna.trial.FrozenTrial) -> RunConfig:
+        # The config the trial trained, as the objective stored it (with its base config and
+        # planned epochs); replaying params through the space for tools that store none.
+        stored = trial.user_attrs.get("config")
+        return RunConfig.from_dict(stored) if isinstance(stored, dict) else config_from_params(bench, trial.params)
+
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        rec.trial_done(OPTUNA_STATES.get(trial.state, "failed"), trial.value, lambda: config_from_params(bench, trial.params))
+        rec.trial_done(OPTUNA_STATES.get(trial.state, "failed"), trial.value, lambda: config(trial))
 
     return on_trial_end
 
@@ -115,6 +121,10 @@ def run_harness(
         callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
         epochs=(1, budget.max_epochs) if budget else None,
     )
+    if budget is not None:  # as a search's worker does (search.workers.probe_budget), within the budget
+        from search.training import probe_epoch_seconds
+
+        budget.probe = probe_epoch_seconds(objective.base, bench.data)
     try:
         study.optimize(
             objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
@@ -138,11 +148,13 @@ def run_recipe(bench: Bench, rec: Recorder) -> None:
     except BudgetSpent:
         pass
     values = history.get(MONITOR) or []
-    rec.trial_done("complete" if len(values) == config.train.epochs else "cut", max(values) if values else None, lambda: config)
+    if len(values) == config.train.epochs:  # a run the budget cut was counted as cut by the clock
+        rec.trial_done("complete", max(values), lambda: config)
 
 
 def run_cnn_search_baseline(bench: Bench, rec: Recorder) -> None:
-    """cnn-search's defaults with the baseline trial first (``search --baseline``)."""
+    """The prior sampler and default pruner without a budget, first trial ``RunConfig()``'s
+    defaults where the space takes them (no recipe base): cnn-search before the recipe."""
     run_harness(bench, rec, DEFAULT_SAMPLER, DEFAULT_PRUNER, baseline=True)
 
 

@@ -14,13 +14,13 @@ epochs:
    at the longest schedule it ran, trains once more with as many epochs as the time
    left allows (at most ``max_epochs``).
 
-How much goes to exploring depends on how many epochs the budget affords, measured
-from the first trial (the recipe): short trials are worth their time only when the
-final run still gets a long schedule.  At ``RICH`` affordable epochs or more the
-shares are as above; from ``MODEST`` the search explores for a fifth of the budget and
-promotes nothing; below that it goes straight to the final run (on one CPU core, a
-10-minute budget affords about 22 epochs of CIFAR-10's recipe: exploring would only
-shorten the one run that matters).
+Exploring is worth its time only when the final run still gets a long schedule.
+Before the first trial a few timed training steps of the recipe (``probe``) tell how
+many of its epochs the budget buys: under ``RICH`` (60) there is no exploring at all,
+and the first trial is the final one: the recipe with every epoch the budget allows
+(on one CPU core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe and 8 minutes
+about 35 of Fashion-MNIST's; three-epoch trials would only shorten the run that
+matters).  The search says so when it starts.
 
 The trial running at the deadline is stopped there; the epochs it finished count
 (``search.deadline``).  This module loads no TensorFlow: the command line checks
@@ -43,15 +43,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
 
-__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs"]
+__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials"]
 
 EXPLORE = 0.35  # share of the budget for short complete schedules
 PROMOTE = 0.50  # promotions end here; the final run gets the rest
 SHORT_EPOCHS = 3
 PROMOTE_FACTOR = 3
 PROMOTE_TOP = 2  # explored configurations promoted at most
-RICH, MODEST = 60, 30  # epochs of the first trial the budget affords: explore fully, a little, or not
-MODEST_EXPLORE = 0.2
+RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
+SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
@@ -67,7 +67,10 @@ def parse_budget(text: str) -> float:
 
 
 def trial_epochs(trial: FrozenTrial) -> int | None:
-    """The schedule length a trial was given (its ``epochs`` param or stored config)."""
+    """The schedule length a trial was given (its ``epochs`` param or stored config); for a
+    run the deadline stopped, the epochs it ran: it was not trained to its schedule's end."""
+    if trial.user_attrs.get("stopped") and trial.user_attrs.get("epoch_seconds"):
+        return len(trial.user_attrs["epoch_seconds"])
     if "epochs" in trial.params:
         return int(trial.params["epochs"])
     config = trial.user_attrs.get("config")
@@ -85,6 +88,12 @@ def epoch_seconds(trial: FrozenTrial) -> float | None:
     return float(statistics.median(seconds))
 
 
+def rank_trials(study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed trials best first: a longer schedule outranks a shorter one, then the value."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
+
+
 @dataclass(frozen=True)
 class TrialPlan:
     """What the sampler gives one trial: where it came from and how long it trains."""
@@ -97,16 +106,24 @@ class TrialPlan:
 
 @dataclass
 class BudgetPlan:
-    """The phases of a budgeted search; shared by every trial of one run (one process)."""
+    """The phases of a budgeted search; shared by every trial of one run (one process).
+
+    ``probe``: seconds an epoch of the recipe takes, measured before the first trial
+    (``search.training.probe_epoch_seconds``); None until measured."""
 
     seconds: float
     start: float = field(default_factory=time.time)
-    max_epochs: int = 60
-    short: int = SHORT_EPOCHS
+    max_epochs: int = 100
+    short_epochs: int = SHORT_EPOCHS
+    probe: float | None = None
 
     @property
     def deadline(self) -> float:
         return self.start + self.seconds
+
+    @property
+    def short(self) -> int:
+        return max(1, min(self.short_epochs, self.max_epochs))
 
     @property
     def promoted_epochs(self) -> int:
@@ -115,45 +132,51 @@ class BudgetPlan:
     def left(self, now: float | None = None) -> float:
         return self.deadline - (time.time() if now is None else now)
 
+    def affordable_epochs(self, done: list[FrozenTrial] = ()) -> float | None:
+        """Epochs of the recipe the whole budget buys: from the probe, else the first completed trial."""
+        per_epoch = self.probe
+        if per_epoch is None and done:
+            per_epoch = epoch_seconds(min(done, key=lambda t: t.number))
+        return self.seconds / per_epoch if per_epoch else None
+
+    def explores(self, done: list[FrozenTrial] = ()) -> bool:
+        affordable = self.affordable_epochs(done)
+        return affordable is None or affordable >= RICH
+
+    def describe(self) -> str:
+        affordable = self.affordable_epochs()
+        if affordable is not None and affordable < RICH:
+            return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
+                    f"too few to spend on exploring (under {RICH}); the recipe trains once with the whole budget")
+        return (f"budget {self.seconds:g}s: short schedules of {self.short} epochs until {self.seconds * EXPLORE:.0f}s, "
+                f"the best again with {self.promoted_epochs} until {self.seconds * PROMOTE:.0f}s, then the best with the time left")
+
     def next_trial(self, study: optuna.Study, now: float | None = None) -> TrialPlan:
-        """Decide the next trial from the study's trials and the clock."""
+        """Decide the next (sampled, not queued) trial from the study's trials and the clock."""
         now = time.time() if now is None else now
         spent = (now - self.start) / self.seconds
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.datetime_start is not None]
+        final_done = any(t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start
+                         and t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in trials)
+        if not self.explores(done):
+            if not final_done:
+                plan = self._final(study, done, now)
+                if plan is not None:
+                    return plan
+            return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
         promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
-        explore, promote = self.shares(done)
-        if spent < explore or not done:
-            return TrialPlan("explore", min(self.short, self.max_epochs))
-        if spent < promote:
+        if spent < EXPLORE or not done:
+            return TrialPlan("explore", self.short)
+        if spent < PROMOTE:
             plan = self._promotion(study, done, promoted, now)
             if plan is not None:
                 return plan
-        if not any(t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start for t in trials):
+        if not final_done:
             plan = self._final(study, done, now)
             if plan is not None:
                 return plan
-        return TrialPlan("explore", min(self.short, self.max_epochs), note="the final run is done; exploring with the time left")
-
-    def affordable_epochs(self, done: list[FrozenTrial]) -> float | None:
-        """Epochs of the first completed trial (the recipe in a new study) the budget buys."""
-        first = min(done, key=lambda t: t.number)
-        per_epoch = epoch_seconds(first)
-        return self.seconds / per_epoch if per_epoch else None
-
-    def shares(self, done: list[FrozenTrial]) -> tuple[float, float]:
-        """(explore, promote): the budget fractions where those phases end."""
-        affordable = self.affordable_epochs(done) if done else None
-        if affordable is None or affordable >= RICH:
-            return EXPLORE, PROMOTE
-        if affordable >= MODEST:
-            return MODEST_EXPLORE, MODEST_EXPLORE
-        return 0.0, 0.0
-
-    def _ranked(self, study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
-        """Best first: a longer schedule outranks a shorter one, then the value."""
-        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-        return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
+        return TrialPlan("explore", self.short, note="the final run is done; exploring with the time left")
 
     def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
         short = [t for t in done if trial_epochs(t) == self.short]
@@ -170,12 +193,13 @@ class BudgetPlan:
         return None
 
     def _final(self, study: optuna.Study, done: list[FrozenTrial], now: float) -> TrialPlan | None:
-        best = self._ranked(study, done)[0]
-        per_epoch = epoch_seconds(best)
+        """The best trial again (or, with nothing done yet, the prior: the recipe) with the time left."""
+        best = rank_trials(study, done)[0] if done else None
+        per_epoch = epoch_seconds(best) if best is not None else self.probe
         if not per_epoch:
             return None
-        # Leave one epoch's time for building, the first epoch's tracing and evaluation.
-        epochs = min(self.max_epochs, int((self.left(now) - 1.5 * per_epoch) // per_epoch))
-        if epochs <= (trial_epochs(best) or 0):
+        epochs = min(self.max_epochs, int((self.left(now) - SETUP_EPOCHS * per_epoch) // per_epoch))
+        if epochs <= ((trial_epochs(best) or 0) if best is not None else 0):
             return None  # no longer schedule than it already had fits in the time left
-        return TrialPlan("final", epochs, best.number, f"trial {best.number} again with {epochs} epochs, the time left")
+        what = f"trial {best.number}" if best is not None else "the recipe"
+        return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs, the time left")

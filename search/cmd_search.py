@@ -50,6 +50,7 @@ BUDGET_MAX_EPOCHS = 100  # a budgeted search's longest schedule when --epochs is
 DEFAULT_SPACE = "cnn"
 DEFAULT_TRIALS = 20
 DEFAULT_RECYCLE_MB = 512
+MAX_SEED = 2**31 - 1  # NumPy and Optuna seeds must stay below 2**32 once trial numbers are added
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,6 +125,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--trials must be at least 1, received {args.trials}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
+    if args.epochs is not None and args.epochs > 10000:
+        raise UsageError(f"--epochs must be at most 10000, received {args.epochs}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, received {args.seed}")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout}")
     if args.budget is not None:
@@ -209,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     requested = requested_settings(args)
     if budget_s and "pruner" not in requested:
         requested["pruner"] = "none"  # the budget plan sets each trial's schedule length; nothing to cut short
-    name = check_study_name(args.study or default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
+    name = check_study_name(args.study if args.study is not None else default_study_name(requested.get("dataset", DEFAULTS.dataset), args.space or DEFAULT_SPACE))
     url = args.storage or default_storage(name, Path(args.studies_dir))
     check_writable(url)
     recorded = read_recorded(name, url)
@@ -217,9 +222,12 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve_settings(name, requested, recorded, defaults)
     check_monitor(settings.monitor, text=is_text_dataset(settings.dataset))
     settings = check_objective_settings(settings, requested)  # several objectives: a sampler that can, no pruner
+    if budget_s and settings.multi_objective:
+        raise UsageError(f"--budget plans trials by one value, and --objectives {settings.objectives} has several; "
+                         "use --timeout for a Pareto search")
     if budget_s and settings.sampler != "prior":
-        raise UsageError(f"--budget plans trials through the prior sampler, not --sampler {settings.sampler}; "
-                         "drop --sampler (or use --timeout with it)")
+        fix = "drop --sampler" if "sampler" in requested else f"add --sampler prior (this study records sampler {settings.sampler})"
+        raise UsageError(f"--budget plans trials through the prior sampler, not {settings.sampler}; {fix}, or use --timeout")
     warm = None
     if args.warm_start:
         from search.warmstart import read_warm_start
@@ -241,8 +249,6 @@ def run(args: argparse.Namespace) -> int:
     taken = None
     if warm is not None:
         taken = warm.for_space(space)
-        if not taken.params and recorded is None:
-            print(f"warning: {taken.describe()}")
     print(f"{'resuming' if recorded else 'new'} study '{name}' in {safe_url(url)}")
     for warning in data_warnings(data, space):
         print(f"warning: {warning}")
@@ -269,10 +275,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     budget = None
     if budget_s:
-        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS)
-        print(f"budget {budget_s:g}s: short schedules of {budget.short} epochs until {budget_s * 0.35:.0f}s, "
-              f"the best again with {budget.promoted_epochs} until {budget_s * 0.5:.0f}s, then the best with the time left "
-              f"(less exploring when the first trial shows epochs are slow)")
+        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS)  # the worker says the plan
     deadlines = [d for d in (time.time() + args.timeout if args.timeout else None, budget.deadline if budget else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,

@@ -11,7 +11,10 @@ from search.errors import TrialError, UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="a file written by 'export' (or a bare run config JSON)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", help="a file written by 'export' (or a bare run config JSON)")
+    what.add_argument("--recipe", metavar="DATASET",
+                      help="train the default recipe for DATASET (as --dataset of a search), no search and no config file")
     p.add_argument("--out", help="output folder (default: the config's path without .json, plus -model)")
     p.add_argument("--keep-val", action="store_true",
                    help="keep the validation split apart (reproduces the trial); default: train on train+validation")
@@ -25,6 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the validation split (default: the study's seed recorded in the export, else 0)")
 
 
+def _stem(dataset: str) -> str:
+    return Path(dataset.split(":", 1)[1]).name if ":" in dataset and not dataset.startswith("captcha:") else dataset.replace(":", "")
+
+
+def recipe_export(dataset: str, data_dir: str | None, split_seed: int):
+    """The default recipe for ``dataset`` as an export (its source says it is the recipe)."""
+    from search.config import DataConfig
+    from search.data import load_dataset
+    from search.export import Export
+    from search.recipe import DataShape, recipe
+
+    data_cfg = DataConfig(dataset, str(Path(data_dir).resolve()) if data_dir else None)
+    data = load_dataset(data_cfg, split_seed=split_seed)  # a bad dataset stops here, before any folder is made
+    config = recipe(DataShape.of(data, dataset), data_cfg)
+    return Export(config, {"recipe": True, "monitor": "val_accuracy", "split_seed": split_seed})
+
+
 def run(args: argparse.Namespace) -> int:
     if args.early_stopping is not None and not args.keep_val:
         raise UsageError("--early-stopping watches the validation split; add --keep-val")
@@ -32,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--early-stopping must be at least 1 epoch, received {args.early_stopping}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
-    from search.export import read_export
+    if args.recipe:
+        export = recipe_export(args.recipe, args.data_dir, args.split_seed or 0)
+        args.config = f"studies/{_stem(args.recipe)}-recipe.json"  # names the default --out folder
+    else:
+        from search.export import read_export
 
-    export = read_export(args.config)
+        export = read_export(args.config)
     config = export.config
     if args.epochs is not None:
         config = config.replace(train=dataclasses.replace(config.train, epochs=args.epochs))

@@ -246,11 +246,38 @@ def _load_cifar(kind: str, data_dir: str | None) -> RawData:
     return RawData(x_train, y_train, x_test, y_test, names, 255.0)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what the official CIFAR batches hold (a dict of bytes, ints, lists
+    and one uint8 array): any other global, such as ``os.system`` in a crafted file, is
+    refused before it can run."""
+
+    ALLOWED = {
+        (f"numpy{core}.{module}", name)
+        for core in (".core", "._core")  # NumPy 1 and NumPy 2 names of the same functions
+        for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks to load {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
+def _safe_pickle_load(f) -> object:
+    return _CifarUnpickler(f, encoding="bytes").load()
+
+
 def _read_pickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    # CIFAR's "python version" is distributed as pickles; these are the dataset's own files.
+    # CIFAR's "python version" is distributed as pickles: read with an unpickler that
+    # admits only what those files hold, so a crafted file cannot run code.
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _safe_pickle_load(f)
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path}: not a CIFAR batch ({e}); nothing in it was run; replace it with the original download") from e
+    except Exception as e:  # a truncated or corrupt file can raise almost anything
+        raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}); replace it with the original download") from e
+    try:
         x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         return np.ascontiguousarray(x), np.asarray(batch[label_key])
     except Exception as e:  # a corrupt pickle can raise almost anything
@@ -261,7 +288,7 @@ def _cifar_names(folder: Path, kind: str) -> tuple[str, ...] | None:
     meta, key = (folder / "batches.meta", b"label_names") if kind == "cifar10" else (folder / "meta", b"fine_label_names")
     try:
         with open(meta, "rb") as f:
-            return tuple(n.decode() for n in pickle.load(f, encoding="bytes")[key])
+            return tuple(n.decode() for n in _safe_pickle_load(f)[key])
     except Exception:
         return None
 
@@ -296,6 +323,8 @@ def _load_folder(root: Path) -> RawData:
 def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     from PIL import Image, UnidentifiedImageError
 
+    from search.textdata import image_error
+
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if names is None:
         names = tuple(p.name for p in class_dirs)
@@ -317,8 +346,8 @@ def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.n
                 with Image.open(path) as im:
                     im.load()
                     arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace the file") from e
+            except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as e:
+                raise image_error(path, e) from e
             arr = arr[..., None] if arr.ndim == 2 else arr
             if first is None:
                 first = (path, arr.shape)
@@ -381,6 +410,10 @@ def _load_npz(path: Path) -> RawData:
 
 def _as_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     x = np.asarray(x)
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"{path}: {key} holds {x.dtype} values; pixels must be numbers (uint8 0..255 or floats)")
+    if len(x) == 0:
+        raise DataError(f"{path}: {key} holds 0 images; save at least one image per class")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):

@@ -15,9 +15,10 @@ class Deadline(keras.callbacks.Callback):
 
     async_safe = True
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, project: bool = True) -> None:
         super().__init__()
         self.deadline = deadline
+        self.project = project  # False: only the deadline stops the run
         self.reason: str | None = None
         self._epoch_start = 0.0
 
@@ -34,7 +35,7 @@ class Deadline(keras.callbacks.Callback):
         epochs = int(self.params.get("epochs") or 0)
         remaining = epochs - (epoch + 1)
         # Judged on the second epoch: the first one also builds and traces the model.
-        if self.reason is None and epoch == 1 and remaining > 0 and now + remaining * (now - self._epoch_start) > self.deadline:
+        if self.project and self.reason is None and epoch == 1 and remaining > 0 and now + remaining * (now - self._epoch_start) > self.deadline:
             self.reason = (f"would not finish its {epochs} epochs before the deadline "
                            f"({now - self._epoch_start:.0f}s an epoch, {self.deadline - now:.0f}s left)")
             self.model.stop_training = True

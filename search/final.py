@@ -108,13 +108,13 @@ def train_final(
             raise UsageError(f"early stopping patience must be at least 1 epoch, received {early_stopping}")
     if keep_val and not monitor.startswith("val_"):
         monitor = f"val_{monitor}"
+    if data is None:  # first: a dataset that is not there leaves no empty --out folder behind
+        data = load_dataset(config.data, split_seed=split_seed)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create output folder {out} ({e.strerror}); choose another --out") from e
-    if data is None:
-        data = load_dataset(config.data, split_seed=split_seed)
     callbacks = []
     if early_stopping is not None:
         mode = "min" if "loss" in monitor else "max"

@@ -80,7 +80,10 @@ class Objective:
         reporter = TrialReporter(trial, self.monitor, intermediate=not multi)  # Optuna prunes one objective only
         fail_reason = None
         measured: dict[str, float] = {}
-        deadline = [Deadline(self.deadline)] if self.deadline is not None else []
+        # A promotion or final run was sized to the time left from measured epochs: only the
+        # deadline itself stops it, never a projection from one slower epoch.
+        planned = trial.user_attrs.get("phase") in ("promote", "final")
+        deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         try:
             with keras_session():
                 try:

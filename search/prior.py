@@ -26,6 +26,7 @@ their fixed params; the sampler fills in only what they leave open.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.budget import BudgetPlan, TrialPlan, trial_epochs
+from search.budget import BudgetPlan, TrialPlan, rank_trials
 
 __all__ = ["PriorSampler", "Draw"]
 
@@ -60,18 +61,19 @@ class Draw:
 
 class PriorSampler(optuna.samplers.BaseSampler):
     """``prior``: Optuna params of the prior (``Space.priors(base)``); ``names``: the
-    space's sampled parameter names (what a local draw may change); ``budget``: the
-    plan of a budgeted search, which also sets each trial's ``epochs`` param."""
+    space's sampled parameter names (what a local draw may change), or a function of the
+    centre giving those that apply to it (``Space.changeable``); ``budget``: the plan of
+    a budgeted search, which also sets each trial's ``epochs`` param."""
 
     def __init__(
         self,
         prior: dict[str, Any],
-        names: list[str],
+        names: list[str] | Callable[[dict[str, Any]], list[str]],
         seed: int | None = None,
         budget: BudgetPlan | None = None,
     ) -> None:
         self.prior = dict(prior)
-        self.names = [n for n in names if n != "epochs"]
+        self._names = names
         self.budget = budget
         self._seed = seed
         self._random = optuna.samplers.RandomSampler(seed=seed)
@@ -87,6 +89,11 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def sample_relative(self, study, trial, search_space):
         return {}
+
+    def names(self, centre: dict[str, Any]) -> list[str]:
+        """The parameters a local draw around ``centre`` may change."""
+        names = self._names(centre) if callable(self._names) else self._names
+        return [n for n in names if n != "epochs"]
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         draw = self._decide(study, trial)
@@ -121,7 +128,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def _decide(self, study: optuna.Study, trial: FrozenTrial) -> Draw:
         plan = self.budget.next_trial(study) if self.budget is not None else None
+        if "fixed_params" in trial.system_attrs:  # queued: the recipe, a warm start, a retry, a promotion
+            if plan is not None and plan.source is not None:  # its params are its own: not a replay of another trial
+                plan = TrialPlan("explore", self.budget.short, note="a queued trial")
+            return Draw("queued", dict(self.prior), plan=plan, centre_name="queued")
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+        if plan is not None and plan.phase == "final" and plan.source is None:  # the recipe, with the whole budget
+            return Draw("replay", dict(self.prior), plan=plan, centre_name="prior")
         if plan is not None and plan.source is not None:
             source = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, plan.source))
             return Draw("replay", dict(source.params), plan=plan, centre_name=f"trial {plan.source}")
@@ -133,20 +146,21 @@ class PriorSampler(optuna.samplers.BaseSampler):
         else:
             centre, centre_name = {**self.prior, **best.params}, f"trial {best.number}"
         k = int(self._rng.choice(CHANGES, p=CHANGE_WEIGHTS))
-        change = tuple(self._rng.choice(self.names, size=min(k, len(self.names)), replace=False)) if self.names else ()
+        names = self.names(centre)
+        change = tuple(self._rng.choice(names, size=min(k, len(names)), replace=False)) if names else ()
         return Draw("local", centre, tuple(str(c) for c in change), plan, centre_name)
 
     def global_share(self, study: optuna.Study, done: list[FrozenTrial]) -> float:
         """START_GLOBAL until EVIDENCE trials completed, then from the best quarter's draws."""
         if len(done) < EVIDENCE:
             return START_GLOBAL
-        ranked = _rank(study, done)
+        ranked = rank_trials(study, done)
         top = ranked[: max(1, len(ranked) // 4)]
         from_global = sum(t.user_attrs.get("draw") == "global" for t in top) / len(top)
         return MIN_GLOBAL + GLOBAL_RANGE * from_global
 
     def _best(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:
-        ranked = _rank(study, done)
+        ranked = rank_trials(study, done)
         return ranked[0] if ranked else None
 
     def _perturb(self, value: Any, distribution: BaseDistribution) -> Any:
@@ -166,15 +180,10 @@ class PriorSampler(optuna.samplers.BaseSampler):
             new = low + round((new - low) / step) * step
         if isinstance(distribution, IntDistribution):
             new = int(round(new))
-            if new == value:  # an integer step too small to move: move by one
-                new = value + (1 if value < high and (self._rng.random() < 0.5 or value == low) else -1)
+            if new == value:  # a Gaussian step too small to move: move by one step
+                up = value < high and (self._rng.random() < 0.5 or value == low)
+                new = value + (distribution.step if up else -distribution.step)
         return _clip(new, distribution)
-
-
-def _rank(study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Best first: a longer schedule outranks a shorter one, then the value."""
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

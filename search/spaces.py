@@ -34,6 +34,7 @@ import math
 import tomllib
 import typing
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,6 +176,24 @@ class Space:
                 centre[p.name] = p.prior
         return centre
 
+    def changeable(self, base: RunConfig) -> Callable[[dict[str, Any]], list[str]]:
+        """For the prior sampler: the sampled parameters that apply around a centre (their
+        ``when`` conditions hold, they belong to its model kind, and a text dataset's flip is never one)."""
+        text = is_text_dataset(base.data.dataset)
+
+        def names(centre: dict[str, Any]) -> list[str]:
+            kind = centre.get("model", base.model.kind)
+            out = []
+            for p in self.params:
+                if p.kind == "fixed" or not p.applies(centre) or (text and (p.section, p.key) == TEXT_SKIPS):
+                    continue
+                if p.section == "model" and p.key != "kind" and p.key not in field_names(MODEL_KINDS.get(kind, type(base.model))):
+                    continue
+                out.append(p.name)
+            return out
+
+        return names
+
     def sample(
         self, trial: optuna.trial.BaseTrial, base: RunConfig, epochs: tuple[int, int] | None = None
     ) -> RunConfig:
@@ -263,7 +282,11 @@ def _parse(raw: dict[str, Any], where: str, name: str, seen: tuple[str, ...]) ->
             raise SpaceError(f"{where}: extends: expected a space name or path, received {parent!r}")
         parent_path = parent if parent in builtin_spaces(include_parts=True) else str(Path(where).parent / parent)
         base = {(p.section, p.key): p for p in _load(parent_path, seen).params}
-    for item in raw.pop("drop", []):
+    drop = raw.pop("drop", [])
+    if not isinstance(drop, list) or not all(isinstance(item, str) for item in drop):
+        raise SpaceError(f"{where}: drop: expected a list of \"section.key\" strings, received {drop!r}; "
+                         "write e.g. drop = [\"augment.translate\"]")
+    for item in drop:
         section, _, key = str(item).partition(".")
         if (section, key) not in base:
             raise SpaceError(f"{where}: drop: '{item}' is not an entry of the extended space; remove it from drop")

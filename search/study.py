@@ -9,6 +9,7 @@ their trials would not be comparable.  Settings that do not change what a value 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -183,9 +184,8 @@ def make_sampler(
 
         if settings is None:
             return PriorSampler({}, [], seed=seed, budget=budget)
-        space = settings.space_obj
-        centre = {**space.priors(settings.base_run_config()), **(prior or {})}
-        return PriorSampler(centre, [p.name for p in space.params if p.kind != "fixed"], seed=seed, budget=budget)
+        space, base = settings.space_obj, settings.base_run_config()
+        return PriorSampler({**space.priors(base), **(prior or {})}, space.changeable(base), seed=seed, budget=budget)
     if name == "tpe":
         # multivariate + group: model the interactions (optimizer x learning rate) and
         # the conditional parameters; constant_liar keeps parallel workers apart.
@@ -259,6 +259,8 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     """
     parsed = _parse_url(url)
     driver = parsed.drivername
+    if driver.startswith("sqlite"):
+        _check_sqlite_file(parsed.database, url)
     if driver.startswith("sqlite") and parsed.database:
         folder = Path(parsed.database).parent
         try:
@@ -302,6 +304,33 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
                 "with: optuna storage upgrade --storage URL"
             ) from e
     raise AssertionError("unreachable")
+
+
+def _check_sqlite_file(database: str | None, url: str) -> None:
+    """Refuse an in-memory SQLite URL, and an existing file that is not an Optuna
+    database (empty, or another program's tables): Optuna would add its tables to it."""
+    if not database or database == ":memory:":
+        raise StorageError(
+            f"storage {safe_url(url)!r} is an in-memory database: it would vanish when the command ends, with every "
+            "trial; give a file, e.g. sqlite:///studies/name.db"
+        )
+    path = Path(database)
+    if not path.is_file():
+        return
+    if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:  # not one another process is creating now
+        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
+                           "delete it, or choose another --study or --storage")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return  # not SQLite at all: opening it says so (and writes nothing)
+    if tables and "studies" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(f"{path} is another program's SQLite database (tables {shown}), not a study database; "
+                           "it was left as it is; choose another --study or --storage")
 
 
 def read_recorded(name: str, url: str) -> StudySettings | None:

@@ -26,10 +26,20 @@ import numpy as np
 from search.data import IMAGE_SUFFIXES
 from search.errors import DataError
 
-__all__ = ["LABELS_CSV", "text_of", "read_text_split", "alphabet_of", "encode", "decode"]
+__all__ = ["LABELS_CSV", "text_of", "read_text_split", "alphabet_of", "encode", "decode", "image_error"]
 
 LABELS_CSV = "labels.csv"
 _SUFFIX = re.compile(r"[_-]")
+
+
+def image_error(path: Path, e: Exception) -> DataError:
+    """The one-line error for an image file PIL would not read (or should not)."""
+    from PIL import Image
+
+    if isinstance(e, Image.DecompressionBombError):  # checked from the header, before any pixel is decoded
+        return DataError(f"{path}: its header claims more pixels than an image of this tool's sizes can have "
+                         "(a decompression bomb); it was not decoded; delete it or replace it with the real image")
+    return DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace the file")
 
 
 def text_of(path: Path) -> str:
@@ -98,8 +108,8 @@ def read_text_split(
                 if (im.height, im.width) != size:
                     im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 arr = np.asarray(im)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace the file") from e
+        except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as e:
+            raise image_error(path, e) from e
         images.append(arr[..., None] if arr.ndim == 2 else arr)
     if mode is None and any(a.shape[-1] == 3 for a in images):  # grey and colour mixed: all RGB
         images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]

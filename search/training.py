@@ -22,7 +22,10 @@ from search.models import InputStats, build_model, compile_metrics
 from search.pipeline import TensorCache, make_pipeline
 from search.schedules import make_schedule
 
-__all__ = ["FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "METRICS"]
+__all__ = [
+    "FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "probe_epoch_seconds",
+    "METRICS",
+]
 
 
 @dataclass
@@ -157,6 +160,40 @@ def fit(
         raise DivergedError(guard.reason)
     logs = {k: [float(v) for v in values] for k, values in history.history.items() if k != "learning_rate"}
     return FitResult(model, logs, timer.seconds)
+
+
+class _StepTimer(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 8) -> float:
+    """Seconds an epoch of ``config`` on ``data`` takes, from a few timed training steps
+    (the first two, which build and trace, are not counted) plus a validation pass
+    estimated at a third of a training step per image.  Costs a model build and
+    ``steps`` steps: a budgeted search plans its first trial from it."""
+    keras.utils.set_random_seed(config.seed)
+    batch = config.train.batch_size
+    with keras_session():
+        model = build_for_data(config, data)
+        model.compile(optimizer=make_optimizer(config.optimizer, config.optimizer.learning_rate),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
+                      metrics=compile_metrics(bool(data.text_length)))
+        x, y = TensorCache.get(data, data.x_train, data.y_train)
+        ds = make_pipeline(x, y, data.num_classes, batch, shuffle=True, seed=config.seed, augment=config.augment)
+        timer = _StepTimer()
+        model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
+    per_step = sorted(timer.seconds[2:] or timer.seconds)[len(timer.seconds[2:] or timer.seconds) // 2]
+    train_steps = math.ceil(len(data.x_train) / batch)
+    return per_step * (train_steps + len(data.x_val) / batch / 3)
 
 
 @contextmanager

@@ -227,6 +227,18 @@ def run_trials(
     return False
 
 
+def probe_budget(job: SearchJob, objective: Any, quiet: bool = False) -> None:
+    """A budgeted search times a few steps of its base config (the recipe) before the
+    first trial, to plan how much of the budget goes to exploring; it says the plan."""
+    if job.budget is None or job.budget.probe is not None:
+        return
+    from search.training import probe_epoch_seconds
+
+    job.budget.probe = probe_epoch_seconds(objective.base, objective.data)
+    if not quiet:
+        print(job.budget.describe(), flush=True)
+
+
 def _interrupted_message(numbers: Sequence[int]) -> str:
     which = f"trial {numbers[0]}" if len(numbers) == 1 else "trials " + ", ".join(map(str, numbers))
     return f"{which} stopped, marked failed and queued to run again; run the same command to resume"
@@ -248,6 +260,7 @@ def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
     job.setup(plan)
     objective = job.make_objective(data if data is not None else job.load_data())
     study = create_or_load(job.study, job.url, job.settings, budget=job.budget)
+    probe_budget(job, objective)
     slots = _LocalSlots(job.trials)
     stop = StopRequest().install()
     try:
@@ -353,11 +366,15 @@ def _supervise(pool: _Pool, stop: StopRequest, grace: int) -> list[int]:
     return [codes[i] for i in range(len(procs))]
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
 def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, interrupted: Any, alone: bool) -> None:
     """A spawned worker: set up TensorFlow, load the data once, run trials until none are
     left, or until its memory has grown past ``job.recycle_mb`` (then it exits ``RECYCLE``).
     ``alone``: the only worker, which samples as a search in one process does (seed + done)."""
     stop = StopRequest().install()
+    _end_with_parent()
     os.environ.update(dict(plan.env))  # already set by the parent; before TensorFlow loads either way
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from TrialPrinter
     slots = _SharedSlots(used, stop_flag, job.trials)
@@ -367,8 +384,10 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
             job.setup(plan)
             data = job.load_data()
             study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index, budget=job.budget)
+            objective = job.make_objective(data)
+            probe_budget(job, objective, quiet=plan.index > 0)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None
-            if run_trials(job, study, job.make_objective(data), slots, stop, watch):
+            if run_trials(job, study, objective, slots, stop, watch):
                 print(
                     f"worker {plan.index}: memory grew {watch.growth:.0f} MiB over {watch.trials} trials "
                     f"(limit {job.recycle_mb:g}); a fresh process takes over",
@@ -384,6 +403,24 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
         print(f"error: {e}", file=sys.stderr, flush=True)
         code = 2
     sys.exit(code)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when the command that started it dies, even
+    by kill -9: the worker then stops as on Ctrl-C (its trial failed and queued again)
+    instead of training on for hours.  Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -56,8 +56,32 @@ def template(tmp_path_factory) -> Path:
     (root / "malformed.toml").write_text("[model\nblocks = 3\n")
     (root / "invalid.toml").write_text('extends = "cnn"\n[model]\nblockz = 3\n')
     (root / "a_file").write_text("a regular file, not a folder\n")
+    np.savez(root / "string_pixels.npz", x_train=np.full((40, 8, 8), "a"), y_train=y)
+    np.savez(root / "no_images.npz", x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros(0, np.int64))
+    for cls in ("a", "b"):
+        for i in range(2):
+            image(root / "bomb" / cls / f"{i}.png", 8)
+    (root / "bomb" / "b" / "1.png").write_bytes(_png_header(30000, 30000))
+    import sqlite3
+
+    with sqlite3.connect(studies / "other_program.db") as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        db.execute("INSERT INTO invoices (total) VALUES (12.5)")
+    db.close()
+    (studies / "empty.db").write_bytes(b"")
+    (root / "drop_not_a_list.toml").write_text('extends = "cnn"\ndrop = 5\n')
     (root / "prior_outside.toml").write_text('extends = "cnn"\n[model]\nblocks = { low = 1, high = 3, prior = 5 }\n')
     return root
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """The start of a PNG whose header claims ``width`` x ``height`` pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
 
 
 @pytest.fixture
@@ -96,6 +120,7 @@ CASES = {
     "studies folder under a file": (["--studies-dir", "a_file/sub"], ["a_file", "is a file", "--studies-dir"]),
     "study name with ..": (["--study", "../x"], ["'../x'", "letters, digits"]),
     "study name with /": (["--study", "a/b"], ["'a/b'", "letters, digits"]),
+    "empty study name": (["--study", ""], ["study name ''", "letters, digits"]),
     "resumed study, other dataset": (["--study", "existing", "--dataset", "npz:nan.npz"], ["existing", "dataset", "drop that option"]),
     "bad --workers": (["--workers", "0"], ["--workers", "at least 1"]),
     "negative --recycle-mb": (["--recycle-mb", "-5"], ["--recycle-mb", "0 (never)"]),
@@ -108,7 +133,18 @@ CASES = {
     "warm start from a missing study in an existing database": (
         ["--warm-start", "nosuch", "--warm-start-storage", "sqlite:///studies/existing.db"], ["no study 'nosuch'", "existing"]),
     "warm start storage without warm start": (["--warm-start-storage", "sqlite:///x.db"], ["--warm-start-storage", "--warm-start"]),
-    "budget with another sampler": (["--budget", "60", "--sampler", "tpe"], ["--budget", "--sampler tpe"]),
+    "budget with another sampler": (["--budget", "60", "--sampler", "tpe"], ["--budget", "not tpe", "drop --sampler"]),
+    "npz with string pixels": (["--dataset", "npz:string_pixels.npz"], ["x_train", "<U1", "pixels must be numbers"]),
+    "npz with 0 images": (["--dataset", "npz:no_images.npz"], ["x_train holds 0 images"]),
+    "PNG claiming 30000x30000": (["--dataset", "folder:bomb"], ["1.png", "decompression bomb", "not decoded"]),
+    "space file with drop = 5": (["--space", "drop_not_a_list.toml"], ["drop_not_a_list.toml", "drop", "received 5"]),
+    "--epochs 10001": (["--epochs", "10001"], ["--epochs", "at most 10000", "10001"]),
+    "--seed -1": (["--seed=-1"], ["--seed", "from 0 to 2147483647", "-1"]),
+    "--seed 2**32": (["--seed", "4294967296"], ["--seed", "4294967296"]),
+    "another program's SQLite file": (["--study", "other_program"], ["other_program.db", "another program", "invoices", "left as it is"]),
+    "another program's SQLite file as --storage": (["--storage", "sqlite:///studies/other_program.db"], ["other_program.db", "another program"]),
+    "a 0-byte .db file": (["--study", "empty"], ["empty.db", "empty file", "left as it is"]),
+    "in-memory SQLite storage": (["--storage", "sqlite://"], ["in-memory", "sqlite:///studies/name.db"]),
     "prior outside its range": (["--space", "prior_outside.toml"], ["prior_outside.toml", "model.blocks", "prior 5", "widen"]),
 }
 
@@ -155,3 +191,12 @@ def test_read_only_studies_folder(work: Path):
         check_one_line_error(result, ["locked", "not writable", "--studies-dir"])
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("db", ["other_program", "empty"])
+def test_reading_commands_leave_a_foreign_database_byte_for_byte(work: Path, db: str):
+    before = snapshot(work)
+    for command in ("best", "export", "report"):
+        result = run_cli(command, "--study", "x", "--storage", f"sqlite:///studies/{db}.db", cwd=work)
+        check_one_line_error(result, [f"{db}.db", "left as it is"])
+    assert snapshot(work) == before

@@ -16,7 +16,7 @@ from search.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = ROOT / "tests" / "spaces" / "bench_tiny.toml"
-OPTUNA_TOOLS = ("cnn-search", "optuna-example", "random", "tpe-median", "cnn-search-baseline")
+OPTUNA_TOOLS = ("cnn-search", "recipe", "optuna-example", "random", "tpe-median", "cnn-search-baseline")  # and the recipe: no search
 KT_TOOLS = ("kt-hyperband", "kt-bayesian")
 HAS_KT = importlib.util.find_spec("keras_tuner") is not None
 NO_KT = "keras-tuner is not installed: pip install -e '.[cpu,test,bench]' to test the KerasTuner tools"

@@ -21,7 +21,7 @@ def test_overhead_and_pruning_parts_write_json_and_report(tmp_path):
         "--dataset", "digits", "--limit-train", "100", "--val-size", "100", "--epochs", "1", "--repeats", "1",
         "--config", str(tmp_path / "tiny.json"),
         "--space", str(ROOT / "tests" / "spaces" / "bench_tiny.toml"), "--pruning-trials", "2", "--pruning-epochs", "1",
-        "--pruners", "median", "successive_halving",
+        "--pruners", "halfway", "successive_halving",
         "--out", str(out),
     ])
     assert code == 0
@@ -29,14 +29,14 @@ def test_overhead_and_pruning_parts_write_json_and_report(tmp_path):
     assert len(overhead["overhead"]["bare_s"]) == len(overhead["overhead"]["harness_s"]) == 1
     assert overhead["overhead"]["ratio"] > 0 and overhead["throughput"]["pipeline_images_per_s"] > 0
     pruning = json.loads((out / "pruning-digits.json").read_text())["pruning"]
-    assert list(pruning["arms"]) == ["median", "successive_halving", "none"]  # no pruning is always the baseline
+    assert list(pruning["arms"]) == ["halfway", "successive_halving", "none"]  # no pruning is always the baseline
     assert pruning["arms"]["none"]["epochs"] == 2  # two trials of one epoch, none pruned
     assert all(arm["epochs"] <= 2 for arm in pruning["arms"].values())
-    assert set(pruning["epochs_saved"]) == {"median", "successive_halving"} and pruning["default"] == DEFAULT_PRUNER
+    assert set(pruning["epochs_saved"]) == {"halfway", "successive_halving"} and pruning["default"] == DEFAULT_PRUNER
     text = out.with_suffix(".md").read_text()
     assert "## Harness overhead and input throughput: digits" in text and "## Pruning savings: digits" in text
     assert "tiny.json" in text
-    assert f"| {DEFAULT_PRUNER} (default) |" in text and "| median" in text and "| no pruning |" in text
+    assert f"| {DEFAULT_PRUNER} (default) |" in text and "| successive_halving" in text and "| no pruning |" in text
 
 
 def test_bad_arguments_stop_with_one_line(tmp_path, capsys):

@@ -69,24 +69,39 @@ def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_ski
     study = optuna.create_study(direction="maximize")
     study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
     assert capped.next_trial(study, now=9000.0).epochs == 20
-    tight = BudgetPlan(100.0, start=0.0, max_epochs=100)
+    tight = BudgetPlan(100.0, start=0.0, max_epochs=100, probe=1.0)
     assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
 
 
-def test_slow_epochs_shrink_exploring_to_keep_the_final_run_long():
-    from search.budget import MODEST, RICH
+def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
+    from search.budget import RICH
 
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / (RICH / 2))  # 30 epochs of the recipe
+    assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
     study = optuna.create_study(direction="maximize")
-    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1000.0 / (RICH + MODEST) * 2))  # the budget affords 45 epochs
-    modest = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
-    assert modest.shares(study.get_trials()) == (0.2, 0.2)
-    assert modest.next_trial(study, now=150.0).phase == "explore"
-    assert modest.next_trial(study, now=250.0).phase == "final"  # no promotions
-    poor = optuna.create_study(direction="maximize")
-    poor.add_trial(_trial(0.5, SHORT_EPOCHS, 100.0))  # 10 epochs in the budget
+    first = plan.next_trial(study, now=20.0)
+    per_epoch = 1000.0 / (RICH / 2)
+    assert (first.phase, first.source) == ("final", None)
+    assert first.epochs == int((980.0 - 1.5 * per_epoch) // per_epoch)
+    study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))
+    assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
+    rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
+    assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
+    assert "short schedules of 3 epochs" in rich.describe()
+
+
+def test_a_pruned_or_failed_final_does_not_block_a_new_one():
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
-    final = plan.next_trial(poor, now=100.0)
-    assert final.phase == "final" and final.epochs == int((900 - 150) // 100)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"epochs": 50}, distributions={"epochs": IntDistribution(1, 1000)},
+                                 user_attrs={"phase": "final", "budget_start": 0.0}))
+    assert plan.next_trial(study, now=700.0).phase == "final"
+
+
+def test_a_run_stopped_at_the_deadline_ranks_by_the_epochs_it_ran():
+    stopped = _trial(0.9, 40, 1.0, stopped="stopped at the budget's deadline")
+    assert trial_epochs(stopped) == 3  # three epoch times recorded, not the 40 planned
 
 
 def test_plan_minimizes_when_the_study_does():
@@ -124,3 +139,13 @@ def test_deadline_stops_at_the_deadline_and_a_run_that_cannot_finish():
     fine.on_epoch_end(1)
     fine.on_train_batch_end(0)
     assert not fine.model.stop_training and fine.reason is None
+
+
+def test_a_planned_run_is_not_stopped_by_a_projection():
+    planned = Deadline(time.time() + 5, project=False)
+    planned.set_model(_Model())
+    planned.set_params({"epochs": 100})
+    planned.on_epoch_begin(1)
+    planned._epoch_start -= 1.0
+    planned.on_epoch_end(1)
+    assert not planned.model.stop_training and planned.reason is None

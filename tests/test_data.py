@@ -188,3 +188,45 @@ def test_folder_loader_on_the_cifar10_subset():
     assert d.input_shape == (32, 32, 3) and d.num_classes == 10
     assert len(d.x_test) == 2000 and len(d.x_val) == 1000
     assert "airplane" in d.class_names and len(d.mean) == 3
+
+
+def _cifar_folder(root, batch_1: bytes | None = None):
+    """A CIFAR-10 python-version folder of tiny batches, pickled as the originals are."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"batch_label": b"x", b"labels": [i % 10 for i in range(20)],
+                 b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"filenames": [b"f.png"] * 20}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2))
+    if batch_1 is not None:
+        (folder / "data_batch_1").write_bytes(batch_1)
+    return root
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_cifar_batch_cannot_run_code(tmp_path):
+    import pickle
+
+    from search.data import load_raw
+    from search.errors import DataError
+
+    marker = tmp_path / "pwned"
+    folder = _cifar_folder(tmp_path / "data", pickle.dumps({b"data": _RunsAShellCommand(marker)}, protocol=2))
+    with pytest.raises(DataError, match="data_batch_1: not a CIFAR batch .*posix.system.*nothing in it was run"):
+        load_raw("cifar10", str(folder))
+    assert not marker.exists()

@@ -147,3 +147,29 @@ def test_priors_do_not_change_the_fingerprint(tmp_path):
 def test_runconfig_defaults_are_unchanged_for_old_studies():
     old = StudySettings(dataset="digits", space=SPACE.to_dict())
     assert old.base_run_config().model == RunConfig().model
+
+
+def test_local_draws_change_only_parameters_that_apply_to_the_centre():
+    names = SPACE.changeable(BASE)(PRIOR)  # the recipe: SGD with one-cycle
+    assert "momentum" in names and "max_lr_factor" in names
+    assert not {"drop_every", "decay_rate", "cycle_epochs", "patience"} & set(names)  # other schedules' keys
+    text_base = recipe(DataShape("captcha", 40, 100, 1, 10, 7000, text=True))
+    assert "horizontal_flip" not in SPACE.changeable(text_base)(SPACE.priors(text_base))
+
+
+def test_queued_trials_keep_their_params_and_a_poor_budget_trains_the_recipe_first():
+    budget = BudgetPlan(1000.0, probe=100.0)  # 10 epochs of the recipe: no exploring
+    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [100.0, 100.0])
+        return 0.9
+
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert first.user_attrs["draw"] == "queued" and first.user_attrs["phase"] == "final"
+    assert {k: v for k, v in first.params.items() if k != "epochs"} == SPACE.baseline(BASE)
+    assert 1 <= first.params["epochs"] <= 10
+    assert second.user_attrs["phase"] == "explore"  # the final run is done

@@ -244,3 +244,68 @@ def test_workers_load_a_multi_objective_study_with_the_recorded_settings(sqlite_
     assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
     assert sorted(t.number for t in study.trials) == list(range(6))
     assert all(len(t.values) == 2 for t in study.trials) and study.best_trials
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(stat))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc to find the worker processes")
+def test_workers_end_when_the_command_is_killed(tmp_path):
+    """kill -9 of the command: its workers stop within seconds instead of training on."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    main = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_search.py"), "--study", "k", "--studies-dir", "studies", "--workers", "2",
+         "--trials", "40", "--epochs", "200", "--limit-train", "300", "--space", str(ROOT / "tests" / "spaces" / "tiny.toml")],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        workers: set[int] = set()
+        while time.time() < deadline and len(workers) < 2:
+            workers = {p for p in _children(main.pid) if "spawn_main" in _cmdline(p)}
+            time.sleep(0.5)
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(3)
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers), "workers went on after their command was killed"
+    finally:
+        if main.poll() is None:
+            main.kill()
