@@ -52,6 +52,10 @@ PROMOTE_FACTOR = 3
 PROMOTE_TOP = 2  # explored configurations promoted at most
 RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
 SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
+# A planned run's epochs may come out slower than the epochs it was planned from (the
+# probe times bare training steps; a trial ran beside other work): plan with a margin,
+# since a one-cycle run the deadline cuts short never anneals.
+PACE_MARGIN = {"probe": 1.25, "trial": 1.1}
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
@@ -198,6 +202,7 @@ class BudgetPlan:
         per_epoch = epoch_seconds(best) if best is not None else self.probe
         if not per_epoch:
             return None
+        per_epoch *= PACE_MARGIN["trial" if best is not None else "probe"]
         epochs = min(self.max_epochs, int((self.left(now) - SETUP_EPOCHS * per_epoch) // per_epoch))
         if epochs <= ((trial_epochs(best) or 0) if best is not None else 0):
             return None  # no longer schedule than it already had fits in the time left

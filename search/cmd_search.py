@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.config import METRICS, TEXT_METRICS, DataConfig, RunConfig, TrainConfig, is_text_dataset
+from search.config import MAX_SEED, METRICS, TEXT_METRICS, DataConfig, is_text_dataset
 from search.budget import BudgetPlan, parse_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.objectives import check_objective_settings, describe_objectives, parse_objectives
@@ -50,7 +50,6 @@ BUDGET_MAX_EPOCHS = 100  # a budgeted search's longest schedule when --epochs is
 DEFAULT_SPACE = "cnn"
 DEFAULT_TRIALS = 20
 DEFAULT_RECYCLE_MB = 512
-MAX_SEED = 2**31 - 1  # NumPy and Optuna seeds must stay below 2**32 once trial numbers are added
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

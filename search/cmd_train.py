@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         from search.export import read_export
 
         export = read_export(args.config)
+        if export.defaulted:
+            sections = ", ".join(f"[{s}]" for s in export.defaulted)
+            print(f"note: {args.config} has no {sections} section; {'it takes its' if len(export.defaulted) == 1 else 'they take their'} defaults")
     config = export.config
     if args.epochs is not None:
         config = config.replace(train=dataclasses.replace(config.train, epochs=args.epochs))

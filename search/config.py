@@ -23,6 +23,7 @@ from search.errors import ConfigError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "MAX_SEED",
     "DataConfig",
     "AugmentConfig",
     "CNNConfig",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+MAX_SEED = 2**31 - 1  # NumPy, TensorFlow and Optuna seeds must stay below 2**32 once trial numbers are added
 
 # The metrics every training run logs; with validation each also appears with a ``val_``
 # prefix.  Here rather than in ``training`` so that checking --monitor needs no TensorFlow.
@@ -259,6 +261,7 @@ class RunConfig:
         if version != SCHEMA_VERSION:
             _fail(f"{where}.schema_version", f"{SCHEMA_VERSION} (written by this version of cnn-search)", version)
         seed = check_value(int, raw.pop("seed", 0), f"{where}.seed")
+        _require(0 <= seed <= MAX_SEED, f"{where}.seed", f"an integer from 0 to {MAX_SEED}", seed)
         sections: dict[str, Any] = {}
         for name, value in raw.items():
             if name not in SECTIONS:
@@ -295,7 +298,7 @@ class RunConfig:
 
 
 def model_class(kind: Any, where: str) -> type:
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         _fail(where, "one of " + ", ".join(map(repr, MODEL_KINDS)), kind)
     return MODEL_KINDS[kind]
 

@@ -38,6 +38,7 @@ class Export:
 
     config: RunConfig
     source: dict[str, Any]
+    defaulted: tuple[str, ...] = ()  # sections the file left out: they take their defaults
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": EXPORT_SCHEMA_VERSION, "config": self.config.to_dict(), "source": self.source}
@@ -152,4 +153,25 @@ def read_export(path: str | Path) -> Export:
         raise ConfigError(f"{path}: 'source' must be a JSON object, received {type(source).__name__}")
     if isinstance(raw, dict) and "config" in raw and raw.get("schema_version", EXPORT_SCHEMA_VERSION) != EXPORT_SCHEMA_VERSION:
         raise ConfigError(f"{path}.schema_version: expected {EXPORT_SCHEMA_VERSION}, received {raw['schema_version']!r}")
-    return Export(config, source or {})
+    _check_source(source or {}, str(path))
+    from search.config import SECTIONS
+
+    body = raw["config"] if isinstance(raw, dict) and isinstance(raw.get("config"), dict) else raw
+    defaulted = tuple(s for s in SECTIONS if isinstance(body, dict) and s not in body)
+    return Export(config, source or {}, defaulted)
+
+
+def _check_source(source: dict[str, Any], where: str) -> None:
+    """The fields of ``source`` that ``train`` uses, checked before anything is trained or written."""
+    from search.config import METRICS, MAX_SEED, TEXT_METRICS
+
+    monitor = source.get("monitor")
+    known = [*METRICS, *TEXT_METRICS]
+    if monitor is not None and (not isinstance(monitor, str) or monitor.removeprefix("val_") not in known):
+        raise ConfigError(f"{where}: source.monitor: expected one of {', '.join(known)} (optionally val_...), received {monitor!r}")
+    seed = source.get("split_seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"{where}: source.split_seed: expected an integer from 0 to {MAX_SEED}, received {seed!r}")
+    value = source.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: source.value: expected a number, received {value!r}; restore it from 'export'")

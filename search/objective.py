@@ -82,7 +82,8 @@ class Objective:
         measured: dict[str, float] = {}
         # A promotion or final run was sized to the time left from measured epochs: only the
         # deadline itself stops it, never a projection from one slower epoch.
-        planned = trial.user_attrs.get("phase") in ("promote", "final")
+        # (read from the storage: the sampler wrote the plan after this Trial cached its attributes)
+        planned = trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") in ("promote", "final")
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         try:
             with keras_session():

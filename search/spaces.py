@@ -301,6 +301,9 @@ def _parse(raw: dict[str, Any], where: str, name: str, seen: tuple[str, ...]) ->
             base[(section, key)] = _param(section, key, spec, where)
     ordered = sorted(base.values(), key=lambda p: (list(SECTIONS).index(p.section), p.key != "kind"))
     _check_space(ordered, where)
+    if not seen[1:] and not any(p.kind != "fixed" for p in ordered):  # a file of its own, not a part others extend
+        raise SpaceError(f"{where}: samples nothing (no range or choice), so every trial would train the same config; "
+                         "add a range or choices, or train one config with 'train --config'")
     return Space(name, tuple(ordered), where)
 
 

@@ -412,7 +412,8 @@ def resolve_settings(
             f"study '{name}' was created with space '{recorded.space['name']}' and this space samples "
             "something else; drop --space to resume it, or start a new --study"
         )
-    changeable = {k: v for k, v in requested.items() if k not in StudySettings.IDENTITY and k != "space"}
+    changeable = {k: v for k, v in requested.items() if k not in StudySettings.IDENTITY}
+    # The same space (same fingerprint) may move its priors: the file as given now is used.
     return dataclasses.replace(recorded, **changeable)
 
 

@@ -31,6 +31,7 @@ class Candidate:
     label: str  # "study#trial"
     value: float
     config: RunConfig
+    score: float  # the value, signed so that higher is better whatever the study's direction
 
 
 @dataclass
@@ -101,9 +102,10 @@ def read_warm_start(spec: str, storage: str | None, studies_dir: Path, this_stud
                 config = RunConfig.from_dict(t.user_attrs.get("config"), where=f"{name} trial {t.number} config")
             except ConfigError:
                 continue  # not a cnn-search trial config: nothing to translate
-            candidates.append(Candidate(f"{name}#{t.number}", float(t.value), config))
+            candidates.append(Candidate(f"{name}#{t.number}", float(t.value), config, float(t.value) * (1 if maximize else -1)))
         if not done:
             raise UsageError(f"--warm-start {name}: the study has no completed trial to start from; name another study")
+    candidates.sort(key=lambda c: c.score, reverse=True)  # best first across studies
     return WarmStart(names, candidates)
 
 

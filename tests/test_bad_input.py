@@ -69,6 +69,7 @@ def template(tmp_path_factory) -> Path:
         db.execute("INSERT INTO invoices (total) VALUES (12.5)")
     db.close()
     (studies / "empty.db").write_bytes(b"")
+    (root / "empty_space.toml").write_text("")
     (root / "drop_not_a_list.toml").write_text('extends = "cnn"\ndrop = 5\n')
     (root / "prior_outside.toml").write_text('extends = "cnn"\n[model]\nblocks = { low = 1, high = 3, prior = 5 }\n')
     return root
@@ -79,9 +80,11 @@ def _png_header(width: int, height: int) -> bytes:
     import struct
     import zlib
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -137,6 +140,7 @@ CASES = {
     "npz with string pixels": (["--dataset", "npz:string_pixels.npz"], ["x_train", "<U1", "pixels must be numbers"]),
     "npz with 0 images": (["--dataset", "npz:no_images.npz"], ["x_train holds 0 images"]),
     "PNG claiming 30000x30000": (["--dataset", "folder:bomb"], ["1.png", "decompression bomb", "not decoded"]),
+    "empty space file": (["--space", "empty_space.toml"], ["empty_space.toml", "samples nothing"]),
     "space file with drop = 5": (["--space", "drop_not_a_list.toml"], ["drop_not_a_list.toml", "drop", "received 5"]),
     "--epochs 10001": (["--epochs", "10001"], ["--epochs", "at most 10000", "10001"]),
     "--seed -1": (["--seed=-1"], ["--seed", "from 0 to 2147483647", "-1"]),
@@ -200,3 +204,42 @@ def test_reading_commands_leave_a_foreign_database_byte_for_byte(work: Path, db:
         result = run_cli(command, "--study", "x", "--storage", f"sqlite:///studies/{db}.db", cwd=work)
         check_one_line_error(result, [f"{db}.db", "left as it is"])
     assert snapshot(work) == before
+
+
+EDITED_EXPORTS = {
+    # name: (change to the export, words the message must contain)
+    "model.kind a list": (lambda e: e["config"]["model"].update(kind=["cnn"]), ["model.kind", "['cnn']"]),
+    "source.monitor a number": (lambda e: e["source"].update(monitor=5), ["source.monitor", "5"]),
+    "source.split_seed -1": (lambda e: e["source"].update(split_seed=-1), ["source.split_seed", "-1"]),
+    "config.seed -1": (lambda e: e["config"].update(seed=-1), ["seed", "-1"]),
+    "config.seed 2**40": (lambda e: e["config"].update(seed=2**40), ["seed", str(2**40)]),
+    "source.value a string": (lambda e: e["source"].update(value="high"), ["source.value", "'high'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITED_EXPORTS), ids=list(EDITED_EXPORTS))
+def test_train_refuses_an_edited_export_before_training(work: Path, case: str):
+    import json
+
+    from search.config import RunConfig
+
+    export = {"schema_version": 1, "config": RunConfig().to_dict(),
+              "source": {"study": "s", "trial": 0, "value": 0.9, "monitor": "val_accuracy", "split_seed": 0}}
+    change, words = EDITED_EXPORTS[case]
+    change(export)
+    (work / "edited.json").write_text(json.dumps(export))
+    before = snapshot(work)
+    check_one_line_error(run_cli("train", "--config", "edited.json", "--keep-val", "--out", "out", cwd=work), words)
+    assert snapshot(work) == before and not (work / "out").exists()
+
+
+def test_train_on_a_missing_dataset_leaves_no_output_folder(work: Path):
+    import json
+
+    from search.config import DataConfig, RunConfig
+
+    config = RunConfig(data=DataConfig("folder:no/such/folder"))
+    (work / "missing.json").write_text(json.dumps({"schema_version": 1, "config": config.to_dict(), "source": {}}))
+    result = run_cli("train", "--config", "missing.json", "--out", "out", cwd=work)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (work / "out").exists()

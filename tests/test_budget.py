@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.budget import PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.budget import PACE_MARGIN, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
 from search.deadline import Deadline
 from search.errors import UsageError
 
@@ -58,7 +58,8 @@ def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_th
 
     final = plan.next_trial(study, now=600.0)
     assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
-    assert final.epochs == int((400.0 - 1.5 * 2.0) // 2.0)  # the time left, one epoch kept for set-up
+    pace = 2.0 * PACE_MARGIN["trial"]
+    assert final.epochs == int((400.0 - 1.5 * pace) // pace)  # the time left, with a margin and set-up time
     study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
     after = plan.next_trial(study, now=990.0)
     assert after.phase == "explore"  # one final run per budget
@@ -80,7 +81,7 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=20.0)
-    per_epoch = 1000.0 / (RICH / 2)
+    per_epoch = 1000.0 / (RICH / 2) * PACE_MARGIN["probe"]
     assert (first.phase, first.source) == ("final", None)
     assert first.epochs == int((980.0 - 1.5 * per_epoch) // per_epoch)
     study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))

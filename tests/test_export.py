@@ -117,3 +117,24 @@ def test_a_multi_objective_study_exports_a_chosen_point_of_its_front(tmp_path):
     export = export_trial(study, trial, "sqlite:///x.db")
     assert export.source["value"] == 0.6 and export.source["values"] == {"val_accuracy": 0.6, "params": 1200}
     assert export.source["objectives"] == "accuracy,params" and export.source["direction"] == "maximize"
+
+
+def test_an_export_missing_sections_says_which_take_their_defaults(tmp_path):
+    import json
+
+    from search.export import read_export
+
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps({"config": {"data": {"dataset": "digits"}, "train": {"epochs": 2}}, "source": {}}))
+    export = read_export(path)
+    assert export.defaulted == ("augment", "model", "optimizer", "schedule")
+    assert read_export_full(tmp_path).defaulted == ()
+
+
+def read_export_full(tmp_path):
+    from search.config import RunConfig
+    from search.export import read_export
+
+    path = tmp_path / "full.json"
+    path.write_text(RunConfig().to_json())
+    return read_export(path)
