@@ -3,7 +3,9 @@
 The public API: a run config describes a training run; a space samples configs from a
 trial; ``build_model`` and ``fit`` turn a config into a trained Keras model without
 Optuna; ``train_final`` trains an exported config to a saved, evaluated model and
-``load_model`` reads it back; ``decode`` turns a text model's output into strings.
+``load_model`` reads it back; ``decode`` turns a text model's output into strings;
+``default_recipe`` is the default run config for a dataset's shape, ``PriorSampler`` the
+sampler that searches around it, ``BudgetPlan`` a budgeted search's plan.
 Heavy modules (TensorFlow) load on first use.
 """
 
@@ -56,6 +58,11 @@ _LAZY = {
     "Export": "search.export",
     "read_export": "search.export",
     "decode": "search.textdata",
+    "default_recipe": "search.recipe",  # not "recipe": that name is the module search.recipe
+    "DataShape": "search.recipe",
+    "PriorSampler": "search.prior",
+    "BudgetPlan": "search.budget",
+    "parse_budget": "search.budget",
 }
 
 __all__ = [

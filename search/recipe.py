@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from search.config import AugmentConfig, CNNConfig, DataConfig, OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
 from search.config import is_text_dataset
 
-__all__ = ["DataShape", "RECIPE", "recipe", "no_flip_dataset"]
+__all__ = ["DataShape", "RECIPE", "recipe", "default_recipe", "no_flip_dataset"]
 
 # The recipe's fixed part: every value, and why it has it.
 RECIPE = {
@@ -130,3 +130,6 @@ def recipe(shape: DataShape, data: DataConfig | None = None, epochs: int | None 
         train=TrainConfig(batch_size=batch, epochs=epochs or r["epochs"], label_smoothing=0.0 if text else r["label_smoothing"]),
         seed=seed,
     )
+
+
+default_recipe = recipe  # the name ``search`` exports (``search.recipe`` is this module)

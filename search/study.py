@@ -439,8 +439,15 @@ def create_or_load(
             study_name=name, storage=storage, **direction,
             sampler=sampler, pruner=pruner, load_if_exists=True,
         )
-        if SETTINGS_ATTR not in study.user_attrs:
+        if SETTINGS_ATTR in study.user_attrs:
+            _check_same_study(name, study.user_attrs[SETTINGS_ATTR], settings)  # created by another command meanwhile
+        else:
             study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+            # Two commands creating one study at once both get here; the last write wins.
+            # Read it back after a moment: the command whose settings lost stops here,
+            # before it runs a trial under settings the study does not record.
+            time.sleep(0.3 + 0.2 * random.random())
+            _check_same_study(name, storage.get_study_user_attrs(study._study_id)[SETTINGS_ATTR], settings)
             if settings.baseline and not study.trials:
                 _enqueue_baseline(study, settings)
             with warnings.catch_warnings():  # names the values in plots and optuna-dashboard
@@ -449,6 +456,22 @@ def create_or_load(
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_message(e, url)}); check the storage") from e
     return study
+
+
+def _check_same_study(name: str, recorded: Any, settings: StudySettings) -> None:
+    """Refuse to run under ``settings`` a study that records other identity settings."""
+    if not isinstance(recorded, dict):
+        return
+    other = StudySettings.from_dict(recorded)
+    for key in StudySettings.IDENTITY:
+        if getattr(other, key) != getattr(settings, key):
+            raise StorageError(
+                f"study '{name}' was created at the same moment by another command with {key}={getattr(other, key)!r}, "
+                f"not {getattr(settings, key)!r}; nothing was run; rerun to resume it with its settings, or choose another --study"
+            )
+    if other.space_obj.fingerprint != settings.space_obj.fingerprint:
+        raise StorageError(f"study '{name}' was created at the same moment by another command with another space; "
+                           "nothing was run; rerun to resume it, or choose another --study")
 
 
 def _enqueue_baseline(study: optuna.Study, settings: StudySettings) -> None:

@@ -44,3 +44,33 @@ def test_recipe_trains_well_on_digits(digits):
     with keras_session():
         result = fit(config, digits)
     assert max(result.history["val_accuracy"]) >= 0.93
+
+
+def test_the_package_exports_the_recipe_under_a_name_the_module_does_not_shadow():
+    import search
+    import search.recipe  # noqa: F401  (binds the module as an attribute of the package)
+
+    assert search.default_recipe is recipe
+    assert callable(search.default_recipe) and "default_recipe" in search.__all__
+
+
+def test_train_recipe_trains_the_default_recipe_with_no_search(tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    result = run_cli("train", "--recipe", "digits", "--epochs", "3", "--keep-val", "--out", "m", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["config"]["model"]["early_pool"] is True and config["config"]["train"]["epochs"] == 3
+    assert config["source"]["recipe"] is True
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.5 and (tmp_path / "m" / "model.keras").exists()
+
+
+def test_train_recipe_with_a_missing_dataset_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("train", "--recipe", "folder:nowhere", cwd=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -309,3 +309,34 @@ def test_workers_end_when_the_command_is_killed(tmp_path):
     finally:
         if main.poll() is None:
             main.kill()
+
+
+def _create_with_split(url: str, barrier, val_split: float, results) -> None:
+    from search.errors import StorageError
+
+    barrier.wait()
+    try:
+        create_or_load("mixed", url, StudySettings(dataset="digits", space=load_space("cnn").to_dict(), val_split=val_split))
+        results[val_split] = "ok"
+    except StorageError as e:
+        results[val_split] = str(e)
+
+
+def test_commands_creating_one_study_at_once_with_other_settings_leave_one_standing(sqlite_url):
+    """Issue 12: two commands create one new study with --val-split 0.1 and 0.2 at once;
+    the study records one split, and the command whose split it is not is refused."""
+    import multiprocessing
+
+    import optuna
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Manager().dict()
+    procs = [ctx.Process(target=_create_with_split, args=(sqlite_url, barrier, split, results)) for split in (0.1, 0.2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    recorded = optuna.load_study(study_name="mixed", storage=sqlite_url).user_attrs["cnn_search"]["val_split"]
+    assert results[recorded] == "ok"
+    loser = 0.2 if recorded == 0.1 else 0.1
+    assert f"val_split={recorded!r}" in results[loser] and "nothing was run" in results[loser]
