@@ -57,6 +57,7 @@ class Draw:
     change: tuple[str, ...] = ()
     plan: TrialPlan | None = None
     centre_name: str = "prior"
+    known: frozenset[str] = frozenset()  # params a local draw takes from the centre; others are drawn anew
 
 
 class PriorSampler(optuna.samplers.BaseSampler):
@@ -118,7 +119,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if name == "epochs" and draw.plan is not None:
             return _clip(draw.plan.epochs, distribution)
         value = draw.centre.get(name)
-        if draw.mode == "global" or value is None or not _contains(distribution, value):
+        unknown = draw.mode == "local" and name not in draw.known
+        if draw.mode == "global" or unknown or value is None or not _contains(distribution, value):
             return self._random.sample_independent(study, trial, name, distribution)
         if name in draw.change:
             return self._perturb(value, distribution)
@@ -148,7 +150,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         k = int(self._rng.choice(CHANGES, p=CHANGE_WEIGHTS))
         names = self.names(centre)
         change = tuple(self._rng.choice(names, size=min(k, len(names)), replace=False)) if names else ()
-        return Draw("local", centre, tuple(str(c) for c in change), plan, centre_name)
+        known = frozenset(names) | frozenset(self.prior)  # a param of the objective's own, not the space's, is drawn anew
+        return Draw("local", centre, tuple(str(c) for c in change), plan, centre_name, known)
 
     def global_share(self, study: optuna.Study, done: list[FrozenTrial]) -> float:
         """START_GLOBAL until EVIDENCE trials completed, then from the best quarter's draws."""

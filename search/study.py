@@ -179,6 +179,8 @@ def make_sampler(
     """The sampler ``name``; the prior-guided one needs the study's ``settings`` (its
     space and base config), takes the ``budget`` plan of a budgeted run, and centres on
     ``prior`` params (a warm start's) over the space's own priors."""
+    if name == "prior" and settings is not None and settings.multi_objective:
+        name = "tpe"  # the prior sampler ranks one value; a Pareto front needs a multi-objective sampler
     if name == "prior":
         from search.prior import PriorSampler
 
