@@ -175,10 +175,11 @@ class _StepTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 8) -> float:
-    """Seconds an epoch of ``config`` on ``data`` takes, from a few timed training steps
-    (the first two, which build and trace, are not counted) plus a validation pass
-    estimated at a third of a training step per image.  Costs a model build and
+def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 16) -> float:
+    """Seconds an epoch of ``config`` on ``data`` takes, from the second half of a few
+    timed training steps (the first ones build, trace, and are fed from batches the input
+    pipeline prepared meanwhile, which hides its cost) plus a validation pass estimated at
+    a third of a training step per image.  Costs a model build and
     ``steps`` steps: a budgeted search plans its first trial from it."""
     keras.utils.set_random_seed(config.seed)
     batch = config.train.batch_size
@@ -191,7 +192,8 @@ def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 8) -> flo
         ds = make_pipeline(x, y, data.num_classes, batch, shuffle=True, seed=config.seed, augment=config.augment)
         timer = _StepTimer()
         model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
-    per_step = sorted(timer.seconds[2:] or timer.seconds)[len(timer.seconds[2:] or timer.seconds) // 2]
+    late = timer.seconds[len(timer.seconds) // 2:] or timer.seconds
+    per_step = sum(late) / len(late)
     train_steps = math.ceil(len(data.x_train) / batch)
     return per_step * (train_steps + len(data.x_val) / batch / 3)
 
