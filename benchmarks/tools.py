@@ -17,7 +17,6 @@ searches until the recorder's budget ends.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -96,9 +95,9 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
 BUDGET_MAX_EPOCHS = 100  # as ``search --budget`` without --epochs
 
 
-def bench_recipe(bench: Bench) -> RunConfig:
-    """The default recipe for the benchmark's data (its epochs: the recipe's own)."""
-    return recipe(DataShape.of(bench.data, bench.base.data.dataset), bench.base.data, seed=bench.seed)
+def bench_recipe(bench: Bench, epochs: int | None = None) -> RunConfig:
+    """The default recipe for the benchmark's data (``epochs`` None: the recipe's own)."""
+    return recipe(DataShape.of(bench.data, bench.base.data.dataset), bench.base.data, epochs=epochs, seed=bench.seed)
 
 
 def run_harness(
@@ -107,7 +106,7 @@ def run_harness(
     """Search with cnn-search's own code path, as ``cmd_search.run`` wires it.  ``budgeted``:
     as ``search --budget`` (the recipe as base config, the budget plan over the time left)."""
     cfg = bench.base.data
-    base = bench_recipe(bench).replace(train=dataclasses.replace(bench_recipe(bench).train, epochs=bench.base.train.epochs))
+    base = bench_recipe(bench, epochs=bench.base.train.epochs)
     settings = StudySettings(
         dataset=cfg.dataset, space=bench.space.to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
         data_dir=cfg.data_dir, epochs=bench.base.train.epochs, seed=bench.seed, sampler=sampler, pruner=pruner,
