@@ -11,8 +11,9 @@ epochs:
    yet promoted train again with a 3x longer schedule, each only when it can finish
    before the final phase (its epoch time is known from its short run);
 3. **final** (the rest, at least half of the budget): the best configuration, ranked
-   at the longest schedule it ran, trains once more with as many epochs as the time
-   left allows (at most ``max_epochs``).
+   at the longest schedule it ran, trains once more with the time left, its schedule
+   paced by the clock (``search.deadline.Pace``); with ``capped`` (``--epochs``) and
+   more time than ``max_epochs`` need, a plain schedule of ``max_epochs`` instead.
 
 Exploring is worth its time only when the final run still gets a long schedule.
 Before the first trial a few timed training steps of the recipe (``probe``) tell how
@@ -52,12 +53,12 @@ PROMOTE_FACTOR = 3
 PROMOTE_TOP = 2  # explored configurations promoted at most
 RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
 SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
-# A planned run's epochs may come out slower than the epochs it was planned from: plan
-# with a margin, since a one-cycle run the deadline cuts short never anneals.  Measured on
-# one CPU core, CIFAR recipe: the probe said 24.7 s an epoch, the first epoch took 25.4 s
-# and the second 41.5 s (sustained load runs slower here); with the first margin, 1.25,
-# the benchmark's CIFAR run was cut after 15 of its planned epochs (docs/benchmarks.md).
-PACE_MARGIN = {"probe": 1.7, "trial": 1.1}
+# The final run is paced (``search.deadline.Pace``): its learning-rate schedule runs on
+# the clock and ends FINISH_EPOCHS of an epoch before the deadline, which leaves time for
+# the validation of the epoch it stops in.  Its epochs only size the schedule: on one CPU
+# core the CIFAR recipe's sustained epochs took 1.7x what the probe measured, and a
+# schedule planned in epochs from the probe was cut by the deadline before it annealed.
+FINISH_EPOCHS = 0.25
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
@@ -74,8 +75,8 @@ def parse_budget(text: str) -> float:
 
 def trial_epochs(trial: FrozenTrial) -> int | None:
     """The schedule length a trial was given (its ``epochs`` param or stored config); for a
-    run the deadline stopped, the epochs it ran: it was not trained to its schedule's end."""
-    if trial.user_attrs.get("stopped") and trial.user_attrs.get("epoch_seconds"):
+    run the deadline stopped, or one paced by the clock, the epochs it ran."""
+    if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
         return len(trial.user_attrs["epoch_seconds"])
     if "epochs" in trial.params:
         return int(trial.params["epochs"])
@@ -108,13 +109,15 @@ class TrialPlan:
     epochs: int
     source: int | None = None  # the trial whose configuration this one trains again
     note: str = ""
+    until: float | None = None  # time.time() at which a paced run's schedule ends (final runs)
 
 
 @dataclass
 class BudgetPlan:
     """The phases of a budgeted search; shared by every trial of one run (one process).
 
-    ``probe``: seconds an epoch of the recipe takes, measured before the first trial
+    ``max_epochs`` bounds the ``epochs`` param (a paced final run's is only nominal: it
+    trains as many as the clock allows unless ``capped``).  ``probe``: seconds an epoch of the recipe takes, measured before the first trial
     (``search.training.probe_epoch_seconds``); None until measured."""
 
     seconds: float
@@ -122,6 +125,7 @@ class BudgetPlan:
     max_epochs: int = 100
     short_epochs: int = SHORT_EPOCHS
     probe: float | None = None
+    capped: bool = False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
 
     @property
     def deadline(self) -> float:
@@ -204,9 +208,12 @@ class BudgetPlan:
         per_epoch = epoch_seconds(best) if best is not None else self.probe
         if not per_epoch:
             return None
-        per_epoch *= PACE_MARGIN["trial" if best is not None else "probe"]
-        epochs = min(self.max_epochs, int((self.left(now) - SETUP_EPOCHS * per_epoch) // per_epoch))
+        fits = int((self.left(now) - SETUP_EPOCHS * per_epoch) // per_epoch)
+        epochs = min(self.max_epochs, fits)
         if epochs <= ((trial_epochs(best) or 0) if best is not None else 0):
             return None  # no longer schedule than it already had fits in the time left
         what = f"trial {best.number}" if best is not None else "the recipe"
-        return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs, the time left")
+        if fits > self.max_epochs and self.capped:  # --epochs caps it: a plain schedule of that many epochs
+            return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")
+        return TrialPlan("final", epochs, best.number if best is not None else None,
+                         f"{what} with the time left (about {epochs} epochs)", until=self.deadline - FINISH_EPOCHS * per_epoch)

@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     budget = None
     if budget_s:
-        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS)  # the worker says the plan
+        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS, capped=bool(args.epochs))  # the worker says the plan
     deadlines = [d for d in (time.time() + args.timeout if args.timeout else None, budget.deadline if budget else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,

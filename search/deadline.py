@@ -1,4 +1,4 @@
-"""The Keras callback that ends a budgeted search's trials on time (see ``search.budget``)."""
+"""Keras callbacks that keep a budgeted search's trials on time (see ``search.budget``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import keras
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "Pace"]
 
 
 class Deadline(keras.callbacks.Callback):
@@ -38,4 +38,45 @@ class Deadline(keras.callbacks.Callback):
         if self.project and self.reason is None and epoch == 1 and remaining > 0 and now + remaining * (now - self._epoch_start) > self.deadline:
             self.reason = (f"would not finish its {epochs} epochs before the deadline "
                            f"({now - self._epoch_start:.0f}s an epoch, {self.deadline - now:.0f}s left)")
+            self.model.stop_training = True
+
+
+class Pace(keras.callbacks.Callback):
+    """Run a learning-rate schedule on the wall clock instead of the step count.
+
+    The schedule's progress is the share of the time from the start of training to
+    ``until`` (``time.time()``) already spent: step ``progress * total_steps`` of
+    ``schedule`` sets the rate before each batch, and training stops at the first batch
+    that ends after ``until`` (Keras still validates the epoch it stopped in).  A
+    budget's final run is planned from epoch times that sustained load can stretch (on
+    this project's CPU, 1.7x the probe): counted in steps, a schedule planned too long is
+    cut before it anneals; counted in seconds, it anneals exactly at the deadline, however
+    fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).
+    ``schedule`` None (a constant or plateau rate): only the stop."""
+
+    def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
+        super().__init__()
+        self.until = until
+        self.schedule = schedule
+        self.total_steps = max(1, int(total_steps))
+        self.stopped = False
+        self._start = 0.0
+
+    def progress(self, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        return min(1.0, max(0.0, (now - self._start) / max(self.until - self._start, 1e-9)))
+
+    def rate(self, progress: float) -> float:
+        return float(keras.ops.convert_to_numpy(self.schedule(progress * self.total_steps)))
+
+    def on_train_begin(self, logs=None):
+        self._start = time.time()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.schedule is not None:
+            self.model.optimizer.learning_rate.assign(self.rate(self.progress()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() >= self.until and not self.stopped:
+            self.stopped = True
             self.model.stop_training = True

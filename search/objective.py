@@ -13,6 +13,7 @@ gets its learning curves and model summary as Optuna artifacts for the dashboard
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -81,14 +82,23 @@ class Objective:
         fail_reason = None
         measured: dict[str, float] = {}
         # A promotion or final run was sized to the time left from measured epochs: only the
-        # deadline itself stops it, never a projection from one slower epoch.
+        # deadline itself stops it, never a projection from one slower epoch; a final run's
+        # schedule runs on the clock until ``pace_until`` (``search.deadline.Pace``).
         # (read from the storage: the sampler wrote the plan after this Trial cached its attributes)
-        planned = trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") in ("promote", "final")
+        plan = trial.storage.get_trial_user_attrs(trial._trial_id)
+        planned = plan.get("phase") in ("promote", "final")
+        until = plan.get("pace_until")
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         try:
             with keras_session():
                 try:
-                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], monitor=self.monitor)
+                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], monitor=self.monitor,
+                                 until=until)
+                    if until is not None:  # what it trained: the schedule over the epochs it ran
+                        config = config.replace(train=replace(config.train, epochs=result.epochs_run))
+                        trial.set_user_attr("config", config.to_dict())
+                        trial.set_user_attr("paced", f"schedule paced by the clock: {result.epochs_run} epochs "
+                                                     f"in {sum(result.epoch_seconds):.0f}s")
                     measured["params"] = float(result.params)
                     if "latency" in self.objectives:
                         from search.latency import measure_latency

@@ -106,6 +106,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
             attrs.update(phase=draw.plan.phase, budget_start=self.budget.start if self.budget else None)
             if draw.plan.source is not None:
                 attrs["source"] = draw.plan.source
+            if draw.plan.until is not None:
+                attrs["pace_until"] = draw.plan.until
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
 

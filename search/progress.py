@@ -13,6 +13,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
+from search.budget import trial_epochs
 from search.diagnose import Finding, explain
 from search.objectives import format_objective, pareto_front, study_metric_names
 
@@ -61,7 +62,7 @@ def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
     attrs = trial.user_attrs
     parts = []
     if attrs.get("phase"):
-        parts.append(f"{attrs['phase']}, {trial.params.get('epochs', '?')} epochs")
+        parts.append(f"{attrs['phase']}, {trial_epochs(trial) or '?'} epochs" + (", paced by the clock" if attrs.get("paced") else ""))
     if attrs.get("baseline"):
         parts.append("the recipe")
     elif attrs.get("warm_start"):
@@ -86,7 +87,7 @@ def budget_summary(study: optuna.Study, budget) -> str:
             done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]
             best = max((t.value for t in done), default=None) if study.direction.name == "MAXIMIZE" else \
                 min((t.value for t in done), default=None)
-            epochs = sorted({t.params.get("epochs") for t in these if t.params.get("epochs")})
+            epochs = sorted({e for e in map(trial_epochs, these) if e})  # a paced run: the epochs it ran
             lines.append(f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
                          f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}")
     return "\n".join(lines)

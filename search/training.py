@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from search.config import METRICS, OptimizerConfig, RunConfig
 from search.data import Dataset
+from search.deadline import Pace
 from search.errors import DivergedError, ResourceError
 from search.models import InputStats, build_model, compile_metrics
 from search.pipeline import TensorCache, make_pipeline
@@ -26,6 +27,9 @@ __all__ = [
     "FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "probe_epoch_seconds",
     "METRICS",
 ]
+
+
+PACED_EPOCHS_CAP = 100_000
 
 
 @dataclass
@@ -115,8 +119,13 @@ def fit(
     train_on_val: bool = False,
     monitor: str = "val_accuracy",
     verbose: int = 0,
+    until: float | None = None,
 ) -> FitResult:
     """Build, compile and train the model ``config`` describes on ``data``.
+
+    ``until`` (``time.time()``): a paced run (``search.deadline.Pace``): the learning-rate
+    schedule spans the time until then instead of ``config.train.epochs`` epochs, which
+    only size it; training stops then, however many epochs that is.
 
     Raises ``DivergedError`` when the loss stops being finite and ``ResourceError`` when
     the model does not fit in memory; both fail one trial, not the study.
@@ -132,6 +141,12 @@ def fit(
         config.schedule, config.optimizer.learning_rate, steps, config.train.epochs,
         monitor=monitor if validate else monitor.removeprefix("val_"),
     )
+    epochs = config.train.epochs
+    if until is not None:
+        pace = Pace(until, lr if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) else None, steps * epochs)
+        lr = pace.rate(0.0) if pace.schedule is not None else lr  # a plain rate the pacer can set
+        schedule_callbacks = [*schedule_callbacks, pace]
+        epochs = PACED_EPOCHS_CAP  # the clock ends it, however many epochs fit
     model.compile(
         optimizer=make_optimizer(config.optimizer, lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
@@ -149,7 +164,7 @@ def fit(
         history = model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=config.train.epochs,
+            epochs=epochs,
             callbacks=[guard, timer, *schedule_callbacks, *callbacks],
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,

@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.budget import PACE_MARGIN, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.budget import FINISH_EPOCHS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
 from search.deadline import Deadline
 from search.errors import UsageError
 
@@ -58,18 +58,21 @@ def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_th
 
     final = plan.next_trial(study, now=600.0)
     assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
-    pace = 2.0 * PACE_MARGIN["trial"]
-    assert final.epochs == int((400.0 - 1.5 * pace) // pace)  # the time left, with a margin and set-up time
+    assert final.epochs == int((400.0 - 1.5 * 2.0) // 2.0)  # the time left, less set-up time, sizes its schedule
+    assert final.until == 1000.0 - FINISH_EPOCHS * 2.0  # which runs on the clock until just before the deadline
     study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
     after = plan.next_trial(study, now=990.0)
     assert after.phase == "explore"  # one final run per budget
 
 
 def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_skipped():
-    capped = BudgetPlan(10000.0, start=0.0, max_epochs=20)
+    capped = BudgetPlan(10000.0, start=0.0, max_epochs=20, capped=True)
     study = optuna.create_study(direction="maximize")
     study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
-    assert capped.next_trial(study, now=9000.0).epochs == 20
+    final = capped.next_trial(study, now=9000.0)
+    assert (final.epochs, final.until) == (20, None)  # capped by --epochs: not paced, a plain 20-epoch schedule
+    uncapped = BudgetPlan(10000.0, start=0.0, max_epochs=20).next_trial(study, now=9000.0)
+    assert uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS  # the clock decides; 20 is nominal
     tight = BudgetPlan(100.0, start=0.0, max_epochs=100, probe=1.0)
     assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
 
@@ -81,8 +84,8 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=20.0)
-    per_epoch = 1000.0 / (RICH / 2) * PACE_MARGIN["probe"]
-    assert (first.phase, first.source) == ("final", None)
+    per_epoch = 1000.0 / (RICH / 2)
+    assert (first.phase, first.source, first.until) == ("final", None, 1000.0 - FINISH_EPOCHS * per_epoch)
     assert first.epochs == int((980.0 - 1.5 * per_epoch) // per_epoch)
     study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))
     assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
@@ -103,6 +106,8 @@ def test_a_pruned_or_failed_final_does_not_block_a_new_one():
 def test_a_run_stopped_at_the_deadline_ranks_by_the_epochs_it_ran():
     stopped = _trial(0.9, 40, 1.0, stopped="stopped at the budget's deadline")
     assert trial_epochs(stopped) == 3  # three epoch times recorded, not the 40 planned
+    paced = _trial(0.9, 40, 1.0, paced="schedule paced by the clock: 3 epochs in 5s")
+    assert trial_epochs(paced) == 3
 
 
 def test_plan_minimizes_when_the_study_does():

@@ -25,6 +25,11 @@ def test_budget_plans_the_epochs_and_ends_on_time(tmp_path):
     assert trials[0].user_attrs.get("baseline") and trials[0].params["epochs"] == 3  # the recipe first, short
     assert all(t.user_attrs.get("phase") in ("explore", "promote", "final") for t in trials)
     assert not study.get_trials(states=(TrialState.RUNNING,))
+    final = [t for t in trials if t.user_attrs.get("phase") == "final" and t.state == TrialState.COMPLETE]
+    assert final, "half the budget is the final run's"
+    attrs = final[0].user_attrs  # its schedule ran on the clock; the config says the epochs it ran
+    assert attrs["pace_until"] <= study.trials[0].datetime_start.timestamp() + 40 + 1 and attrs["paced"].startswith("schedule paced")
+    assert attrs["config"]["train"]["epochs"] == len(attrs["epoch_seconds"]) > 3
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     assert (max(ends) - min(t.datetime_start for t in trials)).total_seconds() < 40 + 10  # one trial's validation at most past it
     assert wall < 40 + 60  # start-up (TensorFlow, data) is the rest

@@ -60,3 +60,34 @@ def test_train_on_val_uses_more_images(digits):
     with keras_session():
         result = fit(TINY.replace(train=TrainConfig(epochs=1, batch_size=64)), digits, validate=False, train_on_val=True)
     assert "val_loss" not in result.history and len(result.history["loss"]) == 1
+
+
+class _Rates(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_a_paced_run_spans_its_schedule_over_the_time_given_and_stops_then(digits):
+    import time
+
+    from search.config import ScheduleConfig
+
+    config = TINY.replace(
+        optimizer=OptimizerConfig("sgd", learning_rate=0.01, momentum=0.9, nesterov=True),
+        schedule=ScheduleConfig(name="one_cycle", max_lr_factor=10.0),
+        train=TrainConfig(epochs=2, batch_size=64),  # sizes the schedule only: the clock decides
+    )
+    rates = _Rates()
+    start = time.time()
+    with keras_session():
+        result = fit(config, digits, callbacks=[rates], until=start + 6.0)
+    took = time.time() - start
+    assert 6.0 <= took < 6.0 + 2 * max(result.epoch_seconds)  # stopped at the first batch after 6 s
+    assert result.epochs_run > 2  # as many as fit in the time, not the 2 that sized the schedule
+    peak = rates.rates.index(max(rates.rates))
+    assert 0 < peak < len(rates.rates) - 1  # warmed up, then annealed, by the clock
+    assert max(rates.rates) == pytest.approx(0.1, rel=0.1) and rates.rates[-1] < 0.01
