@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from search.errors import SearchInterrupted, UsageError
+from search.errors import DiskFullError, SearchInterrupted, UsageError, disk_full
 
 __all__ = ["main", "COMMANDS", "require_tensorflow", "add_study_arguments", "study_location"]
 
@@ -100,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a full disk is the machine's state, not a bug: one line, and the study resumes
+        why = disk_full(e)
+        if why is None:
+            raise
+        print(f"error: {DiskFullError(why)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from search.budget import BudgetPlan, parse_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.spaces import load_space
+from search.recovery import reap_dead
 from search.study import (
     DEFAULT_PRUNER,
     DEFAULT_SAMPLER,
@@ -268,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(name, url, settings)  # created once, before any worker starts
+    reap_dead(study, GRACE_FACTOR * settings.heartbeat)  # trials of a killed run on this machine: queued again now
     if taken is not None:
         taken.apply(study)
         print(taken.describe())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import keras
 
-__all__ = ["Deadline", "Pace"]
+__all__ = ["Deadline", "Pace", "StopCheck"]
 
 
 class Deadline(keras.callbacks.Callback):
@@ -80,3 +81,21 @@ class Pace(keras.callbacks.Callback):
         if time.time() >= self.until and not self.stopped:
             self.stopped = True
             self.model.stop_training = True
+
+
+class StopCheck(keras.callbacks.Callback):
+    """Raise ``KeyboardInterrupt`` at the first batch after ``requested()`` turns true.
+
+    The Ctrl-C/SIGTERM handler (``search.recovery.StopRequest``) raises it itself, but a
+    signal that lands in a weakref callback or ``__del__`` is swallowed by Python; this
+    check makes such a stop end the trial within one batch all the same."""
+
+    def __init__(self, requested: Callable[[], bool]) -> None:
+        super().__init__()
+        self.requested = requested
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end

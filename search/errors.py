@@ -14,6 +14,8 @@ __all__ = [
     "SpaceError",
     "DataError",
     "StorageError",
+    "DiskFullError",
+    "disk_full",
     "MetricNotFoundError",
     "SearchInterrupted",
     "TrialError",
@@ -45,6 +47,37 @@ class DataError(UsageError):
 
 class StorageError(UsageError):
     """The study storage cannot be opened, or holds a study that does not match."""
+
+
+class DiskFullError(StorageError):
+    """The disk (or quota) under the study, its artifacts or a model ran out of space."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"disk full ({why}): free space where the study, its artifacts or the model are written, or write them "
+            "elsewhere (--studies-dir, --storage, --out); finished trials are kept: run the same command to resume"
+        )
+
+
+_FULL_ERRNOS = {28, 122}  # ENOSPC, EDQUOT
+_FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def disk_full(error: BaseException) -> str | None:
+    """Why ``error`` (or an error it was raised from, or while handling) is a full disk:
+    an ``OSError`` with ENOSPC/EDQUOT, or SQLite's "database or disk is full" however
+    SQLAlchemy and Optuna wrapped it; None otherwise."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return f"{error.strerror}: {error.filename}" if error.filename else str(error.strerror)
+        text = str(error).lower()
+        for needle in _FULL_TEXTS:
+            if needle in text:
+                return needle
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class MetricNotFoundError(UsageError):

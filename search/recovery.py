@@ -27,9 +27,9 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import TrialState
 
-from search.errors import TrialError, TrialInterrupted
+from search.errors import TrialError, TrialInterrupted, disk_full
 
-__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "Guarded", "worker_name"]
+__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "Guarded", "worker_name", "reap_dead"]
 
 MAX_RETRY = 2  # retries of a trial whose worker died; Ctrl-C retries are not counted
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -75,6 +75,52 @@ class RequeueStale:
         )
 
 
+def _gone(worker: str) -> bool:
+    """Whether ``host:pid`` names a process of this machine that no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def reap_dead(study: optuna.Study, grace: int, pids: tuple[int, ...] | None = None, out: TextIO | None = None) -> list[int]:
+    """Fail and queue again, now, the RUNNING trials whose worker is a process of this
+    machine that is gone (killed with kill -9, or a worker the supervisor saw die; with
+    ``pids``, only those workers'), instead of waiting out the heartbeat grace; say when
+    the others running elsewhere are retried if their worker is gone.  The trial numbers
+    queued again.  Safe beside other workers: a trial another process failed first is skipped."""
+    out = out or sys.stdout
+    requeued = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        host, _, pid = str(worker).rpartition(":")
+        mine = worker is not None and (_gone(worker) if pids is None else host == socket.gethostname() and pid in map(str, pids))
+        if not mine:
+            if pids is None:
+                started = f"started {trial.datetime_start:%H:%M:%S}" if trial.datetime_start else "running"
+                print(f"trial {trial.number:>4}  RUNNING   on {worker or 'another worker'} ({started}): if that worker is "
+                      f"gone, the first trial started {grace}s after its last heartbeat marks it failed and queues it again",
+                      file=out, flush=True)
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"its worker {worker} is gone (killed?)")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        queued = requeue(study, trial)
+        then = "queued to run again" if queued else f"not queued again: its worker died {MAX_RETRY + 1} times"
+        print(f"trial {trial.number:>4}  FAIL      its worker {worker} is gone (killed?); {then}", file=out, flush=True)
+        if queued:
+            requeued.append(trial.number)
+    return requeued
+
+
 class StopRequest:
     """The SIGINT/SIGTERM handler of a search process.
 
@@ -88,6 +134,7 @@ class StopRequest:
         self.requested = False
         self.in_trial = False
         self._previous: dict[int, Any] = {}
+        self._hook: Any = None
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -99,12 +146,24 @@ class StopRequest:
     def install(self) -> StopRequest:
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         return self
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if getattr(self, "_hook", None) is not None:
+            sys.unraisablehook, self._hook = self._hook, None
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """Python cannot raise where the signal may land (a weakref callback, ``__del__``):
+        it prints "Exception ignored" and goes on.  Our own KeyboardInterrupt there is not
+        news: ``requested`` is set, and the trial's ``StopCheck`` and ``Guarded`` act on it."""
+        if self.requested and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        (self._hook or sys.__unraisablehook__)(unraisable)
 
 
 class _HushExpected(logging.Filter):
@@ -125,6 +184,10 @@ class Guarded:
     """Wraps an objective: records the worker, and turns Ctrl-C into a failed, requeued trial."""
 
     def __init__(self, objective: Callable[[optuna.trial.Trial], float], stop: StopRequest) -> None:
+        if isinstance(getattr(objective, "callbacks", None), tuple):  # a search.objective.Objective: stop within a batch
+            from search.deadline import StopCheck
+
+            objective.callbacks = (*objective.callbacks, StopCheck(lambda: stop.requested))
         self.objective = objective
         self.stop = stop
         self.worker = worker_name()
@@ -147,7 +210,10 @@ class Guarded:
             self.stop.in_trial = True
             if self.stop.requested:  # the signal came while the trial was being created
                 raise KeyboardInterrupt
-            return self.objective(trial)
+            value = self.objective(trial)
+            if self.stop.requested:  # the interrupt was swallowed where Python could not raise it
+                raise KeyboardInterrupt
+            return value
         except KeyboardInterrupt:
             raise self._interrupted(trial) from None
         except TrialError:
@@ -155,7 +221,10 @@ class Guarded:
             raise
         except optuna.TrialPruned:
             raise
-        except Exception:
+        except Exception as e:
+            if disk_full(e):  # the command says it in one line (search.cli); no traceback from Optuna's log
+                self._hush.numbers.add(trial.number)
+                raise
             if self.stop.requested:  # the interrupt surfaced as another error: code that TensorFlow runs
                 raise self._interrupted(trial) from None  # may catch the KeyboardInterrupt and raise e.g. TypeError
             raise

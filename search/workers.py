@@ -35,7 +35,7 @@ from typing import Any
 
 import optuna
 
-from search.errors import SearchInterrupted, TrialError, UsageError
+from search.errors import DiskFullError, SearchInterrupted, TrialError, UsageError, disk_full
 from search.memory import MemoryWatch
 from search.recovery import STOP_SIGNALS, Guarded, StopRequest
 from search.study import GRACE_FACTOR, StudySettings, create_or_load
@@ -354,16 +354,23 @@ def _supervise(pool: _Pool, stop: StopRequest, grace: int) -> list[int]:
                 continue
             codes[i] = proc.exitcode
             if proc.exitcode < 0:
-                print(
-                    f"worker {i} (pid {proc.pid}) was killed by {signal.Signals(-proc.exitcode).name}; its running "
-                    f"trial is marked failed after {grace}s without a heartbeat and queued to run again",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                print(f"worker {i} (pid {proc.pid}) was killed by {signal.Signals(-proc.exitcode).name}",
+                      file=sys.stderr, flush=True)
+                _reap_worker(pool.job, proc.pid, grace)
             elif proc.exitcode in (1, 2) and not stopping:
                 pool.stop_all()
                 stopping = True
     return [codes[i] for i in range(len(procs))]
+
+
+def _reap_worker(job: SearchJob, pid: int, grace: int) -> None:
+    """The trial a killed worker was running: failed and queued again now (the worker is
+    known to be dead), with a line that says so, not after the heartbeat grace."""
+    from search.recovery import reap_dead
+    from search.study import open_storage
+
+    study = optuna.load_study(study_name=job.study, storage=open_storage(job.url))
+    reap_dead(study, grace, pids=(pid,))
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -401,6 +408,12 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
         code = 130  # the parent prints the one line
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        code = 2
+    except Exception as e:  # a full disk: one line, as the command itself says it (search.cli)
+        why = disk_full(e)
+        if why is None:
+            raise
+        print(f"error: {DiskFullError(why)}", file=sys.stderr, flush=True)
         code = 2
     sys.exit(code)
 
