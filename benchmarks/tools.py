@@ -126,10 +126,21 @@ def run_harness(
         budget.probe = probe_epoch_seconds(objective.base, bench.data)
     try:
         study.optimize(
-            objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,), callbacks=[optuna_recorder_callback(bench, rec)]
+            objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,),
+            callbacks=[optuna_recorder_callback(bench, rec), *([_stop_when_finished(budget)] if budget else [])],
         )
     except BudgetSpent:
         pass  # the running trial was stopped (and counted as cut) when the budget ended
+
+
+def _stop_when_finished(budget: BudgetPlan) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """As a search's worker loop does (search.workers.run_trials): no trial after the final
+    run when the time left would not finish a short schedule."""
+    def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if budget.finished(study):
+            study.stop()
+
+    return stop
 
 
 def run_cnn_search(bench: Bench, rec: Recorder) -> None:

@@ -86,7 +86,7 @@ class Objective:
         # schedule runs on the clock until ``pace_until`` (``search.deadline.Pace``).
         # (read from the storage: the sampler wrote the plan after this Trial cached its attributes)
         plan = trial.storage.get_trial_user_attrs(trial._trial_id)
-        planned = plan.get("phase") in ("promote", "final")
+        planned = plan.get("phase") in ("early", "promote", "final")
         until = plan.get("pace_until")
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         try:

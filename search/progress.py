@@ -81,7 +81,7 @@ def budget_summary(study: optuna.Study, budget) -> str:
     trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("budget_start") == budget.start]
     lines = [f"budget {budget.seconds:g}s bought {len(trials)} trials, "
              f"{sum(len(t.intermediate_values) for t in trials)} epochs:"]
-    for phase in ("explore", "promote", "final"):
+    for phase in ("early", "explore", "promote", "final"):
         these = [t for t in trials if t.user_attrs.get("phase") == phase]
         if these:
             done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]

@@ -215,6 +215,8 @@ def run_trials(
     while not stop.requested and (job.deadline is None or time.time() < job.deadline):
         if watch is not None and watch.exceeded():
             return True
+        if job.budget is not None and job.budget.finished(study):
+            break  # the final run is done and no short schedule fits in the time left
         if not slots.claim():
             break
         study.optimize(guarded, n_trials=1, catch=(TrialError,), callbacks=[printer])

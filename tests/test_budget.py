@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.budget import FINISH_EPOCHS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.budget import FINISH_EPOCHS, FINISH_SECONDS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
 from search.deadline import Deadline
 from search.errors import UsageError
 
@@ -58,8 +58,8 @@ def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_th
 
     final = plan.next_trial(study, now=600.0)
     assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
-    assert final.epochs == int((400.0 - 1.5 * 2.0) // 2.0)  # the time left, less set-up time, sizes its schedule
-    assert final.until == 1000.0 - FINISH_EPOCHS * 2.0  # which runs on the clock until just before the deadline
+    assert final.epochs == int((400.0 - 0.5 - FINISH_SECONDS - 1.5 * 2.0) // 2.0)  # the time left, less set-up and finish
+    assert final.until == 1000.0 - FINISH_EPOCHS * 2.0 - FINISH_SECONDS  # which runs on the clock until just before the deadline
     study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
     after = plan.next_trial(study, now=990.0)
     assert after.phase == "explore"  # one final run per budget
@@ -72,7 +72,7 @@ def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_ski
     final = capped.next_trial(study, now=9000.0)
     assert (final.epochs, final.until) == (20, None)  # capped by --epochs: not paced, a plain 20-epoch schedule
     uncapped = BudgetPlan(10000.0, start=0.0, max_epochs=20).next_trial(study, now=9000.0)
-    assert uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS  # the clock decides; 20 is nominal
+    assert uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS - FINISH_SECONDS  # the clock decides; 20 is nominal
     tight = BudgetPlan(100.0, start=0.0, max_epochs=100, probe=1.0)
     assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
 
@@ -80,18 +80,37 @@ def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_ski
 def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     from search.budget import RICH
 
-    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / (RICH / 2))  # 30 epochs of the recipe
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / 20)  # 20 epochs of the recipe
     assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=20.0)
-    per_epoch = 1000.0 / (RICH / 2)
-    assert (first.phase, first.source, first.until) == ("final", None, 1000.0 - FINISH_EPOCHS * per_epoch)
-    assert first.epochs == int((980.0 - 1.5 * per_epoch) // per_epoch)
+    per_epoch = 1000.0 / 20
+    assert (first.phase, first.source, first.until) == ("final", None, 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS)
+    assert first.epochs == int((980.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS - 1.5 * per_epoch) // per_epoch)
     study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))
     assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
     rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
     assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
     assert "short schedules of 3 epochs" in rich.describe()
+
+
+def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
+    from search.budget import EARLY, EARLY_MIN, RICH
+
+    per_epoch = 1000.0 / (RICH / 2)  # 30 epochs of the recipe: no exploring, but room for an early answer
+    assert RICH / 2 >= EARLY_MIN
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
+    assert "over the first 20% for an early answer" in plan.describe()
+    study = optuna.create_study(direction="maximize")
+    early = plan.next_trial(study, now=10.0)
+    assert (early.phase, early.source, early.until) == ("early", None, EARLY * 1000.0)
+    assert early.epochs == int((EARLY * 1000.0 - 10.0) / per_epoch)
+    study.add_trial(_trial(0.85, 6, per_epoch, phase="early", budget_start=0.0, paced="paced"))
+    final = plan.next_trial(study, now=205.0)  # the early run's configuration, with the time left
+    assert (final.phase, final.source) == ("final", 0) and final.until == 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS
+    assert plan.next_trial(study, now=205.0).phase == "final"  # asked again before it starts: still the final
+    late = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
+    assert late.next_trial(optuna.create_study(), now=150.0).phase == "final"  # resumed late: no early run
 
 
 def test_a_pruned_or_failed_final_does_not_block_a_new_one():
@@ -155,3 +174,14 @@ def test_a_planned_run_is_not_stopped_by_a_projection():
     planned._epoch_start -= 1.0
     planned.on_epoch_end(1)
     assert not planned.model.stop_training and planned.reason is None
+
+
+def test_the_search_is_finished_once_the_final_run_is_done_and_no_short_schedule_fits():
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=10.0)
+    study = optuna.create_study(direction="maximize")
+    assert not plan.finished(study, now=990.0)  # no final run yet
+    study.add_trial(_trial(0.9, 50, 10.0, phase="final", budget_start=0.0))
+    assert not plan.finished(study, now=900.0)  # 100 s left: a 3-epoch schedule of 10 s epochs fits
+    assert plan.finished(study, now=960.0)  # 40 s left: it would be cut
+    other = BudgetPlan(1000.0, start=5.0, probe=10.0)
+    assert not other.finished(study, now=960.0)  # another run's final does not count

@@ -23,7 +23,7 @@ def test_budget_plans_the_epochs_and_ends_on_time(tmp_path):
     study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'studies' / 'b.db'}")
     trials = study.get_trials()
     assert trials[0].user_attrs.get("baseline") and trials[0].params["epochs"] == 3  # the recipe first, short
-    assert all(t.user_attrs.get("phase") in ("explore", "promote", "final") for t in trials)
+    assert all(t.user_attrs.get("phase") in ("early", "explore", "promote", "final") for t in trials)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     final = [t for t in trials if t.user_attrs.get("phase") == "final" and t.state == TrialState.COMPLETE]
     assert final, "half the budget is the final run's"
