@@ -45,6 +45,7 @@ class ToolRun:
     best_config: dict[str, Any] | None = None
     test_accuracy: float | None = None
     retrain_s: float | None = None
+    retrain_val: float | None = None  # the retrained winner's best validation accuracy: does the trial value repeat?
     load_before: float | None = None  # 1-minute load average: the machine was shared or not
     note: str | None = None
 

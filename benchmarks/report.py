@@ -254,6 +254,9 @@ def _reaches_early(results: SearchResults, peer: str | None) -> str:
     )
 
 
+REPEAT_POINTS = 1.0  # the retrained winner's validation accuracy within this of its trial value
+
+
 def _winner_retrained(results: SearchResults) -> str:
     what = f"{OURS}'s winner retrained and tested"
     runs = [r for r in results.runs_of(OURS) if r.best_val is not None]
@@ -264,10 +267,20 @@ def _winner_retrained(results: SearchResults) -> str:
         return f"- {what}: {_met(False)}: no seed's winner has a test accuracy (0/{len(runs)} seeds)."
     test = statistics.fmean(r.test_accuracy for r in tested)
     val = statistics.fmean(r.best_val for r in tested)
-    return (
+    line = (
         f"- {what}: test accuracy {test:.4f} beside its best validation accuracy {val:.4f}, "
         f"gap {100 * (test - val):+.2f} points: {_met(len(tested) == len(runs))} "
         f"({len(tested)}/{len(runs)} seeds tested)."
+    )
+    again = [r for r in tested if r.retrain_val is not None]
+    if not again:
+        return line + " The retrained validation accuracy was not recorded (runs before it was)."
+    gaps = [100 * (r.retrain_val - r.best_val) for r in again]
+    within = sum(abs(g) <= REPEAT_POINTS for g in gaps)
+    return line + (
+        f"\n- {OURS}'s winner retrained lands within {REPEAT_POINTS:.0f} point of its trial value (best validation "
+        f"accuracy of the retraining, as `train --keep-val`): " + "; ".join(f"seed {r.seed}: {g:+.2f}" for r, g in zip(again, gaps))
+        + f": {_met(within == len(again))} in {within}/{len(again)} seeds."
     )
 
 

@@ -99,7 +99,7 @@ def run_tool(name: str, bench: Bench, budget: float, retrained: dict[str, tuple[
         run.note = (run.note + "; " if run.note else "") + f"same winning config as {other}: its test accuracy is reused"
         return run
     try:
-        accuracy, seconds = retrain_and_test(RunConfig.from_dict(run.best_config), bench.data)
+        accuracy, seconds, run.retrain_val = retrain_and_test(RunConfig.from_dict(run.best_config), bench.data)
     except TrialError as e:
         run.note = (run.note + "; " if run.note else "") + f"retraining the winner failed: {e}"
         return run

@@ -134,6 +134,10 @@ def test_report_checks_the_targets_against_the_recipe_and_the_best_peer():
     assert "**missed** in 1/2 seeds" in text
     assert "test accuracy 0.8400 beside its best validation accuracy 0.8500" in text
     assert "gap -1.00 points: **met** (2/2 seeds tested)" in text
+    assert "retrained validation accuracy was not recorded" in text
+    runs[0].retrain_val, runs[1].retrain_val = 0.855, 0.82  # -0.50 and -2.00 points from the trial values
+    text = "\n".join(targets(SearchResults({"budget_s": 100.0}, runs)))
+    assert "lands within 1 point of its trial value" in text and "seed 0: -0.50; seed 1: -2.00: **missed** in 1/2 seeds" in text
 
     worse = [runs[0], _run("cnn-search", 1, [(5.0, 0.83)]), *runs[2:]]  # seed 1: not tested
     text = "\n".join(targets(SearchResults({"budget_s": 100.0}, worse)))
@@ -278,6 +282,8 @@ def _check_runs(results: dict, tools: tuple[str, ...]) -> None:
         if run["timeline"]:  # a winner was found in time: it was retrained and tested
             assert run["best_val"] == max(v for _, v in run["timeline"])
             assert 0 <= run["test_accuracy"] <= 1
+            if run["retrain_s"] is not None and "reused" not in (run["note"] or ""):  # retrained here, validated too
+                assert 0 <= run["retrain_val"] <= 1
 
 
 def test_smoke_run_records_every_optuna_based_tool(smoke):
