@@ -338,11 +338,13 @@ def _check_sqlite_file(database: str | None, url: str) -> None:
 def read_recorded(name: str, url: str) -> StudySettings | None:
     """The settings study ``name`` was created with, or None if it does not exist yet.
 
-    A SQLite file that does not exist is not created here: nothing is written before
-    the caller has checked the rest of its input.
+    A SQLite file that does not exist is not created here, nor Optuna's tables in a
+    server database: nothing is written before the caller has checked the rest of its input.
     """
     if _missing_sqlite_file(url):
         return None
+    if not _parse_url(url).drivername.startswith("sqlite") and not _has_optuna_tables(url):
+        return None  # a server database without Optuna's tables: they are created with the study, not before
     storage = open_storage(url)
     summaries = _study_names(storage, url)
     if name not in summaries:
@@ -374,12 +376,32 @@ def load_study_for_reading(name: str, url: str) -> optuna.Study:
             f"no study database at {missing}; run a search first (python run_search.py --study {name}) "
             "or point --storage / --studies-dir at the database"
         )
+    if not _parse_url(url).drivername.startswith("sqlite") and not _has_optuna_tables(url):
+        raise StorageError(f"no study '{name}' in {safe_url(url)}: that database holds no Optuna tables, and it was "
+                           "left as it is; check --storage (or --warm-start-storage)")
     storage = open_storage(url)
     names = _study_names(storage, url)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
         raise StorageError(f"no study '{name}' in {safe_url(url)} (studies there: {known}); check --study")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def _has_optuna_tables(url: str) -> bool:
+    """Whether a server database holds Optuna's tables, looked at without creating them
+    (opening an ``RDBStorage`` would)."""
+    engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+    try:
+        with engine.connect():
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+    except ImportError as e:
+        raise StorageError(f"storage {safe_url(url)} needs a database driver that is not installed ({_message(e, url)}); "
+                           "for PostgreSQL: pip install -e '.[postgres]', for MySQL: pip install -e '.[mysql]'") from e
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StorageError(f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
+    finally:
+        engine.dispose()
+    return {"studies", "trials"} <= tables
 
 
 def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:

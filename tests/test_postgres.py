@@ -70,3 +70,50 @@ def test_unreachable_database_on_the_server_is_one_line(pg_url, tmp_path: Path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot open storage"), result.stderr
     assert "no_such_database" in lines[0] and PASSWORD not in result.stderr
+
+
+def _dump(url: str) -> dict[str, list[str]]:
+    """Every table of the database and every row in it, as text."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table: sorted(row[0] for row in conn.execute(text(f'SELECT t::text FROM "{table}" t')))
+                    for table in inspect(engine).get_table_names()}
+    finally:
+        engine.dispose()
+
+
+BAD_ON_A_SERVER = {  # bad input, each also refused with SQLite in tests/test_bad_input.py
+    "--epochs 10001": ["--epochs", "10001"],
+    "--timeout nan": ["--timeout", "nan"],
+    "--seed -1": ["--seed", "-1"],
+    "--budget 5x": ["--budget", "5x"],
+    "unknown sampler": ["--sampler", "nosuch"],
+    "warm start from a missing study": ["--warm-start", "nosuch"],
+}
+
+
+@pytest.mark.parametrize("which", ["an empty database", "a database holding a study"])
+def test_bad_input_leaves_a_server_database_row_for_row(pg_url, three_workers, tmp_path: Path, which: str):
+    """The hash-before/after check of tests/test_bad_input.py, for a PostgreSQL storage:
+    no table created in an empty database, no row changed in one that holds a study."""
+    from sqlalchemy import create_engine, text
+
+    url = pg_url
+    if which == "an empty database":
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS untouched"))
+            conn.execute(text("CREATE DATABASE untouched"))
+        admin.dispose()
+        url = pg_url.rsplit("/", 1)[0] + "/untouched"
+    before = _dump(url)
+    for case, args in BAD_ON_A_SERVER.items():
+        result = run_cli("--study", "fresh", "--storage", url, "--trials", "1", *args, cwd=tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (case, result.stderr)
+        assert PASSWORD not in result.stdout + result.stderr
+        assert _dump(url) == before, f"{case} changed the database"
+    assert (before == {}) == (which == "an empty database")
