@@ -97,8 +97,8 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
 def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
     from search.budget import EARLY, EARLY_MIN, RICH
 
-    per_epoch = 1000.0 / (RICH / 2)  # 30 epochs of the recipe: no exploring, but room for an early answer
-    assert RICH / 2 >= EARLY_MIN
+    per_epoch = 1000.0 / 40  # 40 epochs of the recipe: no exploring, but room for an early answer
+    assert EARLY_MIN <= 40 < RICH
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
     assert "over the first 20% for an early answer" in plan.describe()
     study = optuna.create_study(direction="maximize")
