@@ -28,12 +28,12 @@ import numpy as np
 
 from search.config import DataConfig
 from search.errors import DataError
+from search.images import IMAGE_SUFFIXES, read_image
 
 __all__ = ["BUILTIN_DATASETS", "RawData", "Dataset", "load_raw", "prepare", "load_dataset", "parse_spec"]
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "captcha")
 PATH_KINDS = ("folder", "npz", "textfolder", "captcha")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 TEST_FRACTION = 0.2  # carved (stratified, seed 0) for datasets that ship no test split
 
 
@@ -321,10 +321,6 @@ def _load_folder(root: Path) -> RawData:
 
 
 def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    from PIL import Image, UnidentifiedImageError
-
-    from search.textdata import image_error
-
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if names is None:
         names = tuple(p.name for p in class_dirs)
@@ -342,13 +338,7 @@ def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.n
         for path in sorted(class_dir.iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            try:
-                with Image.open(path) as im:
-                    im.load()
-                    arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
-            except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as e:
-                raise image_error(path, e) from e
-            arr = arr[..., None] if arr.ndim == 2 else arr
+            arr = read_image(path)
             if first is None:
                 first = (path, arr.shape)
             elif arr.shape[:2] != first[1][:2]:

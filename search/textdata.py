@@ -23,23 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from search.data import IMAGE_SUFFIXES
 from search.errors import DataError
+from search.images import IMAGE_SUFFIXES, image_error, read_image
 
 __all__ = ["LABELS_CSV", "text_of", "read_text_split", "alphabet_of", "encode", "decode", "image_error"]
 
 LABELS_CSV = "labels.csv"
 _SUFFIX = re.compile(r"[_-]")
-
-
-def image_error(path: Path, e: Exception) -> DataError:
-    """The one-line error for an image file PIL would not read (or should not)."""
-    from PIL import Image
-
-    if isinstance(e, Image.DecompressionBombError):  # checked from the header, before any pixel is decoded
-        return DataError(f"{path}: its header claims more pixels than an image of this tool's sizes can have "
-                         "(a decompression bomb); it was not decoded; delete it or replace it with the real image")
-    return DataError(f"{path}: not a readable image ({type(e).__name__}); delete or replace the file")
 
 
 def text_of(path: Path) -> str:
@@ -85,8 +75,6 @@ def read_text_split(
     size and to grey unless some image has colour; ``length`` defaults to the first
     text's.  The test split passes the training split's three.
     """
-    from PIL import Image, UnidentifiedImageError
-
     entries = _entries(folder)
     if not entries:
         raise DataError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); check the folder")
@@ -98,19 +86,9 @@ def read_text_split(
                 f"{path}: text '{text}' has {len(text)} characters but {entries[0][0].name} has {length}; every text "
                 f"must have {length} (pad shorter ones with a filler character in {LABELS_CSV}, or split the folder by length)"
             )
-        try:
-            with Image.open(path) as im:
-                im.load()
-                grey = im.mode in ("L", "1", "I;16", "I", "LA")
-                im = im.convert(mode or ("L" if grey else "RGB"))
-                if size is None:
-                    size = (im.height, im.width)
-                if (im.height, im.width) != size:
-                    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(im)
-        except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as e:
-            raise image_error(path, e) from e
-        images.append(arr[..., None] if arr.ndim == 2 else arr)
+        arr = read_image(path, mode, size)
+        size = size or arr.shape[:2]
+        images.append(arr)
     if mode is None and any(a.shape[-1] == 3 for a in images):  # grey and colour mixed: all RGB
         images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
     return np.stack(images), [t for _, t in entries], [p for p, _ in entries]
