@@ -102,5 +102,9 @@ def run(args: argparse.Namespace) -> int:
         trial_value = export.source.get("value")
         versus = f" (trial {export.source.get('trial')}: {trial_value:.4f})" if monitor == "val_accuracy" and trial_value is not None else ""
         print(f"validation: best accuracy {validation['best_accuracy']:.4f} at epoch {validation['best_accuracy_epoch']}{versus}")
-    print(f"wrote {out}/: model.keras, history.json, metrics.json, curves.png, config.json")
+    from search.final import FILES
+
+    for note in result.notes:
+        print(note)
+    print(f"wrote {out}/: {', '.join(f + '/' if (out / f).is_dir() else f for f in FILES if (out / f).exists())}")
     return 0

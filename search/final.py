@@ -5,22 +5,29 @@ is over; more data helps).  ``keep_val=True`` keeps the validation split apart, 
 reproduces the trial (same seed, same epochs, same data: same numbers) and allows early
 stopping.  Nothing here touches Optuna.
 
-``train_final`` writes into ``out_dir``: ``model.keras`` (``load_model`` reads it back in
-safe mode; plain ``keras.saving.load_model`` needs ``search.models`` and
-``search.schedules`` imported first, for the custom layer and schedules),
-``history.json``, ``metrics.json`` (test loss, accuracy, per-class accuracy, confusion
-matrix), ``curves.png`` and ``config.json`` (the run config it trained, re-trainable).
+``train_final`` writes into ``out_dir`` (``FILES``):
+
+* ``model.keras``: the Keras model, for further training; ``load_model`` reads it back
+  in safe mode (plain ``keras.saving.load_model`` needs ``search.models`` and
+  ``search.schedules`` imported first, for the custom layer and schedules);
+* ``saved_model/``, ``model.tflite`` and ``labels.json``: the serving exports, which
+  TensorFlow (or LiteRT) loads with no cnn-search installed, and what goes in and
+  comes out (``search.serving``);
+* ``metrics.json``: test loss and accuracy, scikit-learn's per-class precision, recall
+  and F1, the confusion matrix (``search.evaluation``);
+* ``confusion.png`` and ``mistakes.png`` (``search.result_figures``), ``curves.png``;
+* ``history.json`` and ``config.json`` (the run config it trained, re-trainable).
 
 On a text dataset ``accuracy`` is whole-string accuracy; ``metrics.json`` adds
 ``char_accuracy``, accuracy per position, a few predicted texts, and the ``alphabet``
 and ``text_length`` that ``textdata.decode`` needs to turn the model's output into text;
-per-class accuracy and the confusion matrix are then per character.
+the per-class report and the confusion matrix are then per character.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +38,18 @@ from search.config import RunConfig
 from search.data import Dataset, load_dataset
 from search.errors import UsageError
 from search.export import Export
-from search.pipeline import TensorCache, make_pipeline
+from search.evaluation import confidence, confident_mistakes, evaluate_test, test_metrics
 from search.plots import save_curves
+from search.result_figures import save_confusion, save_mistakes
+from search.serving import LABELS, SAVED_MODEL, TFLITE, ModelInfo, write_serving
 from search.textdata import decode
 from search.training import fit
 
-__all__ = ["FinalResult", "train_final", "test_metrics", "load_model"]
+__all__ = ["FILES", "FinalResult", "train_final", "test_metrics", "load_model"]
 
-FILES = ("model.keras", "history.json", "metrics.json", "curves.png", "config.json")
+FILES = ("model.keras", SAVED_MODEL, TFLITE, LABELS, "history.json", "metrics.json", "curves.png", "confusion.png",
+         "mistakes.png", "config.json")
+MISTAKES_SHOWN = 16
 
 
 @dataclass
@@ -47,38 +58,7 @@ class FinalResult:
     history: dict[str, list[float]]
     metrics: dict[str, Any]
     out_dir: Path
-
-
-def test_metrics(model: keras.Model, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-    """Loss, accuracy, per-class accuracy and confusion matrix on the held-out test split
-    (for text also per-character and per-position accuracy, and a few predicted texts)."""
-    x, y = TensorCache.get(data, data.x_test, data.y_test)
-    ds = make_pipeline(x, y, data.num_classes, batch_size, shuffle=False, seed=0)
-    scores = model.evaluate(ds, verbose=0, return_dict=True)
-    predicted = np.argmax(model.predict(ds, verbose=0), axis=-1)
-    k = data.num_classes
-    truth = np.asarray(data.y_test, dtype=np.int64)
-    confusion = np.bincount((truth * k + predicted).ravel(), minlength=k * k).reshape(k, k)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    metrics: dict[str, Any] = {
-        "images": int(len(truth)),
-        "loss": float(scores["loss"]),
-        "accuracy": float(scores["accuracy"]),
-    }
-    if data.text_length:
-        right = predicted == truth
-        texts, guesses = decode(truth, data.alphabet), decode(predicted, data.alphabet)
-        metrics.update({
-            "char_accuracy": float(scores["char_accuracy"]),
-            "per_position_accuracy": [round(float(a), 6) for a in right.mean(axis=0)],
-            "examples": [{"text": t, "predicted": g} for t, g in zip(texts[:10], guesses[:10])],
-        })
-    metrics.update({
-        "per_class_accuracy": {name: round(float(a), 6) for name, a in zip(data.class_names, per_class)},
-        "class_names": list(data.class_names),
-        "confusion_matrix": confusion.tolist(),  # rows: true class (character), columns: predicted
-    })
-    return metrics
+    notes: list[str] = field(default_factory=list)  # what could not be written, and why
 
 
 def train_final(
@@ -127,18 +107,44 @@ def train_final(
         "params": result.params,
         "seed": config.seed,
         "split_seed": split_seed,
-        "test": test_metrics(result.model, data),
     }
+    test = evaluate_test(result.model, data)
+    metrics["test"] = test.metrics
     if data.text_length:  # what decode needs: search.textdata.decode(model.predict(x), metrics["alphabet"])
         metrics.update(alphabet=data.alphabet, text_length=data.text_length)
     if keep_val:
         metrics["validation"] = _validation_summary(result.history)
     result.model.save(out / "model.keras")
+    notes = write_serving(result.model, out, ModelInfo.of(data))
     _write_json(out / "history.json", {"history": result.history, "epoch_seconds": [round(s, 3) for s in result.epoch_seconds]})
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "config.json", Export(config, {**(source or {}), "split_seed": split_seed}).to_dict())
-    save_curves(result.history, out / "curves.png", title=f"{config.data.dataset}: {result.model.name}, seed {config.seed}")
-    return FinalResult(result.model, result.history, metrics, out)
+    title = f"{_short_name(config.data.dataset)}: {result.model.name}, seed {config.seed}"
+    save_curves(result.history, out / "curves.png", title=title)
+    save_confusion(test.metrics["confusion_matrix"], data.class_names, out / "confusion.png", title=title,
+                   what="character" if data.text_length else "class")
+    _save_mistakes(data, test.probabilities, out / "mistakes.png", title)
+    return FinalResult(result.model, result.history, metrics, out, notes)
+
+
+def _short_name(dataset: str) -> str:
+    """``folder:/a/long/path/cifar10-subset`` -> ``cifar10-subset``; names stay as they are."""
+    kind, _, path = dataset.partition(":")
+    return Path(path).name or dataset if kind in ("folder", "npz", "textfolder") else dataset
+
+
+def _save_mistakes(data: Dataset, probabilities: np.ndarray, path: Path, title: str) -> None:
+    """The most confidently wrong test images, with true and predicted label (or text)."""
+    mistakes = confident_mistakes(data.y_test, probabilities)
+    shown = mistakes[:MISTAKES_SHOWN]
+    predicted = np.argmax(probabilities[shown], axis=-1)
+    if data.text_length:
+        truth, guesses = decode(data.y_test[shown], data.alphabet), decode(predicted, data.alphabet)
+    else:
+        truth = [data.class_names[i] for i in data.y_test[shown]]
+        guesses = [data.class_names[i] for i in predicted]
+    save_mistakes(data.x_test[shown], truth, guesses, confidence(probabilities[shown]).tolist(), path,
+                  pixel_max=data.pixel_max, total_wrong=len(mistakes), title=title, what="text" if data.text_length else "label")
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -1,6 +1,6 @@
 """Shared fixtures: real data paths (skipped when absent), a temporary SQLite storage,
-the digits dataset loaded once, a helper that runs the real command line, and one tiny
-real study shared by the tests that read a finished search."""
+the digits dataset loaded once, a helper that runs the real command line, one tiny
+real study shared by the tests that read a finished search, and one trained model."""
 
 from __future__ import annotations
 
@@ -83,6 +83,15 @@ def tiny_study(tmp_path_factory) -> TinyStudy:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return TinyStudy("tiny-digits", cwd, cwd / "studies", result.stdout)
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> Path:
+    """A model folder written by the real ``train`` command: the digits recipe, 3 epochs."""
+    cwd = tmp_path_factory.mktemp("trained")
+    result = run_cli("train", "--recipe", "digits", "--epochs", "3", "--out", "model", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd / "model"
 
 
 def synthetic_study(direction: str = "maximize"):

@@ -20,7 +20,9 @@ def test_export_then_train_reproduces_the_trial(tiny_study, tmp_path):
     out = tmp_path / "model"
     result = run_cli("train", "--config", str(export_path), "--out", str(out), "--keep-val", cwd=tiny_study.cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {p.name for p in out.iterdir()} == {"model.keras", "history.json", "metrics.json", "curves.png", "config.json"}
+    from search.final import FILES
+
+    assert {p.name for p in out.iterdir()} == set(FILES)
 
     best = tiny_study.load().best_trial
     metrics = json.loads((out / "metrics.json").read_text())
