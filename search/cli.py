@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "best": ("search.cmd_best", "print a study's best trials as a table"),
     "export": ("search.cmd_export", "write the best (or a chosen) trial's run config as JSON"),
     "train": ("search.cmd_train", "train a model from an exported config and evaluate it on the test split"),
-    "report": ("search.cmd_report", "write a self-contained HTML report of a study"),
+    "predict": ("search.cmd_predict", "run a trained model on images: top classes (or the text) with probabilities"),
+    "report": ("search.cmd_report", "write a self-contained HTML report of a study or a trained model"),
     "lr-find": ("search.cmd_lrfind", "learning-rate range test: loss against rate, suggested base and max rates"),
 }
 DEFAULT_COMMAND = "search"
@@ -56,9 +57,9 @@ def require_tensorflow(import_now: bool = True) -> None:
         ) from e
 
 
-def add_study_arguments(p: argparse.ArgumentParser) -> None:
+def add_study_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--study``, ``--storage`` and ``--studies-dir``: the options that find a study."""
-    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--study", required=required, help="study name")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<studies-dir>/<study>.db)")
     p.add_argument("--studies-dir", default="studies", help="where default databases live (default: studies)")
 
