@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import run_cli, synthetic_multi_study, synthetic_study
 from search.report import FIGURES, render_report
 from search.study import StudySettings
@@ -68,3 +70,56 @@ def test_a_multi_objective_report_shows_the_pareto_front():
         assert f'id="{div_id}"' in text, div_id
     assert "Not drawn: a multi-objective study reports no per-epoch values" in text
     assert text.count("plotly.js v") == 1
+
+
+def test_report_of_a_trained_model(trained_digits, tmp_path):
+    import json
+
+    result = run_cli("report", "--model", str(trained_digits), "--out", "model.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "model.html").read_text()
+    assert text.count('src="data:image/png;base64,') == 3 and "Not drawn" not in text
+    assert not re.search(r"<(img|script)[^>]+src=\"(?!data:)", text)  # nothing outside the file
+    test = json.loads((trained_digits / "metrics.json").read_text())["test"]
+    assert f"accuracy {test['accuracy']:.4f}" in text
+    report = test["classification_report"]
+    for name in test["class_names"]:
+        cells = "".join(f"<td class=num>{report[name][k]:.3f}</td>" for k in ("precision", "recall", "f1-score"))
+        assert f"<tr><td>{name}</td>{cells}" in text
+
+
+def test_report_of_a_study_and_a_model_together(tiny_study, trained_digits, tmp_path):
+    out = tmp_path / "both.html"
+    result = run_cli("report", *tiny_study.where, "--model", str(trained_digits), "--out", str(out), cwd=tiny_study.cwd)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert 'id="plot-history"' in text and f"<h2>Trained model {trained_digits}</h2>" in text
+    for name in ("curves.png", "confusion.png", "mistakes.png"):
+        assert text.count(f'<img alt="{name}" style="max-width:100%" src="data:image/png;base64,') == 1, name
+
+
+def test_report_of_a_model_drawn_before_the_pictures(trained_digits, tmp_path):
+    """A folder without confusion.png and mistakes.png: the matrix is drawn from
+    metrics.json, the mistakes are a note."""
+    import shutil
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("metrics.json", "curves.png"):
+        shutil.copy(trained_digits / name, old / name)
+    result = run_cli("report", "--model", "old", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (old / "report.html").read_text()
+    assert text.count('src="data:image/png;base64,') == 2 and "Drawn from metrics.json" in text
+    assert "Not drawn: mistakes.png is not in the folder" in text
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], ["--study NAME", "--model DIR"]),
+    (["--model", "nowhere"], ["--model nowhere", "no such folder"]),
+])
+def test_report_without_a_study_or_model_is_one_line(tmp_path, args, words):
+    result = run_cli("report", *args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert all(w in line for w in words), line
