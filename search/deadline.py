@@ -42,6 +42,9 @@ class Deadline(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+EPOCH_TAIL = 0.5  # Pace does not begin an epoch that would run past ``until`` by more than this share of it
+
+
 class Pace(keras.callbacks.Callback):
     """Run a learning-rate schedule on the wall clock instead of the step count.
 
@@ -53,10 +56,12 @@ class Pace(keras.callbacks.Callback):
     this project's CPU, 1.7x the probe): counted in steps, a schedule planned too long is
     cut before it anneals; counted in seconds, it anneals exactly at the deadline, however
     fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).
+    An epoch that would mostly run past ``until`` is not begun.
     ``schedule`` None (a constant or plateau rate): only the stop."""
 
     def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
         super().__init__()
+        self._epoch_start = 0.0
         self.until = until
         self.schedule = schedule
         self.total_steps = max(1, int(total_steps))
@@ -72,6 +77,18 @@ class Pace(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # An epoch that would end past ``until`` by more than half of it is not begun: its
+        # first batches wait for the input pipeline to refill (6 s on one core for CIFAR),
+        # its validation comes after the stop, and the rate is near its floor by then.
+        now = time.time()
+        if not self.stopped and self.until - now < EPOCH_TAIL * (now - self._epoch_start):
+            self.stopped = True
+            self.model.stop_training = True
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.schedule is not None:

@@ -185,3 +185,23 @@ def test_the_search_is_finished_once_the_final_run_is_done_and_no_short_schedule
     assert plan.finished(study, now=960.0)  # 40 s left: it would be cut
     other = BudgetPlan(1000.0, start=5.0, probe=10.0)
     assert not other.finished(study, now=960.0)  # another run's final does not count
+
+
+def test_pace_does_not_begin_an_epoch_that_would_mostly_run_past_its_end():
+    from search.deadline import Pace
+
+    pace = Pace(time.time() + 4.0)
+    pace.set_model(_Model())
+    pace.on_train_begin()
+    pace.on_epoch_begin(0)
+    pace._epoch_start -= 10.0  # a 10 s epoch just ended; 4 s left: the next would run 6 s past
+    pace.on_epoch_end(0)
+    assert pace.model.stop_training and pace.stopped
+
+    roomy = Pace(time.time() + 8.0)
+    roomy.set_model(_Model())
+    roomy.on_train_begin()
+    roomy.on_epoch_begin(0)
+    roomy._epoch_start -= 10.0  # 8 s left of a 10 s epoch: begun, and stopped at a batch past the end
+    roomy.on_epoch_end(0)
+    assert not roomy.model.stop_training
