@@ -221,6 +221,11 @@ class Guarded:
             raise
         except optuna.TrialPruned:
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another process failed this trial while it ran (its heartbeat went silent past
+            # the grace: a machine too busy to beat) and queued it again; run_trials says so.
+            self._hush.numbers.add(trial.number)
+            raise
         except Exception as e:
             if disk_full(e):  # the command says it in one line (search.cli); no traceback from Optuna's log
                 self._hush.numbers.add(trial.number)

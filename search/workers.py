@@ -37,7 +37,7 @@ import optuna
 
 from search.errors import DiskFullError, SearchInterrupted, TrialError, UsageError, disk_full
 from search.memory import MemoryWatch
-from search.recovery import STOP_SIGNALS, Guarded, StopRequest
+from search.recovery import STOP_SIGNALS, Guarded, StopRequest, worker_name
 from search.study import GRACE_FACTOR, StudySettings, create_or_load
 
 __all__ = [
@@ -219,7 +219,16 @@ def run_trials(
             break  # the final run is done and no short schedule fits in the time left
         if not slots.claim():
             break
-        study.optimize(guarded, n_trials=1, catch=(TrialError,), callbacks=[printer])
+        try:
+            study.optimize(guarded, n_trials=1, catch=(TrialError,), callbacks=[printer])
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
+            if not isinstance(e, optuna.exceptions.UpdateFinishedTrialError) and not str(e).startswith("Cannot tell a"):
+                raise
+            # its trial was failed elsewhere as silent (no heartbeat within the grace) and
+            # queued again: this worker is alive, so it goes on with the next trial
+            print(f"worker {worker_name()}: its trial was marked failed by another worker (no heartbeat within "
+                  f"{GRACE_FACTOR * job.settings.heartbeat}s: a busy machine?) and queued again; going on",
+                  file=sys.stderr, flush=True)
         if watch is not None:
             watch.trial_done()
     if stop.requested or slots.stopped:

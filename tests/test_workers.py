@@ -340,3 +340,34 @@ def test_commands_creating_one_study_at_once_with_other_settings_leave_one_stand
     assert results[recorded] == "ok"
     loser = 0.2 if recorded == 0.1 else 0.1
     assert f"val_split={recorded!r}" in results[loser] and "nothing was run" in results[loser]
+
+
+def _failed_elsewhere(trial) -> float:
+    """Another worker fails this trial as silent while it runs (its heartbeat was late)."""
+    x = trial.suggest_float("x", -2.0, 2.0)
+    if trial.number == 0:
+        from optuna.trial import TrialState
+
+        trial.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        trial.set_user_attr("after", 1)  # what the training callbacks do next: refused, the trial is over
+    return x * x
+
+
+def failed_elsewhere_objective(data):
+    return _failed_elsewhere
+
+
+def test_a_worker_whose_trial_was_failed_elsewhere_goes_on(sqlite_url, capsys):
+    """A busy machine can starve a live worker's heartbeat past the grace; another worker
+    then fails its trial and queues it again.  The live worker says so and goes on
+    (it used to crash with "Cannot tell a FAIL trial" and a traceback)."""
+    job = make_job(sqlite_url, 3, objective=failed_elsewhere_objective)
+    outcome = run(job, plan_workers(1, (), cores=1))
+    assert outcome.exit_code == 0 and outcome.trials == 3
+    import optuna
+
+    study = optuna.load_study(study_name="race", storage=sqlite_url)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    err = capsys.readouterr().err
+    assert "marked failed by another worker" in err and "Traceback" not in err
