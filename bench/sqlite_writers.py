@@ -19,9 +19,11 @@ from collections import Counter
 
 import optuna
 
-from search.spaces import load_space
-from search.study import StudySettings, create_or_load
-from search.workers import SearchJob, plan_workers, run
+from search.core.space_files import load_space
+from search.study.placement import plan_workers
+from search.study.settings import StudySettings
+from search.study.storage import create_or_load
+from search.study.workers import SearchJob, run
 
 
 def no_setup(plan) -> None:
@@ -56,7 +58,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'stress.db')}"
-        settings = StudySettings(dataset="digits", space=load_space("cnn").to_dict(), direction="minimize",
+        settings = StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), direction="minimize",
                                  pruner="none", heartbeat=heartbeat)
         create_or_load("stress", url, settings)
         job = SearchJob("stress", url, settings, trials, None, no_data, busy_objective, setup=no_setup)

@@ -29,10 +29,10 @@ from benchmarks.kt_space import config_from_values, declare
 from benchmarks.clock import BudgetClock
 from benchmarks.record import BudgetSpent, Recorder
 from benchmarks.tools import MONITOR, Bench
-from search.config import RunConfig
-from search.pipeline import TensorCache, make_pipeline
-from search.schedules import make_schedule
-from search.training import build_for_data, make_optimizer
+from search.core.config import RunConfig
+from search.core.pipeline import TensorCache, make_pipeline
+from search.core.schedules import make_schedule
+from search.core.training import compile_model
 
 __all__ = ["TunerBudgetSpent", "SpaceHyperModel", "search"]
 
@@ -63,16 +63,10 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         config = self.config(hp)
         self._builds += 1
         keras.utils.set_random_seed(config.seed + self._builds)
-        model = build_for_data(config, self.bench.data)
         lr, _ = make_schedule(
             config.schedule, config.optimizer.learning_rate, self._steps(config), config.train.epochs, monitor=MONITOR
         )
-        model.compile(
-            optimizer=make_optimizer(config.optimizer, lr),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-            metrics=["accuracy"],
-        )
-        return model
+        return compile_model(config, self.bench.data, lr)
 
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any):
         config = self.config(hp)

@@ -22,8 +22,9 @@ from typing import Any
 
 from optuna.trial import FixedTrial
 
-from search.config import MODEL_KINDS, RunConfig, field_names
-from search.spaces import Param, Space
+from search.core.config import MODEL_KINDS, RunConfig
+from search.core.validate import field_names
+from search.core.spaces import Param, Space
 
 __all__ = ["declare", "conditions", "config_from_values"]
 

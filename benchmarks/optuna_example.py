@@ -20,11 +20,11 @@ import keras
 import optuna
 from optuna_integration import KerasPruningCallback
 
-from search.config import AugmentConfig, RunConfig
-from search.data import Dataset
-from search.schedules import make_schedule
-from search.spaces import Space
-from search.training import build_for_data, make_optimizer
+from search.core.config import AugmentConfig, RunConfig
+from search.core.data import Dataset
+from search.core.schedules import make_schedule
+from search.core.spaces import Space
+from search.core.training import build_for_data, compile_model
 
 __all__ = ["augmentation_layers", "create_model", "search"]
 
@@ -55,12 +55,7 @@ def create_model(config: RunConfig, data: Dataset, steps_per_epoch: int) -> tupl
     lr, callbacks = make_schedule(
         config.schedule, config.optimizer.learning_rate, steps_per_epoch, config.train.epochs, monitor=MONITOR
     )
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, lr),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-        metrics=["accuracy"],
-    )
-    return model, callbacks
+    return compile_model(config, data, lr, model), callbacks
 
 
 def search(

@@ -38,15 +38,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.args import add_data_arguments
 from search.errors import CnnSearchError, UsageError
-from search.study import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS
+from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS
 
 if typing.TYPE_CHECKING:
     import numpy as np
     import optuna
 
-    from search.config import RunConfig
-    from search.data import Dataset
-    from search.spaces import Space
+    from search.core.config import RunConfig
+    from search.core.data import Dataset
+    from search.core.spaces import Space
 
 __all__ = ["PARTS", "bare_fit", "harness_trial", "pipeline_rate", "pruning_savings", "measure_overhead", "main"]
 
@@ -55,16 +55,11 @@ def bare_fit(config: RunConfig, data: Dataset, y_train: np.ndarray, y_val: np.nd
     """A user's plain Keras training of ``config``: (wall seconds, epoch seconds)."""
     import keras
 
-    from search.training import EpochTimer, build_for_data, make_optimizer
+    from search.core.training import EpochTimer, compile_model
 
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    model = build_for_data(config, data)
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, config.optimizer.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-        metrics=["accuracy"],
-    )
+    model = compile_model(config, data)
     timer = EpochTimer()
     model.fit(
         data.x_train, y_train, batch_size=config.train.batch_size, epochs=config.train.epochs,
@@ -75,24 +70,21 @@ def bare_fit(config: RunConfig, data: Dataset, y_train: np.ndarray, y_val: np.nd
 
 
 def _study(name: str, workdir: Path, config: RunConfig, pruner: str, sampler: str = DEFAULT_SAMPLER) -> optuna.Study:
-    from search.spaces import load_space
-    from search.study import StudySettings, create_or_load, default_storage
+    from search.core.space_files import load_space
+    from search.study.settings import StudySettings
+    from search.study.storage import create_or_load, default_storage
 
-    cfg = config.data
-    settings = StudySettings(
-        dataset=cfg.dataset, space=load_space("cnn").to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
-        data_dir=cfg.data_dir, epochs=config.train.epochs, seed=config.seed, sampler=sampler, pruner=pruner,
-    )
+    settings = StudySettings(config=config, space=load_space("cnn").to_dict(), sampler=sampler, pruner=pruner)
     return create_or_load(name, default_storage(name, workdir), settings)
 
 
 def harness_trial(config: RunConfig, data: Dataset, workdir: Path, name: str) -> tuple[float, list[float]]:
     """One trial of ``config`` through the harness (a space with nothing to sample)."""
-    from search.objective import Objective
-    from search.spaces import Space
+    from search.study.trial import Objective
+    from search.core.spaces import Space
 
     study = _study(name, workdir, config, "median")
-    objective = Objective(Space("fixed", ()), data, config, "val_accuracy", "maximize")
+    objective = Objective(Space("fixed", ()), data, config)
     start = time.perf_counter()
     study.optimize(objective, n_trials=1)
     seconds = time.perf_counter() - start
@@ -101,7 +93,7 @@ def harness_trial(config: RunConfig, data: Dataset, workdir: Path, name: str) ->
 
 def pipeline_rate(config: RunConfig, data: Dataset) -> float:
     """Images/s of the training input pipeline alone (second pass over the data)."""
-    from search.pipeline import TensorCache, make_pipeline
+    from search.core.pipeline import TensorCache, make_pipeline
 
     x, y = TensorCache.get(data, data.x_train, data.y_train)
     ds = make_pipeline(x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=0, augment=config.augment)
@@ -119,13 +111,13 @@ def pruning_savings(
     sampler seed and number of trials: epochs spent, best value, and the share of
     epochs each pruner saved against no pruning."""
     from search.errors import TrialError
-    from search.objective import Objective
+    from search.study.trial import Objective
 
     arms: dict[str, dict[str, Any]] = {}
     for pruner in [*dict.fromkeys(p for p in pruners if p != "none"), "none"]:
         study = _study(f"pruning-{pruner}", workdir, config, pruner)
         start = time.perf_counter()
-        study.optimize(Objective(space, data, config, "val_accuracy", "maximize"), n_trials=trials, catch=(TrialError,))
+        study.optimize(Objective(space, data, config), n_trials=trials, catch=(TrialError,))
         epochs = sum(len(t.user_attrs.get("history", {}).get("val_accuracy", [])) for t in study.trials)
         states = [t.state.name.lower() for t in study.trials]
         best = study.best_value if any(s == "complete" for s in states) else None
@@ -150,7 +142,7 @@ def measure_overhead(config: RunConfig, data: Dataset, repeats: int) -> dict[str
     """Bare ``model.fit`` against one harness trial, alternating, after a warm-up of each."""
     import keras
 
-    from search.config import TrainConfig
+    from search.core.config import TrainConfig
 
     y_train = keras.utils.to_categorical(data.y_train, data.num_classes)
     y_val = keras.utils.to_categorical(data.y_val, data.num_classes)
@@ -182,8 +174,8 @@ def measure_overhead(config: RunConfig, data: Dataset, repeats: int) -> dict[str
 
 def measure(args: argparse.Namespace, part: str) -> dict[str, Any]:
     from benchmarks.tools import load_data
-    from search.config import RunConfig, TrainConfig
-    from search.spaces import load_space
+    from search.core.config import RunConfig, TrainConfig
+    from search.core.space_files import load_space
 
     data_cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
     split = f"{len(data.x_train)} train / {len(data.x_val)} val images"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from search.config import RunConfig
+from search.core.config import RunConfig
 
 __all__ = ["STATES", "BudgetSpent", "Recorder", "ToolRun"]
 

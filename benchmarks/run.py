@@ -76,8 +76,8 @@ def run_tool(name: str, bench: Bench, budget: float, retrained: dict[str, tuple[
     with the same random trial) is trained once, and noted.
     """
     from benchmarks.tools import get_tool, retrain_and_test
-    from search.config import RunConfig
-    from search.training import keras_session
+    from search.core.config import RunConfig
+    from search.core.training import keras_session
 
     load = os.getloadavg()[0]
     recorder = Recorder(name, bench.seed, budget)
@@ -135,8 +135,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     from benchmarks.report import write_report
     from benchmarks.tools import Bench, load_data, warm_up
-    from search.config import RunConfig, TrainConfig
-    from search.spaces import load_space
+    from search.core.config import RunConfig, TrainConfig
+    from search.core.space_files import load_space
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial stopped by the budget is no news
     space = load_space(args.space)

@@ -3,9 +3,9 @@ searches until the recorder's budget ends.
 
 * ``cnn-search``: the harness as ``search --budget`` runs it (same settings object,
   study creation, objective, default recipe as the base and first trial, prior-guided
-  sampler with the budget plan, ``search.budget``), a SQLite study in a temporary
+  sampler with the budget plan, ``search.study.budget``), a SQLite study in a temporary
   folder; it plans its own epochs from the budget (``--epochs`` caps the peers' trials);
-* ``recipe``: the default recipe (``search.recipe``) trained once, no search;
+* ``recipe``: the default recipe (``search.core.recipe``) trained once, no search;
 * ``random``: the same harness with random sampling and no pruning;
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
   median pruner), and ``cnn-search-baseline`` (its defaults with the baseline trial first,
@@ -29,17 +29,19 @@ from optuna.trial import FixedTrial, TrialState
 
 from benchmarks.clock import BudgetClock
 from benchmarks.record import BudgetSpent, Recorder
-from search.config import DataConfig, RunConfig
-from search.data import Dataset, load_raw, prepare
+from search.core.config import DataConfig, RunConfig
+from search.core.data import Dataset, load_raw, prepare
 from search.errors import DataError
 from search.errors import TrialError
-from search.objective import Objective
-from search.pipeline import TensorCache, make_pipeline
-from search.spaces import Space
-from search.budget import BudgetPlan
-from search.recipe import DataShape, recipe
-from search.study import DEFAULT_PRUNER, DEFAULT_SAMPLER, StudySettings, create_or_load, default_storage
-from search.training import fit, keras_session
+from search.study.trial import Objective
+from search.core.pipeline import TensorCache, make_pipeline
+from search.core.spaces import Space
+from search.study.budget import BudgetPlan
+from search.core.recipe import DataShape, recipe
+from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER
+from search.study.settings import StudySettings
+from search.study.storage import create_or_load, default_storage
+from search.core.training import fit, keras_session
 
 __all__ = [
     "Bench", "TOOLS", "KERAS_TUNER_TOOLS", "load_data", "warm_up", "get_tool", "config_from_params", "retrain_and_test",
@@ -71,7 +73,7 @@ def load_data(dataset: str, data_dir: str | None, limit_train: int | None, val_s
     if not 0 < val_size < len(raw.x_train):
         raise DataError(f"--val-size must be between 0 and {len(raw.x_train)} images for {dataset}, received {val_size}")
     cfg = DataConfig(dataset, data_dir, val_size / len(raw.x_train), limit_train)
-    return cfg, prepare(raw, cfg, split_seed=0)
+    return cfg, prepare(raw, cfg)
 
 
 def config_from_params(bench: Bench, params: dict) -> RunConfig:
@@ -103,25 +105,19 @@ def bench_recipe(bench: Bench, epochs: int | None = None) -> RunConfig:
 def run_harness(
     bench: Bench, rec: Recorder, sampler: str, pruner: str, baseline: bool = False, budgeted: bool = False
 ) -> None:
-    """Search with cnn-search's own code path, as ``cmd_search.run`` wires it.  ``budgeted``:
+    """Search with cnn-search's own code path, as ``search.cli.search.run`` wires it.  ``budgeted``:
     as ``search --budget`` (the recipe as base config, the budget plan over the time left)."""
-    cfg = bench.base.data
-    base = bench_recipe(bench, epochs=bench.base.train.epochs)
-    settings = StudySettings(
-        dataset=cfg.dataset, space=bench.space.to_dict(), val_split=cfg.val_split, limit_train=cfg.limit_train,
-        data_dir=cfg.data_dir, epochs=bench.base.train.epochs, seed=bench.seed, sampler=sampler, pruner=pruner,
-        baseline=baseline, base_config=base.to_dict() if budgeted else None,
-    )
+    base = bench_recipe(bench, epochs=bench.base.train.epochs) if budgeted else bench.base
+    settings = StudySettings(config=base, space=bench.space.to_dict(), sampler=sampler, pruner=pruner, baseline=baseline)
     name = f"{rec.run.tool}-{bench.seed}"
     budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS) if budgeted else None
     study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
     objective = Objective(
-        bench.space, bench.data, settings.base_run_config() if budgeted else bench.base, MONITOR, "maximize",
-        callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
+        bench.space, bench.data, settings.config, callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
         epochs=(1, budget.max_epochs) if budget else None,
     )
-    if budget is not None:  # as a search's worker does (search.workers.probe_budget), within the budget
-        from search.training import probe_epoch_seconds
+    if budget is not None:  # as a search's worker does (search.study.loop.probe_budget), within the budget
+        from search.core.training import probe_epoch_seconds
 
         budget.probe = probe_epoch_seconds(objective.base, bench.data)
     try:
@@ -134,7 +130,7 @@ def run_harness(
 
 
 def _stop_when_finished(budget: BudgetPlan) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    """As a search's worker loop does (search.workers.run_trials): no trial after the final
+    """As a search's worker loop does (search.study.loop.run_trials): no trial after the final
     run when the time left would not finish a short schedule."""
     def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if budget.finished(study):
@@ -234,7 +230,7 @@ def warm_up(data: Dataset) -> None:
     untimed: TensorFlow's one-time start-up costs must not land on the first tool."""
     import keras
 
-    from search.config import CNNConfig, TrainConfig
+    from search.core.config import CNNConfig, TrainConfig
 
     config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=4, dense_units=0), train=TrainConfig(epochs=1))
     with keras_session():

@@ -5,7 +5,8 @@ trial; ``build_model`` and ``fit`` turn a config into a trained Keras model with
 Optuna; ``train_final`` trains an exported config to a saved, evaluated model and
 ``load_model`` reads it back; ``decode`` turns a text model's output into strings;
 ``default_recipe`` is the default run config for a dataset's shape, ``PriorSampler`` the
-sampler that searches around it, ``BudgetPlan`` a budgeted search's plan.
+sampler that searches around it, ``BudgetPlan`` a budgeted search's plan.  ``run_search``
+runs a whole search from Python (``from_arrays`` makes a dataset of NumPy arrays).
 Heavy modules (TensorFlow) load on first use.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from search.config import (
+from search.core.config import (
     AugmentConfig,
     CNNConfig,
     DataConfig,
@@ -38,31 +39,35 @@ from search.errors import (
     TrialInterrupted,
     UsageError,
 )
-from search.spaces import Space, builtin_spaces, load_space
+from search.core.space_files import builtin_spaces, load_space
+from search.core.spaces import Space
 
 __version__ = "0.1.0"
 
 # name -> module, imported on first access so ``import search`` stays light
 _LAZY = {
-    "load_dataset": "search.data",
-    "Dataset": "search.data",
-    "build_model": "search.models",
-    "build_for_data": "search.training",
-    "fit": "search.training",
-    "FitResult": "search.training",
-    "Objective": "search.objective",
-    "TrialReporter": "search.pruning",
-    "train_final": "search.final",
-    "load_model": "search.final",
-    "FinalResult": "search.final",
-    "Export": "search.export",
-    "read_export": "search.export",
-    "decode": "search.textdata",
-    "default_recipe": "search.recipe",  # not "recipe": that name is the module search.recipe
-    "DataShape": "search.recipe",
-    "PriorSampler": "search.prior",
-    "BudgetPlan": "search.budget",
-    "parse_budget": "search.budget",
+    "load_dataset": "search.core.data",
+    "Dataset": "search.core.data",
+    "build_model": "search.core.models",
+    "build_for_data": "search.core.training",
+    "fit": "search.core.training",
+    "FitResult": "search.core.training",
+    "Objective": "search.study.trial",
+    "TrialReporter": "search.study.pruning",
+    "train_final": "search.final.train",
+    "load_model": "search.final.train",
+    "FinalResult": "search.final.train",
+    "Export": "search.reporting.export",
+    "read_export": "search.reporting.export",
+    "decode": "search.core.textdata",
+    "default_recipe": "search.core.recipe",  # not "recipe": that name is the module search.core.recipe
+    "DataShape": "search.core.recipe",
+    "PriorSampler": "search.study.prior",
+    "BudgetPlan": "search.study.budget",
+    "run_search": "search.study.runner",
+    "from_arrays": "search.core.data",
+    "compile_model": "search.core.training",
+    "parse_budget": "search.study.budget",
 }
 
 __all__ = [

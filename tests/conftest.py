@@ -33,18 +33,21 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def digits():
-    from search.config import DataConfig
-    from search.data import load_dataset
+    from search.core.config import DataConfig
+    from search.core.data import load_dataset
 
     return load_dataset(DataConfig())
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python run_search.py ARGS`` as a user would, in ``cwd``."""
+def run_cli(*args: str, cwd: Path, timeout: int = 600, user: int | None = None) -> subprocess.CompletedProcess:
+    """Run ``python run_search.py ARGS`` as a user would, in ``cwd`` (as ``user``, a uid,
+    when given: root can drop to an unprivileged user)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if user is not None:
+        env.update(HOME=str(cwd), MPLCONFIGDIR=str(cwd))
     return subprocess.run(
         [sys.executable, str(ROOT / "run_search.py"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, user=user,
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 from optuna.trial import FixedTrial
 
 from benchmarks.record import Recorder, ToolRun
-from search.config import RunConfig
-from search.spaces import load_space
+from search.core.config import RunConfig
+from search.core.space_files import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = ROOT / "tests" / "spaces" / "bench_tiny.toml"
@@ -241,7 +241,7 @@ def _budget() -> int:
     import time
 
     from benchmarks.tools import load_data, retrain_and_test
-    from search.config import CNNConfig, TrainConfig
+    from search.core.config import CNNConfig, TrainConfig
 
     config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0),
                        train=TrainConfig(batch_size=128, epochs=2))

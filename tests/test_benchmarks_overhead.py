@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from search.config import CNNConfig, RunConfig
-from search.study import DEFAULT_PRUNER
+from search.core.config import CNNConfig, RunConfig
+from search.study.samplers import DEFAULT_PRUNER
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,36 @@
+"""``export``: write the best (or a chosen) trial's run config, and its provenance, as JSON.
+
+A multi-objective study has no best trial: ``--trial N`` picks a point of its front."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from search.cli import add_study_arguments, study_location
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_study_arguments(p)
+    p.add_argument("--trial", type=int, help="export this trial number instead of the best one (needed with several objectives)")
+    p.add_argument("--out", help="file to write (default: <studies-dir>/<study>-best.json, or -trialN.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.reporting.export import choose_trial, export_trial, write_export
+    from search.study.storage import load_study_for_reading
+
+    name, url = study_location(args)
+    study = load_study_for_reading(name, url)
+    trial = choose_trial(study, args.trial)
+    export = export_trial(study, trial, url)
+    suffix = "best" if args.trial is None else f"trial{trial.number}"
+    out = write_export(export, args.out or Path(args.studies_dir) / f"{name}-{suffix}.json")
+    from search.study.objectives import format_objective
+
+    values = export.source.get("values") or {export.source["monitor"]: export.source["value"]}
+    shown = ", ".join(f"{k} {format_objective(k, v)}" for k, v in values.items())
+    print(f"exported trial {trial.number} ({trial.state.name}, {shown}) of study '{name}' to {out}")
+    print(f"train it: python run_search.py train --config {shlex.quote(str(out))}")
+    return 0

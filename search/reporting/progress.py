@@ -1,0 +1,158 @@
+"""What a search prints: one line per finished trial and a summary at the end.
+
+A multi-objective study prints each trial's values and the Pareto front instead of a
+best value (Optuna has no single best trial there).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from search.study.budget import trial_epochs
+from search.reporting.diagnose import Finding, explain
+from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
+
+__all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+class TrialPrinter:
+    """An Optuna callback: ``trial 7  COMPLETE  value 0.9123  best 0.9200 (#3)  41.2s``."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+        if is_multi_objective(study):
+            value_text, best_text = _values_and_front(study, trial)
+        else:
+            value = trial.value
+            if trial.state != TrialState.COMPLETE and trial.intermediate_values:  # last epoch reported
+                value = trial.intermediate_values[max(trial.intermediate_values)]
+            value_text = f"value {_fmt(value)}"
+            try:
+                best = study.best_trial
+                best_text = f"best {_fmt(best.value)} (#{best.number})"
+            except ValueError:
+                best_text = "best -"
+        note = ""
+        if trial.state == TrialState.PRUNED:
+            note = f"  at epoch {trial.last_step}"
+        elif trial.state == TrialState.FAIL:
+            note = "  " + str(trial.user_attrs.get("fail_reason", "failed"))
+        note += _plan_note(trial)
+        print(
+            f"trial {trial.number:>4}  {trial.state.name:<8}  {value_text}  {best_text}  {seconds:6.1f}s{note}",
+            file=self.out,
+            flush=True,
+        )
+
+
+def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
+    """``  [explore, 3 epochs, local around trial 4: lr, batch_size]`` for prior-sampled trials."""
+    attrs = trial.user_attrs
+    parts = []
+    if attrs.get("phase"):
+        parts.append(f"{attrs['phase']}, {trial_epochs(trial) or '?'} epochs" + (", paced by the clock" if attrs.get("paced") else ""))
+    if attrs.get("baseline"):
+        parts.append("the recipe")
+    elif attrs.get("warm_start"):
+        parts.append(f"warm start {attrs['warm_start']}")
+    elif attrs.get("draw") == "local":
+        parts.append(f"near {attrs.get('centre')}: " + ", ".join(attrs.get("changed") or []))
+    elif attrs.get("draw") in ("global", "replay"):
+        parts.append("from the whole space" if attrs["draw"] == "global" else f"{attrs.get('centre')} again")
+    if attrs.get("stopped", "").startswith("stopped at"):
+        parts.append("stopped at the deadline")
+    return f"  [{'; '.join(parts)}]" if parts else ""
+
+
+def budget_summary(study: optuna.Study, budget) -> str:
+    """What a budgeted run bought: trials and epochs per phase, and where the best came from."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("budget_start") == budget.start]
+    lines = [f"budget {budget.seconds:g}s bought {len(trials)} trials, "
+             f"{sum(len(t.intermediate_values) for t in trials)} epochs:"]
+    for phase in ("early", "explore", "promote", "final"):
+        these = [t for t in trials if t.user_attrs.get("phase") == phase]
+        if these:
+            done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]
+            best = max((t.value for t in done), default=None) if study.direction.name == "MAXIMIZE" else \
+                min((t.value for t in done), default=None)
+            epochs = sorted({e for e in map(trial_epochs, these) if e})  # a paced run: the epochs it ran
+            lines.append(f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
+                         f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}")
+    return "\n".join(lines)
+
+
+def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
+    """``val_accuracy 0.9123  params 12,345`` and ``front #3 #7 (2 trials)``."""
+    names = study_metric_names(study)
+    values = trial.values or [None] * len(names)
+    value_text = "  ".join(f"{n} {format_objective(n, v)}" for n, v in zip(names, values))
+    front = [t.number for t in pareto_front(study)]
+    shown = " ".join(f"#{n}" for n in front[:6]) + (" ..." if len(front) > 6 else "")
+    return value_text, f"front {shown} ({len(front)} trial{'s' * (len(front) != 1)})" if front else "front -"
+
+
+def findings(trials: list[optuna.trial.FrozenTrial]) -> list[Finding]:
+    """What the finished trials' diagnoses add up to (see search.reporting.diagnose)."""
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    return explain([(t.user_attrs.get("diagnosis", []), t.params) for t in finished])
+
+
+def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout, *, location_args: str = "") -> None:
+    """Counts, the best trial, and the commands that watch and export this study.
+
+    ``location_args`` are the options that find the study again (``--storage ...``).
+    """
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    print(
+        f"\nstudy '{study.study_name}': {len(trials)} trials, {counts[TrialState.COMPLETE]} complete, "
+        f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed",
+        file=out,
+    )
+    where = f"--study {shlex.quote(study.study_name)}{location_args}"
+    front = pareto_front(study) if is_multi_objective(study) else []
+    if front:
+        print(front_text(study, front), file=out)
+    else:
+        try:
+            best = study.best_trial
+        except (ValueError, RuntimeError):  # RuntimeError: several objectives
+            print("no trial completed yet", file=out)
+        else:
+            print(f"best value {best.value:.4f} (trial #{best.number})", file=out)
+            for k, v in best.params.items():
+                print(f"  {k:<18} {v:.4g}" if isinstance(v, float) else f"  {k:<18} {v}", file=out)
+    for finding in findings(trials):
+        print(finding.sentence(), file=out)
+    print(f"database: {storage_display}", file=out)
+    print(f"dashboard: python run_search.py dashboard {where}", file=out)
+    if front:
+        numbers = ", ".join(str(t.number) for t in front)
+        print(f"export:    python run_search.py export {where} --trial {front[0].number}   (any point of the front: {numbers})",
+              file=out)
+    elif counts[TrialState.COMPLETE]:
+        print(f"export:    python run_search.py export {where}", file=out)
+
+
+def front_text(study: optuna.Study, front: list[optuna.trial.FrozenTrial]) -> str:
+    """The Pareto front as a small table, best monitored value first."""
+    names = study_metric_names(study)
+    header = ["trial", *names]
+    rows = [[f"#{t.number}", *(format_objective(n, v) for n, v in zip(names, t.values))] for t in front]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    title = (f"Pareto front of {names[0]} against {' and '.join(names[1:])}: {len(front)} trial{'s' * (len(front) != 1)} "
+             "(no other trial is as good in every objective and better in one)")
+    return "\n".join([title, *lines])

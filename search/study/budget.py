@@ -1,0 +1,257 @@
+"""Budget-first search: ``--budget 10m`` is the whole search's wall clock.
+
+A budgeted search plans each trial's schedule length (its fidelity) from the time left
+and the epoch times it has measured, instead of judging long schedules on their first
+epochs:
+
+1. **explore** (the first ``EXPLORE`` of the budget): complete short schedules of
+   ``short`` epochs (3 by default): the learning-rate schedule spans those epochs, so
+   every trial is judged after its annealing, never in its warm-up;
+2. **promote** (until ``PROMOTE`` of the budget): the best explored configurations not
+   yet promoted train again with a 3x longer schedule, each only when it can finish
+   before the final phase (its epoch time is known from its short run);
+3. **final** (the rest, at least half of the budget): the best configuration, ranked
+   at the longest schedule it ran, trains once more with the time left, its schedule
+   paced by the clock (``search.core.deadline.Pace``); with ``capped`` (``--epochs``) and
+   more time than ``max_epochs`` need, a plain schedule of ``max_epochs`` instead.
+
+Exploring is worth its time only when the final run still gets a long schedule.
+Before the first trial a few timed training steps of the recipe (``probe``) tell how
+many of its epochs the budget buys: under ``RICH`` (60) there is no exploring at all,
+and the first trial is the final one: the recipe with every epoch the budget allows
+(on one CPU core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe and 8 minutes
+about 35 of Fashion-MNIST's; three-epoch trials would only shorten the run that
+matters).  The search says so when it starts.
+
+The trial running at the deadline is stopped there; the epochs it finished count
+(``search.core.deadline``).  This module loads no TensorFlow: the command line checks
+``--budget`` before anything heavy is imported.  A
+trial whose second epoch shows it cannot finish its epochs before the deadline stops
+there (pruned, with the reason); a promotion or final run is planned from measured
+epoch times, so it is only started when it fits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import UsageError
+
+__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials"]
+
+EXPLORE = 0.35  # share of the budget for short complete schedules
+PROMOTE = 0.50  # promotions end here; the final run gets the rest
+SHORT_EPOCHS = 3
+PROMOTE_FACTOR = 3
+PROMOTE_TOP = 2  # explored configurations promoted at most
+RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
+# Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over
+# EARLY of it, paced: an answer early (a model to use if the run is stopped, and the
+# best a user sees within a quarter of the budget), which costs the final run a fifth of
+# its epochs.  Below EARLY_MIN the early run gets under 6 epochs by the probe (fewer
+# still by the clock: sustained epochs run slower): on the CIFAR-10 benchmark (24 by
+# the probe) it reached 0.42 in 3 epochs and cost the final run 3 of its 16.
+EARLY = 0.2
+EARLY_MIN = 30
+SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
+# The final run is paced (``search.core.deadline.Pace``): its learning-rate schedule runs on
+# the clock and ends FINISH_EPOCHS of an epoch plus FINISH_SECONDS before the deadline,
+# which leaves time for the validation of the epoch it stops in and the trial's
+# bookkeeping (curves, model summary, storage): with a quarter epoch alone, benchmark
+# runs finished 2 s (Fashion-MNIST, 2.7 s left) and 2-5 s (CIFAR, 10 s left) past their budget.  Its epochs only size the schedule: on one CPU
+# core the CIFAR recipe's sustained epochs took 1.7x what the probe measured, and a
+# schedule planned in epochs from the probe was cut by the deadline before it annealed.
+FINISH_EPOCHS = 0.25
+FINISH_SECONDS = 10.0
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``2h`` or ``1.5h``; a clear error otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    if not m:
+        raise UsageError(f"--budget {text!r} is not a duration; write seconds (600), or 90s, 10m, 2h")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
+    return seconds
+
+
+def trial_epochs(trial: FrozenTrial) -> int | None:
+    """The schedule length a trial was given (its ``epochs`` param or stored config); for a
+    run the deadline stopped, or one paced by the clock, the epochs it ran."""
+    if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
+        return len(trial.user_attrs["epoch_seconds"])
+    if "epochs" in trial.params:
+        return int(trial.params["epochs"])
+    config = trial.user_attrs.get("config")
+    try:
+        return int(config["train"]["epochs"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def epoch_seconds(trial: FrozenTrial) -> float | None:
+    """A trial's typical epoch time: the median, so the first epoch's tracing is not counted."""
+    seconds = trial.user_attrs.get("epoch_seconds")
+    if not seconds:
+        return None
+    return float(statistics.median(seconds))
+
+
+def rank_trials(study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed trials best first: a longer schedule outranks a shorter one, then the value."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What the sampler gives one trial: where it came from and how long it trains."""
+
+    phase: str  # explore, promote, final
+    epochs: int
+    source: int | None = None  # the trial whose configuration this one trains again
+    note: str = ""
+    until: float | None = None  # time.time() at which a paced run's schedule ends (final runs)
+
+
+@dataclass
+class BudgetPlan:
+    """The phases of a budgeted search; shared by every trial of one run (one process).
+
+    ``max_epochs`` bounds the ``epochs`` param (a paced final run's is only nominal: it
+    trains as many as the clock allows unless ``capped``).  ``probe``: seconds an epoch of the recipe takes, measured before the first trial
+    (``search.core.training.probe_epoch_seconds``); None until measured."""
+
+    seconds: float
+    start: float = field(default_factory=time.time)
+    max_epochs: int = 100
+    short_epochs: int = SHORT_EPOCHS
+    probe: float | None = None
+    capped: bool = False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.seconds
+
+    @property
+    def short(self) -> int:
+        return max(1, min(self.short_epochs, self.max_epochs))
+
+    @property
+    def promoted_epochs(self) -> int:
+        return min(self.short * PROMOTE_FACTOR, self.max_epochs)
+
+    def finish(self, per_epoch: float) -> float:
+        """Seconds a paced run ends before the deadline: its last validation, its bookkeeping."""
+        return FINISH_EPOCHS * per_epoch + FINISH_SECONDS
+
+    def left(self, now: float | None = None) -> float:
+        return self.deadline - (time.time() if now is None else now)
+
+    def affordable_epochs(self, done: list[FrozenTrial] = ()) -> float | None:
+        """Epochs of the recipe the whole budget buys: from the probe, else the first completed trial."""
+        per_epoch = self.probe
+        if per_epoch is None and done:
+            per_epoch = epoch_seconds(min(done, key=lambda t: t.number))
+        return self.seconds / per_epoch if per_epoch else None
+
+    def explores(self, done: list[FrozenTrial] = ()) -> bool:
+        affordable = self.affordable_epochs(done)
+        return affordable is None or affordable >= RICH
+
+    def describe(self) -> str:
+        affordable = self.affordable_epochs()
+        if affordable is not None and affordable < RICH:
+            head = (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
+                    f"too few to spend on exploring (under {RICH}); ")
+            if affordable >= EARLY_MIN:
+                return head + (f"the recipe trains over the first {EARLY:.0%} for an early answer, "
+                               "then again with the time left")
+            return head + "the recipe trains once with the whole budget"
+        return (f"budget {self.seconds:g}s: short schedules of {self.short} epochs until {self.seconds * EXPLORE:.0f}s, "
+                f"the best again with {self.promoted_epochs} until {self.seconds * PROMOTE:.0f}s, then the best with the time left")
+
+    def finished(self, study: optuna.Study, now: float | None = None) -> bool:
+        """True once this budget's final run is done and the time left would not finish a
+        short schedule: a search stops there instead of starting a trial the deadline cuts."""
+        finals = self._finals(study.get_trials(deepcopy=False), (TrialState.COMPLETE,))
+        if not finals:
+            return False
+        per_epoch = epoch_seconds(finals[0]) or self.probe or 0.0
+        return self.left(now) < (self.short + SETUP_EPOCHS) * per_epoch
+
+    def next_trial(self, study: optuna.Study, now: float | None = None) -> TrialPlan:
+        """Decide the next (sampled, not queued) trial from the study's trials and the clock."""
+        now = time.time() if now is None else now
+        spent = (now - self.start) / self.seconds
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.datetime_start is not None]
+        final_done = bool(self._finals(trials, (TrialState.COMPLETE, TrialState.RUNNING)))
+        if not self.explores(done):
+            mine = [t for t in trials if t.user_attrs.get("budget_start") == self.start]
+            if not mine and spent < EARLY / 2 and (self.affordable_epochs(done) or 0) >= EARLY_MIN:
+                per_epoch = self.probe or epoch_seconds(min(done, key=lambda t: t.number))
+                end = self.start + EARLY * self.seconds
+                epochs = max(1, min(self.max_epochs, int((end - now) / per_epoch)))
+                return TrialPlan("early", epochs, note=f"the recipe over the first {EARLY:.0%} of the budget", until=end)
+            if not final_done:
+                plan = self._final(study, done, now)
+                if plan is not None:
+                    return plan
+            return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
+        promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
+        if spent < EXPLORE or not done:
+            return TrialPlan("explore", self.short)
+        if spent < PROMOTE:
+            plan = self._promotion(study, done, promoted, now)
+            if plan is not None:
+                return plan
+        if not final_done:
+            plan = self._final(study, done, now)
+            if plan is not None:
+                return plan
+        return TrialPlan("explore", self.short, note="the final run is done; exploring with the time left")
+
+    def _finals(self, trials: list[FrozenTrial], states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+        """This budget's final runs (not an earlier run's of a resumed study) in ``states``."""
+        return [t for t in trials if t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start
+                and t.state in states]
+
+    def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
+        short = [t for t in done if trial_epochs(t) == self.short]
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        short.sort(key=lambda t: sign * t.value, reverse=True)
+        final_reserve = (1 - PROMOTE) * self.seconds
+        for t in short[:PROMOTE_TOP]:
+            if t.number in promoted:
+                continue
+            per_epoch = epoch_seconds(t)
+            if per_epoch is None or per_epoch * self.promoted_epochs > self.left(now) - final_reserve:
+                continue  # would eat into the final run's time
+            return TrialPlan("promote", self.promoted_epochs, t.number, f"trial {t.number} again with {self.promoted_epochs} epochs")
+        return None
+
+    def _final(self, study: optuna.Study, done: list[FrozenTrial], now: float) -> TrialPlan | None:
+        """The best trial again (or, with nothing done yet, the prior: the recipe) with the time left."""
+        best = rank_trials(study, done)[0] if done else None
+        per_epoch = epoch_seconds(best) if best is not None else self.probe
+        if not per_epoch:
+            return None
+        fits = int((self.left(now) - self.finish(per_epoch) - SETUP_EPOCHS * per_epoch) // per_epoch)
+        epochs = min(self.max_epochs, fits)
+        if epochs <= ((trial_epochs(best) or 0) if best is not None else 0):
+            return None  # no longer schedule than it already had fits in the time left
+        what = f"trial {best.number}" if best is not None else "the recipe"
+        if fits > self.max_epochs and self.capped:  # --epochs caps it: a plain schedule of that many epochs
+            return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")
+        return TrialPlan("final", epochs, best.number if best is not None else None,
+                         f"{what} with the time left (about {epochs} epochs)", until=self.deadline - self.finish(per_epoch))

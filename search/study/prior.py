@@ -1,0 +1,206 @@
+"""The prior-guided sampler: most draws near a good configuration, a share from anywhere.
+
+A search that samples 30 parameters uniformly spends most of its trials on hopeless
+draws (Adagrad at 1e-4, three blocks of 5x5 convolutions).  Like piBO (Hvarfner et
+al., 2022) and PriorBand (Mallik et al., 2023), this sampler starts from a prior, the
+default recipe or the space file's ``prior`` values (``Space.priors``), and lets the
+evidence move it:
+
+* each trial is either **local**: the centre with one to three parameters changed
+  (a categorical to another choice, a number by a Gaussian step of a quarter of its
+  range, on a log scale where the range is), or **global**: every parameter drawn
+  from the whole space;
+* the centre is the best trial so far (ranked at the longest schedule trained, see
+  ``search.study.budget``) or, one draw in four, the prior itself;
+* the global share starts at a quarter and follows the evidence: after four
+  completed trials it is 10% plus 40% of the share of global draws among the best
+  quarter of the trials.
+
+It is an Optuna sampler (``sample_independent``), so storage, resume, workers and the
+dashboard see ordinary trials; the plan of each trial (local or global, its centre,
+what it changed, its schedule length in a budgeted search) is stored as user
+attributes.  Queued trials (the recipe, warm-start configurations, promotions) keep
+their fixed params; the sampler fills in only what they leave open.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.study.budget import BudgetPlan, TrialPlan, rank_trials
+
+__all__ = ["PriorSampler", "Draw"]
+
+START_GLOBAL = 0.25  # global share before there is evidence
+MIN_GLOBAL, GLOBAL_RANGE = 0.10, 0.40  # global share = 0.10 + 0.40 x (global share of the top quarter)
+EVIDENCE = 4  # completed trials before the share follows the evidence
+PRIOR_CENTRE = 0.25  # local draws centred on the prior rather than the best trial
+STEP = 0.25  # Gaussian step of a numeric change, as a fraction of its (log) range
+CHANGES = (1, 2, 3)
+CHANGE_WEIGHTS = (0.5, 0.3, 0.2)
+
+
+@dataclass
+class Draw:
+    """How one trial is drawn."""
+
+    mode: str  # local, global, replay (a promotion or final run of an earlier trial)
+    centre: dict[str, Any] = field(default_factory=dict)
+    change: tuple[str, ...] = ()
+    plan: TrialPlan | None = None
+    centre_name: str = "prior"
+    known: frozenset[str] = frozenset()  # params a local draw takes from the centre; others are drawn anew
+
+
+class PriorSampler(optuna.samplers.BaseSampler):
+    """``prior``: Optuna params of the prior (``Space.priors(base)``); ``names``: the
+    space's sampled parameter names (what a local draw may change), or a function of the
+    centre giving those that apply to it (``Space.changeable``); ``budget``: the plan of
+    a budgeted search, which also sets each trial's ``epochs`` param."""
+
+    def __init__(
+        self,
+        prior: dict[str, Any],
+        names: list[str] | Callable[[dict[str, Any]], list[str]],
+        seed: int | None = None,
+        budget: BudgetPlan | None = None,
+    ) -> None:
+        self.prior = dict(prior)
+        self._names = names
+        self.budget = budget
+        self._seed = seed
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._rng = np.random.default_rng(seed)
+        self._draws: dict[int, Draw] = {}
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def names(self, centre: dict[str, Any]) -> list[str]:
+        """The parameters a local draw around ``centre`` may change."""
+        names = self._names(centre) if callable(self._names) else self._names
+        return [n for n in names if n != "epochs"]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        draw = self._decide(study, trial)
+        self._draws[trial.number] = draw
+        attrs: dict[str, Any] = {"draw": draw.mode, "centre": draw.centre_name}
+        if draw.change:
+            attrs["changed"] = list(draw.change)
+        if draw.plan is not None:
+            attrs.update(phase=draw.plan.phase, budget_start=self.budget.start if self.budget else None)
+            if draw.plan.source is not None:
+                attrs["source"] = draw.plan.source
+            if draw.plan.until is not None:
+                attrs["pace_until"] = draw.plan.until
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._draws.pop(trial.number, None)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution
+    ) -> Any:
+        draw = self._draws.get(trial.number) or self._decide(study, trial)
+        if name == "epochs" and draw.plan is not None:
+            return _clip(draw.plan.epochs, distribution)
+        value = draw.centre.get(name)
+        unknown = draw.mode == "local" and name not in draw.known
+        if draw.mode == "global" or unknown or value is None or not _contains(distribution, value):
+            return self._random.sample_independent(study, trial, name, distribution)
+        if name in draw.change:
+            return self._perturb(value, distribution)
+        return value
+
+    # -- deciding a trial ------------------------------------------------------------
+
+    def _decide(self, study: optuna.Study, trial: FrozenTrial) -> Draw:
+        plan = self.budget.next_trial(study) if self.budget is not None else None
+        if "fixed_params" in trial.system_attrs:  # queued: the recipe, a warm start, a retry, a promotion
+            if plan is not None and plan.source is not None:  # its params are its own: not a replay of another trial
+                plan = TrialPlan("explore", self.budget.short, note="a queued trial")
+            return Draw("queued", dict(self.prior), plan=plan, centre_name="queued")
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+        if plan is not None and plan.phase == "final" and plan.source is None:  # the recipe, with the whole budget
+            return Draw("replay", dict(self.prior), plan=plan, centre_name="prior")
+        if plan is not None and plan.source is not None:
+            source = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, plan.source))
+            return Draw("replay", dict(source.params), plan=plan, centre_name=f"trial {plan.source}")
+        if self._rng.random() < self.global_share(study, done):
+            return Draw("global", plan=plan, centre_name="none")
+        best = self._best(study, done)
+        if best is None or self._rng.random() < PRIOR_CENTRE:
+            centre, centre_name = dict(self.prior), "prior"
+        else:
+            centre, centre_name = {**self.prior, **best.params}, f"trial {best.number}"
+        k = int(self._rng.choice(CHANGES, p=CHANGE_WEIGHTS))
+        names = self.names(centre)
+        change = tuple(self._rng.choice(names, size=min(k, len(names)), replace=False)) if names else ()
+        known = frozenset(names) | frozenset(self.prior)  # a param of the objective's own, not the space's, is drawn anew
+        return Draw("local", centre, tuple(str(c) for c in change), plan, centre_name, known)
+
+    def global_share(self, study: optuna.Study, done: list[FrozenTrial]) -> float:
+        """START_GLOBAL until EVIDENCE trials completed, then from the best quarter's draws."""
+        if len(done) < EVIDENCE:
+            return START_GLOBAL
+        ranked = rank_trials(study, done)
+        top = ranked[: max(1, len(ranked) // 4)]
+        from_global = sum(t.user_attrs.get("draw") == "global" for t in top) / len(top)
+        return MIN_GLOBAL + GLOBAL_RANGE * from_global
+
+    def _best(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:
+        ranked = rank_trials(study, done)
+        return ranked[0] if ranked else None
+
+    def _perturb(self, value: Any, distribution: BaseDistribution) -> Any:
+        if isinstance(distribution, CategoricalDistribution):
+            others = [c for c in distribution.choices if not (type(c) is type(value) and c == value)]
+            return others[int(self._rng.integers(len(others)))] if others else value
+        assert isinstance(distribution, (FloatDistribution, IntDistribution))
+        low, high, log = distribution.low, distribution.high, distribution.log
+        if high == low:
+            return value
+        to = (lambda v: math.log(v)) if log else (lambda v: v)
+        back = (lambda v: math.exp(v)) if log else (lambda v: v)
+        lo, hi = to(low), to(high)
+        new = back(min(hi, max(lo, to(value) + self._rng.normal(0.0, STEP * (hi - lo)))))
+        step = distribution.step
+        if step:
+            new = low + round((new - low) / step) * step
+        if isinstance(distribution, IntDistribution):
+            new = int(round(new))
+            if new == value:  # a Gaussian step too small to move: move by one step
+                up = value < high and (self._rng.random() < 0.5 or value == low)
+                new = value + (distribution.step if up else -distribution.step)
+        return _clip(new, distribution)
+
+
+def _contains(distribution: BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return any(type(c) is type(value) and c == value for c in distribution.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return distribution.low <= value <= distribution.high
+
+
+def _clip(value: Any, distribution: BaseDistribution) -> Any:
+    if isinstance(distribution, (FloatDistribution, IntDistribution)):
+        value = min(distribution.high, max(distribution.low, value))
+        return int(value) if isinstance(distribution, IntDistribution) else float(value)
+    return value

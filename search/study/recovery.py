@@ -1,0 +1,168 @@
+"""Surviving a killed worker and Ctrl-C: trials that did not finish run again.
+
+A killed worker (kill -9, the OOM killer, a lost machine) leaves its trial RUNNING.
+Every running trial records a heartbeat; before any worker starts a trial, Optuna
+fails the trials whose heartbeat is older than the grace period and calls
+``RequeueStale``, which queues the same parameters again as a WAITING trial: the
+next ``ask`` anywhere picks it up.  A trial that kills its worker again and again
+(a model too big for memory) is queued at most ``MAX_RETRY`` times.
+
+Queuing again is Optuna's own ``RetryHeartbeatStaleTrialCallback`` (which also records
+``failed_trial`` and ``retry_history`` as system attributes); ``requeue`` gives it only
+the attributes a retry should carry: ``retry_of`` (the trial it repeats) and
+``retry_history`` as user attributes, not the dead trial's plan or progress.
+
+Ctrl-C (SIGINT) or SIGTERM is caught by ``StopRequest``: between trials it only stops
+the search; during a trial it interrupts training, and the trial's runner
+(``search.study.trial.TrialRunner``) marks the trial failed ("interrupted") and queues
+its parameters again, so running the same command resumes with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import sys
+import warnings
+from typing import Any, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "worker_name", "reap_dead"]
+
+# Optuna 4.9 renamed RetryFailedTrialCallback (its name back to 2.8) to RetryHeartbeatStaleTrialCallback.
+RETRY_CALLBACK = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+MAX_RETRY = 2  # retries of a trial whose worker died; Ctrl-C retries are not counted
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def worker_name() -> str:
+    """``host:pid``: which process ran a trial (stored on it as the ``worker`` attribute)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.BaseTrial, max_retry: int | None = MAX_RETRY) -> bool:
+    """Queue ``trial``'s parameters again as a WAITING trial; False when retried too often."""
+    history = [*trial.user_attrs.get("retry_history", []), trial.number]
+    if max_retry is not None and len(history) > max_retry:
+        return False
+    retry = copy.deepcopy(trial if isinstance(trial, FrozenTrial) else study._storage.get_trial(trial._trial_id))
+    retry.user_attrs = {"retry_of": trial.number, "retry_history": history}  # not its plan, config or curves
+    retry.system_attrs = {}  # nor its sampler's state (CMA-ES, NSGA-II generation): Optuna adds failed_trial, retry_history
+    with warnings.catch_warnings():  # marked experimental (since Optuna 2.8)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RETRY_CALLBACK()(study, retry)  # counted above: ours counts no Ctrl-C stops
+    return True
+
+
+class RequeueStale:
+    """Optuna's heartbeat-stale callback: say so, and queue the trial to run again."""
+
+    def __init__(self, grace_period: int, max_retry: int | None = MAX_RETRY, out: TextIO | None = None) -> None:
+        self.grace_period = grace_period
+        self.max_retry = max_retry
+        self.out = out
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        queued = requeue(study, trial, self.max_retry)
+        then = "queued to run again" if queued else f"not queued again: its worker died {self.max_retry + 1} times"
+        print(
+            f"trial {trial.number:>4}  FAIL      no heartbeat for {self.grace_period}s from "
+            f"{trial.user_attrs.get('worker', 'its worker')} (killed?); {then}",
+            file=self.out or sys.stdout,
+            flush=True,
+        )
+
+
+def _gone(worker: str) -> bool:
+    """Whether ``host:pid`` names a process of this machine that no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def reap_dead(study: optuna.Study, grace: int, pids: tuple[int, ...] | None = None, out: TextIO | None = None) -> list[int]:
+    """Fail and queue again, now, the RUNNING trials whose worker is a process of this
+    machine that is gone (killed with kill -9, or a worker the supervisor saw die; with
+    ``pids``, only those workers'), instead of waiting out the heartbeat grace; say when
+    the others running elsewhere are retried if their worker is gone.  The trial numbers
+    queued again.  Safe beside other workers: a trial another process failed first is skipped."""
+    out = out or sys.stdout
+    requeued = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        host, _, pid = str(worker).rpartition(":")
+        mine = worker is not None and (_gone(worker) if pids is None else host == socket.gethostname() and pid in map(str, pids))
+        if not mine:
+            if pids is None:
+                started = f"started {trial.datetime_start:%H:%M:%S}" if trial.datetime_start else "running"
+                print(f"trial {trial.number:>4}  RUNNING   on {worker or 'another worker'} ({started}): if that worker is "
+                      f"gone, the first trial started {grace}s after its last heartbeat marks it failed and queues it again",
+                      file=out, flush=True)
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"its worker {worker} is gone (killed?)")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        queued = requeue(study, trial)
+        then = "queued to run again" if queued else f"not queued again: its worker died {MAX_RETRY + 1} times"
+        print(f"trial {trial.number:>4}  FAIL      its worker {worker} is gone (killed?); {then}", file=out, flush=True)
+        if queued:
+            requeued.append(trial.number)
+    return requeued
+
+
+class StopRequest:
+    """The SIGINT/SIGTERM handler of a search process.
+
+    The first signal sets ``requested``; if a trial is training (``in_trial``) it also
+    raises ``KeyboardInterrupt`` there to end the trial now.  Between trials it never
+    raises, so Optuna's bookkeeping is not cut in half.  Later signals are ignored while
+    the process cleans up.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_trial = False
+        self._previous: dict[int, Any] = {}
+        self._hook: Any = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        if self.in_trial:
+            raise KeyboardInterrupt
+
+    def install(self) -> StopRequest:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        if getattr(self, "_hook", None) is not None:
+            sys.unraisablehook, self._hook = self._hook, None
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """Python cannot raise where the signal may land (a weakref callback, ``__del__``):
+        it prints "Exception ignored" and goes on.  Our own KeyboardInterrupt there is not
+        news: ``requested`` is set, and the trial's ``StopCheck`` and ``TrialRunner`` act on it."""
+        if self.requested and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        (self._hook or sys.__unraisablehook__)(unraisable)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from search.core.config import CNNConfig, ResNetConfig
+from search.core.models import InputStats, PerImageStandardization, build_model
+
+STATS = InputStats(pixel_max=255.0, mean=(120.0, 110.0, 100.0), variance=(3000.0, 2900.0, 2800.0))
+
+
+def conv_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+
+def test_cnn_follows_its_config():
+    cfg = CNNConfig(blocks=3, convs_per_block=2, base_filters=16, filter_growth=2.0, kernel_size=5, dense_units=32)
+    model = build_model(cfg, (32, 32, 3), 10, "scale", STATS)
+    convs = conv_layers(model)
+    assert [c.filters for c in convs] == [16, 16, 32, 32, 64, 64]
+    assert all(c.kernel_size == (5, 5) for c in convs)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 6
+    assert model.output_shape == (None, 10)
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32"
+
+
+def test_cnn_on_8x8_inputs_stops_pooling_at_1x1():
+    model = build_model(CNNConfig(blocks=5, convs_per_block=1, base_filters=8, filter_growth=1.0), (8, 8, 1), 10, "scale", STATS)
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert len(pools) == 3 and model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("block, n, depth", [("basic", 1, 8), ("bottleneck", 1, 11), ("basic", 2, 14)])
+def test_resnet_depth_counts_weighted_layers(version, block, n, depth):
+    cfg = ResNetConfig(version=version, blocks_per_stage=n, base_filters=8, block=block)
+    model = build_model(cfg, (16, 16, 3), 5, "per_channel", STATS)
+    assert cfg.depth == depth
+    # weighted layers = stem conv + block convs + dense head; the rest are 1x1 projection shortcuts
+    projections = 2 if block == "basic" else 3  # stage 2 and 3 entries (+ the first bottleneck widening)
+    assert len(conv_layers(model)) - projections + 1 == depth
+    assert model.output_shape == (None, 5)
+    n_add = sum(isinstance(layer, keras.layers.Add) for layer in model.layers)
+    assert n_add == 3 * n
+
+
+def test_normalization_layers_use_the_given_statistics():
+    x = np.full((1, 4, 4, 3), 120.0, dtype="float32")
+    x[..., 1], x[..., 2] = 110.0, 100.0
+    scale = build_model(CNNConfig(blocks=1, convs_per_block=1, base_filters=4), (4, 4, 3), 2, "scale", STATS)
+    np.testing.assert_allclose(scale.layers[1](x), x / 255.0, rtol=1e-6)
+    channel = build_model(CNNConfig(blocks=1, convs_per_block=1, base_filters=4), (4, 4, 3), 2, "per_channel", STATS)
+    np.testing.assert_allclose(channel.layers[1](x), 0.0, atol=1e-5)
+
+
+def test_per_image_standardization_matches_tensorflow():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).uniform(0, 255, (3, 6, 6, 3)).astype("float32")
+    x[2] = 7.0  # a flat image: tensorflow divides by 1/sqrt(N) instead of 0
+    ours = PerImageStandardization()(x)
+    np.testing.assert_allclose(ours, tf.image.per_image_standardization(x), atol=1e-4)
+
+
+def test_saved_model_reloads_in_safe_mode(tmp_path):
+    model = build_model(ResNetConfig(version=2, blocks_per_stage=1, base_filters=4), (8, 8, 1), 3, "per_image", STATS)
+    x = np.random.default_rng(0).uniform(0, 16, (2, 8, 8, 1)).astype("float32")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_resnet_trains_on_64px_inputs(version):
+    """TensorFlow 2.21's oneDNN kernels abort the process training a strided 1x1 convolution
+    on inputs this size; the projection shortcut pools first instead, to the same result."""
+    model = build_model(ResNetConfig(version=version, blocks_per_stage=1, base_filters=4), (64, 64, 1), 3, "scale", STATS)
+    model.compile("adam", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (32, 64, 64, 1)).astype("float32")
+    history = model.fit(x, np.eye(3)[np.arange(32) % 3], batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not any(isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
+                   for layer in model.layers)

@@ -1,0 +1,207 @@
+"""The budget: parsing --budget, the phases of the plan, and the deadline callback."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.study.budget import FINISH_EPOCHS, FINISH_SECONDS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.core.deadline import Deadline
+from search.errors import UsageError
+
+
+@pytest.mark.parametrize("text, seconds", [("600", 600), ("90s", 90), ("10m", 600), ("2h", 7200), ("1.5h", 5400), (" 45 ", 45)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "5x", "-3m", "", "m", "nan", "inf", "1e3", "10 minutes"])
+def test_parse_budget_refuses_what_is_not_a_positive_duration(text):
+    with pytest.raises(UsageError, match="--budget"):
+        parse_budget(text)
+
+
+def _trial(value: float, epochs: int, seconds: float, **attrs) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        value=value, params={"epochs": epochs}, distributions={"epochs": IntDistribution(1, 1000)},
+        user_attrs={"epoch_seconds": [seconds * 3, seconds, seconds], **attrs},
+    )
+
+
+def test_trial_epochs_and_epoch_seconds_read_what_a_trial_stored():
+    t = _trial(0.8, 3, 2.0)
+    assert trial_epochs(t) == 3
+    assert epoch_seconds(t) == 2.0  # the median: the first epoch's tracing is not counted
+    config_only = create_trial(value=0.5, user_attrs={"config": {"train": {"epochs": 7}}})
+    assert trial_epochs(config_only) == 7
+    assert trial_epochs(create_trial(value=0.5)) is None and epoch_seconds(create_trial(value=0.5)) is None
+
+
+def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_the_time_left():
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
+    study = optuna.create_study(direction="maximize")
+    assert plan.next_trial(study, now=1.0).phase == "explore"  # nothing measured yet
+    for value in (0.80, 0.85, 0.70):
+        study.add_trial(_trial(value, SHORT_EPOCHS, 2.0))
+    explore = plan.next_trial(study, now=100.0)
+    assert (explore.phase, explore.epochs, explore.source) == ("explore", SHORT_EPOCHS, None)
+
+    promote = plan.next_trial(study, now=400.0)  # past the explore share
+    assert (promote.phase, promote.epochs, promote.source) == ("promote", SHORT_EPOCHS * PROMOTE_FACTOR, 1)
+    study.add_trial(_trial(0.88, SHORT_EPOCHS * PROMOTE_FACTOR, 2.0, source=1))
+    second = plan.next_trial(study, now=420.0)
+    assert (second.phase, second.source) == ("promote", 0)  # the runner-up, once
+
+    final = plan.next_trial(study, now=600.0)
+    assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
+    assert final.epochs == int((400.0 - 0.5 - FINISH_SECONDS - 1.5 * 2.0) // 2.0)  # the time left, less set-up and finish
+    assert final.until == 1000.0 - FINISH_EPOCHS * 2.0 - FINISH_SECONDS  # which runs on the clock until just before the deadline
+    study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
+    after = plan.next_trial(study, now=990.0)
+    assert after.phase == "explore"  # one final run per budget
+
+
+def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_skipped():
+    capped = BudgetPlan(10000.0, start=0.0, max_epochs=20, capped=True)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
+    final = capped.next_trial(study, now=9000.0)
+    assert (final.epochs, final.until) == (20, None)  # capped by --epochs: not paced, a plain 20-epoch schedule
+    uncapped = BudgetPlan(10000.0, start=0.0, max_epochs=20).next_trial(study, now=9000.0)
+    assert uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS - FINISH_SECONDS  # the clock decides; 20 is nominal
+    tight = BudgetPlan(100.0, start=0.0, max_epochs=100, probe=1.0)
+    assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
+
+
+def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
+    from search.study.budget import RICH
+
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / 20)  # 20 epochs of the recipe
+    assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
+    study = optuna.create_study(direction="maximize")
+    first = plan.next_trial(study, now=20.0)
+    per_epoch = 1000.0 / 20
+    assert (first.phase, first.source, first.until) == ("final", None, 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS)
+    assert first.epochs == int((980.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS - 1.5 * per_epoch) // per_epoch)
+    study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))
+    assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
+    rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
+    assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
+    assert "short schedules of 3 epochs" in rich.describe()
+
+
+def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
+    from search.study.budget import EARLY, EARLY_MIN, RICH
+
+    per_epoch = 1000.0 / 40  # 40 epochs of the recipe: no exploring, but room for an early answer
+    assert EARLY_MIN <= 40 < RICH
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
+    assert "over the first 20% for an early answer" in plan.describe()
+    study = optuna.create_study(direction="maximize")
+    early = plan.next_trial(study, now=10.0)
+    assert (early.phase, early.source, early.until) == ("early", None, EARLY * 1000.0)
+    assert early.epochs == int((EARLY * 1000.0 - 10.0) / per_epoch)
+    study.add_trial(_trial(0.85, 6, per_epoch, phase="early", budget_start=0.0, paced="paced"))
+    final = plan.next_trial(study, now=205.0)  # the early run's configuration, with the time left
+    assert (final.phase, final.source) == ("final", 0) and final.until == 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS
+    assert plan.next_trial(study, now=205.0).phase == "final"  # asked again before it starts: still the final
+    late = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
+    assert late.next_trial(optuna.create_study(), now=150.0).phase == "final"  # resumed late: no early run
+
+
+def test_a_pruned_or_failed_final_does_not_block_a_new_one():
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"epochs": 50}, distributions={"epochs": IntDistribution(1, 1000)},
+                                 user_attrs={"phase": "final", "budget_start": 0.0}))
+    assert plan.next_trial(study, now=700.0).phase == "final"
+
+
+def test_a_run_stopped_at_the_deadline_ranks_by_the_epochs_it_ran():
+    stopped = _trial(0.9, 40, 1.0, stopped="stopped at the budget's deadline")
+    assert trial_epochs(stopped) == 3  # three epoch times recorded, not the 40 planned
+    paced = _trial(0.9, 40, 1.0, paced="schedule paced by the clock: 3 epochs in 5s")
+    assert trial_epochs(paced) == 3
+
+
+def test_plan_minimizes_when_the_study_does():
+    plan = BudgetPlan(1000.0, start=0.0)
+    study = optuna.create_study(direction="minimize")
+    for value in (0.5, 0.2, 0.9):
+        study.add_trial(_trial(value, SHORT_EPOCHS, 1.0))
+    assert plan.next_trial(study, now=400.0).source == 1
+
+
+class _Model:
+    stop_training = False
+
+
+def test_deadline_stops_at_the_deadline_and_a_run_that_cannot_finish():
+    passed = Deadline(time.time() - 1)
+    passed.set_model(_Model())
+    passed.set_params({"epochs": 5})
+    passed.on_epoch_begin(0)
+    passed.on_train_batch_end(0)
+    assert passed.model.stop_training and passed.reason.startswith("stopped at")
+
+    slow = Deadline(time.time() + 5)
+    slow.set_model(_Model())
+    slow.set_params({"epochs": 100})
+    slow.on_epoch_begin(1)
+    slow._epoch_start -= 1.0  # a 1 s epoch, 98 epochs to go, 5 s left
+    slow.on_epoch_end(1)
+    assert slow.model.stop_training and "would not finish its 100 epochs" in slow.reason
+
+    fine = Deadline(time.time() + 3600)
+    fine.set_model(_Model())
+    fine.set_params({"epochs": 3})
+    fine.on_epoch_begin(1)
+    fine.on_epoch_end(1)
+    fine.on_train_batch_end(0)
+    assert not fine.model.stop_training and fine.reason is None
+
+
+def test_a_planned_run_is_not_stopped_by_a_projection():
+    planned = Deadline(time.time() + 5, project=False)
+    planned.set_model(_Model())
+    planned.set_params({"epochs": 100})
+    planned.on_epoch_begin(1)
+    planned._epoch_start -= 1.0
+    planned.on_epoch_end(1)
+    assert not planned.model.stop_training and planned.reason is None
+
+
+def test_the_search_is_finished_once_the_final_run_is_done_and_no_short_schedule_fits():
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=10.0)
+    study = optuna.create_study(direction="maximize")
+    assert not plan.finished(study, now=990.0)  # no final run yet
+    study.add_trial(_trial(0.9, 50, 10.0, phase="final", budget_start=0.0))
+    assert not plan.finished(study, now=900.0)  # 100 s left: a 3-epoch schedule of 10 s epochs fits
+    assert plan.finished(study, now=960.0)  # 40 s left: it would be cut
+    other = BudgetPlan(1000.0, start=5.0, probe=10.0)
+    assert not other.finished(study, now=960.0)  # another run's final does not count
+
+
+def test_pace_does_not_begin_an_epoch_that_would_mostly_run_past_its_end():
+    from search.core.deadline import Pace
+
+    pace = Pace(time.time() + 4.0)
+    pace.set_model(_Model())
+    pace.on_train_begin()
+    pace.on_epoch_begin(0)
+    pace._epoch_start -= 10.0  # a 10 s epoch just ended; 4 s left: the next would run 6 s past
+    pace.on_epoch_end(0)
+    assert pace.model.stop_training and pace.stopped
+
+    roomy = Pace(time.time() + 8.0)
+    roomy.set_model(_Model())
+    roomy.on_train_begin()
+    roomy.on_epoch_begin(0)
+    roomy._epoch_start -= 10.0  # 8 s left of a 10 s epoch: begun, and stopped at a batch past the end
+    roomy.on_epoch_end(0)
+    assert not roomy.model.stop_training

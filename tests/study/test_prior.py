@@ -1,0 +1,176 @@
+"""The prior-guided sampler on real Optuna studies (no training: the objective scores
+the sampled config directly)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.study.budget import BudgetPlan
+from search.core.config import RunConfig
+from search.study.prior import CHANGES, EVIDENCE, MIN_GLOBAL, START_GLOBAL, PriorSampler
+from search.core.recipe import DataShape, recipe
+from search.core.space_files import load_space
+from search.study.settings import StudySettings
+from search.study.storage import create_or_load
+
+SPACE = load_space("cnn")
+FMNIST = DataShape("fashion_mnist", 28, 28, 1, 10, 8000)
+BASE = recipe(FMNIST)
+PRIOR = SPACE.priors(BASE)
+NAMES = [p.name for p in SPACE.params if p.kind != "fixed"]
+
+
+def _run(sampler: PriorSampler, n: int, score=None) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial):
+        config = SPACE.sample(trial, BASE, epochs=(1, 50) if sampler.budget else None)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("epoch_seconds", [1.0, 1.0])  # as the reporting callback stores them
+        return score(config) if score else 0.5
+
+    study.optimize(objective, n_trials=n)
+    return study
+
+
+def _differences(params: dict, centre: dict) -> set[str]:
+    return {k for k, v in params.items() if k in centre and centre[k] != v}
+
+
+def test_the_recipe_is_inside_the_cnn_space_for_grey_and_colour_images():
+    for shape in (FMNIST, DataShape("folder:cifar", 32, 32, 3, 10, 9000)):
+        prior = SPACE.priors(recipe(shape))
+        missing = [p.name for p in SPACE.params if p.kind != "fixed" and p.applies(prior) and p.name not in prior]
+        assert missing == [], f"recipe values the space cannot take: {missing}"
+
+
+def test_local_draws_change_one_to_three_parameters_of_the_centre():
+    sampler = PriorSampler(PRIOR, NAMES, seed=1)
+    sampler_global = []
+    study = _run(sampler, 40)
+    for t in study.trials:
+        if t.user_attrs["draw"] == "local" and t.user_attrs["centre"] == "prior":
+            changed = _differences(t.params, PRIOR)
+            assert changed <= set(t.user_attrs["changed"]), (changed, t.user_attrs["changed"])
+            assert 1 <= len(t.user_attrs["changed"]) <= max(CHANGES)
+        if t.user_attrs["draw"] == "global":
+            sampler_global.append(len(_differences(t.params, PRIOR)))
+    assert sampler_global, "some draws come from the whole space"
+    assert max(sampler_global) > max(CHANGES), "global draws move more than a local draw can"
+
+
+def test_local_draws_centre_on_the_best_trial_once_there_is_one():
+    # the score rewards a larger label smoothing: the best trial differs from the prior
+    study = _run(PriorSampler(PRIOR, NAMES, seed=3), 30, score=lambda c: c.train.label_smoothing)
+    centred = [t for t in study.trials if str(t.user_attrs["centre"]).startswith("trial ")]
+    assert centred, "after the first results most local draws start from the best trial"
+    for t in centred:
+        number = int(t.user_attrs["centre"].split()[1])
+        assert number < t.number
+        source = study.trials[number]
+        assert _differences(t.params, source.params) <= set(t.user_attrs["changed"])
+
+
+def test_global_share_starts_at_a_quarter_and_follows_the_evidence():
+    sampler = PriorSampler(PRIOR, NAMES, seed=0)
+    study = optuna.create_study(direction="maximize")
+    assert sampler.global_share(study, []) == START_GLOBAL
+    # the best quarter came from local draws only: the share falls to its floor
+    for i in range(8):
+        study.add_trial(optuna.trial.create_trial(value=i / 10, user_attrs={"draw": "local" if i >= 6 else "global"}))
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) >= EVIDENCE
+    assert sampler.global_share(study, done) == pytest.approx(MIN_GLOBAL)
+    study2 = optuna.create_study(direction="maximize")
+    for i in range(8):
+        study2.add_trial(optuna.trial.create_trial(value=i / 10, user_attrs={"draw": "global" if i >= 6 else "local"}))
+    assert sampler.global_share(study2, study2.get_trials()) > 0.4
+
+
+def test_same_seed_same_draws():
+    a = [t.params for t in _run(PriorSampler(PRIOR, NAMES, seed=7), 6).trials]
+    b = [t.params for t in _run(PriorSampler(PRIOR, NAMES, seed=7), 6).trials]
+    assert a == b
+
+
+def test_budgeted_trials_get_their_planned_epochs_and_promotions_replay_their_source():
+    budget = BudgetPlan(1000.0)
+    study = _run(PriorSampler(PRIOR, NAMES, seed=2, budget=budget), 3)
+    assert all(t.params["epochs"] == budget.short and t.user_attrs["phase"] == "explore" for t in study.trials)
+    budget.start -= 0.4 * budget.seconds  # 40% of the budget spent: promotions are due
+    study.sampler = PriorSampler(PRIOR, NAMES, seed=2, budget=budget)
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 50))
+        return 0.9
+
+    study.optimize(objective, n_trials=1)
+    promoted = study.trials[-1]
+    assert promoted.user_attrs["phase"] == "promote" and promoted.params["epochs"] == budget.promoted_epochs
+    source = study.trials[promoted.user_attrs["source"]]
+    assert {k: v for k, v in promoted.params.items() if k != "epochs"} == {k: v for k, v in source.params.items() if k != "epochs"}
+
+
+def test_a_new_study_starts_with_the_recipe(tmp_path):
+    settings = StudySettings.of(dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict())
+    study = create_or_load("s", f"sqlite:///{tmp_path / 's.db'}", settings)
+    assert isinstance(study.sampler, PriorSampler)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1
+    replayed = SPACE.sample(optuna.trial.FixedTrial(waiting[0].system_attrs["fixed_params"]), settings.config)
+    assert replayed == settings.config  # the first trial trains exactly the recipe
+
+
+def test_space_file_priors_move_the_centre_and_are_checked(tmp_path):
+    from search.errors import SpaceError
+
+    good = tmp_path / "good.toml"
+    good.write_text('extends = "cnn"\n[train]\nbatch_size = { choices = [64, 128, 256], prior = 64 }\n')
+    space = load_space(str(good))
+    assert space.priors(BASE)["batch_size"] == 64 and BASE.train.batch_size != 64
+    assert space.fingerprint == load_space(str(good)).fingerprint
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "cnn"\n[train]\nlabel_smoothing = { low = 0.0, high = 0.2, prior = 0.5 }\n')
+    with pytest.raises(SpaceError, match="prior 0.5 is outside"):
+        load_space(str(bad))
+
+
+def test_priors_do_not_change_the_fingerprint(tmp_path):
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[train]\nbatch_size = { choices = [64, 128] }\n')
+    with_prior = tmp_path / "with_prior.toml"
+    with_prior.write_text('[train]\nbatch_size = { choices = [64, 128], prior = 128 }\n')
+    assert load_space(str(plain)).fingerprint == load_space(str(with_prior)).fingerprint
+
+
+def test_runconfig_defaults_are_unchanged_for_old_studies():
+    old = StudySettings.of(dataset="digits", space=SPACE.to_dict())
+    assert old.config.model == RunConfig().model
+
+
+def test_local_draws_change_only_parameters_that_apply_to_the_centre():
+    names = SPACE.changeable(BASE)(PRIOR)  # the recipe: SGD with one-cycle
+    assert "momentum" in names and "max_lr_factor" in names
+    assert not {"drop_every", "decay_rate", "cycle_epochs", "patience"} & set(names)  # other schedules' keys
+    text_base = recipe(DataShape("captcha", 40, 100, 1, 10, 7000, text=True))
+    assert "horizontal_flip" not in SPACE.changeable(text_base)(SPACE.priors(text_base))
+
+
+def test_queued_trials_keep_their_params_and_a_poor_budget_trains_the_recipe_first():
+    budget = BudgetPlan(1000.0, probe=100.0)  # 10 epochs of the recipe: no exploring
+    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [100.0, 100.0])
+        return 0.9
+
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert first.user_attrs["draw"] == "queued" and first.user_attrs["phase"] == "final"
+    assert {k: v for k, v in first.params.items() if k != "epochs"} == SPACE.baseline(BASE)
+    assert 1 <= first.params["epochs"] <= 10
+    assert second.user_attrs["phase"] == "explore"  # the final run is done
