@@ -90,11 +90,23 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time augmentation; applied to the training split only."""
+    """Training-time augmentation; applied to the training split only.
+
+    ``flip_tta``: with ``horizontal_flip``, the model predicts each image and its mirror
+    image and averages the two (flip test-time augmentation, as airbench does); it is part
+    of the saved model, so validation, test, ``predict`` and the SavedModel all see it.
+    Without ``horizontal_flip`` it does nothing: a model never trained on mirror images
+    is not asked about them."""
 
     horizontal_flip: bool = False
     translate: float = 0.0  # random translation, as a fraction of height and width
     pad_crop: int = 0  # pad by this many pixels, then crop back at a random offset
+    flip_tta: bool = False
+
+    @property
+    def predicts_flips(self) -> bool:
+        """Whether the model averages each image's prediction with its mirror image's."""
+        return self.horizontal_flip and self.flip_tta
 
     def __post_init__(self) -> None:
         require(0.0 <= self.translate < 0.5, "augment.translate", "a fraction in [0, 0.5)", self.translate)

@@ -26,7 +26,7 @@ from search.core.config import CNNConfig, ModelConfig, ResNetConfig
 # evaluation catch up; short trials on small data evaluate with stale statistics.
 BN_MOMENTUM = 0.9
 
-__all__ = ["InputStats", "PerImageStandardization", "build_model", "normalization_layer", "string_accuracy", "compile_metrics"]
+__all__ = ["InputStats", "PerImageStandardization", "FlipBatch", "MeanOfFlips", "build_model", "normalization_layer", "string_accuracy", "compile_metrics"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,35 @@ class PerImageStandardization(layers.Layer):
         return (x - mean) / keras.ops.maximum(std, keras.ops.rsqrt(n))
 
 
+@keras.saving.register_keras_serializable(package="cnn_search")
+class FlipBatch(layers.Layer):
+    """Flip test-time augmentation, first half: in inference, the batch followed by its
+    mirror images (batch 2B); in training, the batch as it is."""
+
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        return keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cnn_search")
+class MeanOfFlips(layers.Layer):
+    """Flip test-time augmentation, second half: in inference, the mean of each image's
+    prediction and its mirror image's (batch 2B back to B); in training, as it is."""
+
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        pair = keras.ops.reshape(inputs, (2, -1, *inputs.shape[1:]))
+        return keras.ops.mean(pair, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def normalization_layer(mode: str, stats: InputStats) -> layers.Layer:
     if mode == "scale":
         return layers.Rescaling(1.0 / stats.pixel_max, name="scale")
@@ -69,11 +98,15 @@ def build_model(
     normalization: str,
     stats: InputStats,
     text_length: int | None = None,
+    flip_tta: bool = False,
 ) -> keras.Model:
     """Build (not compile) the classifier that ``model`` describes; with ``text_length``
-    L, one softmax over ``num_classes`` characters per position: output (batch, L, C)."""
+    L, one softmax over ``num_classes`` characters per position: output (batch, L, C).
+    With ``flip_tta`` it predicts, outside training, the mean of each image's
+    probabilities and its mirror image's (``FlipBatch`` ... ``MeanOfFlips``)."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = normalization_layer(normalization, stats)(inputs)
+    x = FlipBatch(name="flip_tta")(inputs) if flip_tta else inputs
+    x = normalization_layer(normalization, stats)(x)
     if isinstance(model, CNNConfig):
         x = _cnn_body(model, x)
     elif isinstance(model, ResNetConfig):
@@ -86,6 +119,8 @@ def build_model(
         outputs = layers.Softmax(dtype="float32", name="predictions")(x)
     else:
         outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    if flip_tta:
+        outputs = MeanOfFlips(dtype="float32", name="mean_of_flips")(outputs)
     name = "cnn" if isinstance(model, CNNConfig) else f"resnet{model.depth}_v{model.version}"
     return keras.Model(inputs, outputs, name=name)
 

@@ -108,7 +108,10 @@ def make_optimizer(cfg: OptimizerConfig, learning_rate) -> keras.optimizers.Opti
 def build_for_data(config: RunConfig, data: Dataset) -> keras.Model:
     """The model ``config`` describes, sized and normalized for ``data``."""
     stats = InputStats(data.pixel_max, data.mean, data.variance)
-    return build_model(config.model, data.input_shape, data.num_classes, config.data.normalization, stats, data.text_length)
+    return build_model(
+        config.model, data.input_shape, data.num_classes, config.data.normalization, stats, data.text_length,
+        flip_tta=config.augment.predicts_flips,
+    )
 
 
 def compile_model(

@@ -83,3 +83,26 @@ def test_resnet_trains_on_64px_inputs(version):
     assert np.isfinite(history.history["loss"][0])
     assert not any(isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
                    for layer in model.layers)
+
+
+def test_flip_tta_predicts_the_mean_of_each_image_and_its_mirror(tmp_path):
+    cfg = CNNConfig(blocks=2, convs_per_block=1, base_filters=4, dense_units=0, block_dropout=0.0, head_dropout=0.0, pooling="max")
+    tta = build_model(cfg, (8, 8, 3), 4, "per_channel", STATS, flip_tta=True)
+    plain = build_model(cfg, (8, 8, 3), 4, "per_channel", STATS)
+    plain.set_weights(tta.get_weights())  # the two flip layers hold no weights
+    x = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 3)).astype("float32")
+    mirrored = x[:, :, ::-1]
+    assert not np.allclose(plain.predict(x, verbose=0), plain.predict(mirrored, verbose=0), atol=1e-4)
+    expected = (plain.predict(x, verbose=0) + plain.predict(mirrored, verbose=0)) / 2
+    np.testing.assert_allclose(tta.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tta.predict(x, batch_size=2, verbose=0), expected, rtol=1e-5, atol=1e-6)  # a last batch of 1
+    tta.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    tta.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))  # kept: its variables die with it
+    np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    # training sees each image once, as it is (last: a training call moves the norm statistics)
+    np.testing.assert_allclose(tta(x, training=True), plain(x, training=True), rtol=1e-5, atol=1e-6)

@@ -122,3 +122,34 @@ def test_model_keras_loads_and_trains_further(trained_digits, digits):
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert model.evaluate(x, y, verbose=0, return_dict=True)["loss"] != before  # the weights moved
+
+
+def test_a_flip_averaging_model_serves_the_same_without_cnn_search(tmp_path):
+    """Colour photographs get the recipe's flip test-time augmentation; the SavedModel and
+    LiteRT exports average each image with its mirror image too, with TensorFlow alone."""
+    import search
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 6)):
+        for c, tint in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+            (tmp_path / "photos" / split / f"class{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(tint, 50, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "photos" / split / f"class{c}" / f"{i}.png")
+    result = run_cli("train", "--recipe", "folder:photos", "--epochs", "1", "--out", "model", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_dir = tmp_path / "model"
+    model = search.load_model(model_dir / "model.keras")
+    assert "flip_tta" in [layer.name for layer in model.layers]
+    x = rng.uniform(0, 255, (7, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    result = subprocess.run([sys.executable, "-c", NO_CNN_SEARCH, str(model_dir), str(tmp_path / "x.npz"),
+                             str(tmp_path / "served.npy")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = model.predict(x, verbose=0)
+    mirrored = model.predict(x[:, :, ::-1], verbose=0)
+    np.testing.assert_allclose(mirrored, expected, atol=1e-5)  # the average of both is the same either way round
+    np.testing.assert_allclose(np.load(tmp_path / "served.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "served-lite.npy"), expected, atol=1e-5)
