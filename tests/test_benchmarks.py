@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from optuna.trial import FixedTrial
 
@@ -325,3 +326,22 @@ def test_rerunning_with_other_settings_is_refused(smoke, capsys):
                  "--epochs", "3", "--budget", budget, "--seeds", "0", "--tools", "random", "--out", str(out)])
     assert code == 2
     assert "other settings (epochs)" in capsys.readouterr().err
+
+
+def test_flip_tta_script_measures_both_ways_and_refuses_data_it_does_not_flip(tmp_path, capsys):
+    from PIL import Image
+
+    from benchmarks.flip_tta import main
+
+    rng = np.random.default_rng(0)
+    for c, tint in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+        (tmp_path / "photos" / f"class{c}").mkdir(parents=True)
+        for i in range(30):
+            pixels = np.clip(rng.normal(tint, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / f"class{c}" / f"{i}.png")
+    main(["--dataset", f"folder:{tmp_path / 'photos'}", "--limit-train", "60", "--val-size", "24", "--epochs", "2"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["seed"] == 0 and row["epochs"] == 2 and row["train_s"] > 0
+    assert all(0 <= row[f"{split}_{way}"] <= 1 for split in ("val", "test") for way in ("plain", "flip"))
+    with pytest.raises(SystemExit, match="does not flip digits"):
+        main(["--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--epochs", "1"])
