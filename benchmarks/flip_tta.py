@@ -24,6 +24,7 @@ from benchmarks.args import add_data_arguments
 from benchmarks.tools import load_data
 from search.core.recipe import DataShape, recipe
 from search.core.training import fit, keras_session
+from search.errors import CnnSearchError, UsageError
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, mirrored: bool) -> float:
@@ -34,17 +35,23 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, mirrored: bool) -> float:
     return float(np.mean(p.argmax(axis=-1) == y))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=None, help="the recipe's schedule length (default: the recipe's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = p.parse_args(argv)
-    cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
+    try:
+        cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
+        shape = DataShape.of(data, args.dataset)
+        if not recipe(shape, cfg).augment.horizontal_flip:
+            raise UsageError(f"the recipe does not flip {args.dataset}, so it has no flip test-time augmentation to measure; "
+                             "pass colour photographs or fashion_mnist")
+    except CnnSearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for seed in args.seeds:
-        config = recipe(DataShape.of(data, args.dataset), cfg, epochs=args.epochs, seed=seed)
-        if not config.augment.horizontal_flip:
-            sys.exit(f"error: the recipe does not flip {args.dataset}, so it has no flip test-time augmentation to measure")
+        config = recipe(shape, cfg, epochs=args.epochs, seed=seed)
         config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, flip_tta=False))
         with keras_session():
             start = time.perf_counter()
@@ -55,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                 row[f"{split}_plain"] = accuracy(result.model, x, y, mirrored=False)
                 row[f"{split}_flip"] = accuracy(result.model, x, y, mirrored=True)
         print(json.dumps(row), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

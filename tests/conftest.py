@@ -51,6 +51,20 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, user: int | None = None) 
     )
 
 
+def write_tinted_photos(folder: Path, per_class: int, size: int, seed: int = 0) -> None:
+    """A ``folder:`` dataset of colour images in three classes told apart by their tint
+    (red, green, blue): ``folder/class0/0.png`` and on; what the recipe flips."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, tint in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+        (folder / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(tint, 50, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"class{c}" / f"{i}.png")
+
+
 @dataclass(frozen=True)
 class TinyStudy:
     """A real study made by the real command line: digits, a small space, 4 trials, 2 epochs."""

@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from optuna.trial import FixedTrial
 
@@ -329,19 +328,17 @@ def test_rerunning_with_other_settings_is_refused(smoke, capsys):
 
 
 def test_flip_tta_script_measures_both_ways_and_refuses_data_it_does_not_flip(tmp_path, capsys):
-    from PIL import Image
-
     from benchmarks.flip_tta import main
+    from tests.conftest import write_tinted_photos
 
-    rng = np.random.default_rng(0)
-    for c, tint in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-        (tmp_path / "photos" / f"class{c}").mkdir(parents=True)
-        for i in range(30):
-            pixels = np.clip(rng.normal(tint, 60, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "photos" / f"class{c}" / f"{i}.png")
-    main(["--dataset", f"folder:{tmp_path / 'photos'}", "--limit-train", "60", "--val-size", "24", "--epochs", "2"])
+    write_tinted_photos(tmp_path / "photos", 30, 16)
+    assert main(["--dataset", f"folder:{tmp_path / 'photos'}", "--limit-train", "60", "--val-size", "24", "--epochs", "2"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["seed"] == 0 and row["epochs"] == 2 and row["train_s"] > 0
     assert all(0 <= row[f"{split}_{way}"] <= 1 for split in ("val", "test") for way in ("plain", "flip"))
-    with pytest.raises(SystemExit, match="does not flip digits"):
-        main(["--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--epochs", "1"])
+    assert main(["--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not flip digits" in err[0]
+    assert main(["--dataset", "folder:no/such/folder", "--epochs", "1"]) == 2  # bad data: one line, no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "no/such/folder" in err[0]

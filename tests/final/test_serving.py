@@ -128,15 +128,11 @@ def test_a_flip_averaging_model_serves_the_same_without_cnn_search(tmp_path):
     """Colour photographs get the recipe's flip test-time augmentation; the SavedModel and
     LiteRT exports average each image with its mirror image too, with TensorFlow alone."""
     import search
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli, write_tinted_photos
 
+    write_tinted_photos(tmp_path / "photos" / "train", 24, 32)
+    write_tinted_photos(tmp_path / "photos" / "test", 6, 32, seed=1)
     rng = np.random.default_rng(0)
-    for split, n in (("train", 24), ("test", 6)):
-        for c, tint in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-            (tmp_path / "photos" / split / f"class{c}").mkdir(parents=True)
-            for i in range(n):
-                pixels = np.clip(rng.normal(tint, 50, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(tmp_path / "photos" / split / f"class{c}" / f"{i}.png")
     result = run_cli("train", "--recipe", "folder:photos", "--epochs", "1", "--out", "model", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     model_dir = tmp_path / "model"
