@@ -21,16 +21,21 @@ def run(args: argparse.Namespace) -> int:
     from search.reporting.export import choose_trial, export_trial, write_export
     from search.study.storage import load_study_for_reading
 
+    from search.core.outputs import check_output_file
+
     name, url = study_location(args)
+    suffix = "best" if args.trial is None else f"trial{args.trial}"
+    out = Path(args.out) if args.out else Path(args.studies_dir) / f"{name}-{suffix}.json"
+    replaced = check_output_file(out, "--out", "export")  # before the study is read: nothing of ours is overwritten
     study = load_study_for_reading(name, url)
     trial = choose_trial(study, args.trial)
     export = export_trial(study, trial, url)
-    suffix = "best" if args.trial is None else f"trial{trial.number}"
-    out = write_export(export, args.out or Path(args.studies_dir) / f"{name}-{suffix}.json")
+    write_export(export, out)
     from search.study.objectives import format_objective
 
     values = export.source.get("values") or {export.source["monitor"]: export.source["value"]}
     shown = ", ".join(f"{k} {format_objective(k, v)}" for k, v in values.items())
-    print(f"exported trial {trial.number} ({trial.state.name}, {shown}) of study '{name}' to {out}")
+    print(f"exported trial {trial.number} ({trial.state.name}, {shown}) of study '{name}' to {out}"
+          + (" (replaced the earlier export there)" if replaced else ""))
     print(f"train it: python run_search.py train --config {shlex.quote(str(out))}")
     return 0

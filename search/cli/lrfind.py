@@ -64,13 +64,29 @@ def base_config(args: argparse.Namespace) -> tuple[RunConfig, str]:
     return space.sample(Defaults(), RunConfig(data=data)), args.space or "cnn"
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every path lr-find writes, checked before TensorFlow loads (nothing of another's overwritten)."""
+    from search.core.outputs import check_output_file, check_output_folder
+
+    out = Path(args.out)
+    check_output_folder(out, "--out", lambda folder: True, "")  # a folder of other files is fine: two names are ours
+    check_output_file(out / "lr-find.png", "--out", "png")
+    check_output_file(out / "lr-find.json", "--out", "lr-find.json")
+    if args.write_space:
+        if Path(args.write_space).suffix != ".toml":
+            raise UsageError(f"--write-space {args.write_space}: expected a .toml file name (a space file)")
+        check_output_file(args.write_space, "--write-space", "space")
+
+
 def run(args: argparse.Namespace) -> int:
     from search.cli import require_tensorflow
 
+    check_outputs(args)
     require_tensorflow()
     config, space_ref = base_config(args)
     from search.core.data import load_dataset
     from search.core.lrfind import lr_range_test, plot, write_space
+    from search.core.outputs import atomic_write
 
     data = load_dataset(config.data)
     print(f"lr-find on {data.describe()}: {config.model.kind} model, {config.optimizer.name}, batch {config.train.batch_size}, "
@@ -79,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(result, out / "lr-find.png")
-    (out / "lr-find.json").write_text(json.dumps(result.to_dict(), indent=2))
+    atomic_write(out / "lr-find.json", json.dumps(result.to_dict(), indent=2))
     print(f"suggested base rate {result.base_lr:.3g}, max rate {result.max_lr:.3g} "
           f"(cyclic / one-cycle peak factor {result.max_lr / result.base_lr:.3g})")
     print(f"curve: {out / 'lr-find.png'}")

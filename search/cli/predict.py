@@ -10,7 +10,7 @@ DEFAULT_TOP_K = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR", help="the folder 'train' wrote (saved_model/ and labels.json)")
+    p.add_argument("--model", required=True, metavar="DIR", help="the folder 'train' wrote (its model.keras, loaded in Keras' safe mode, and labels.json)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|npz:PATH",
                    help="image files, folders (every image under them), or npz:PATH with an array x (or x_test), "
                         "optionally labels y (or y_test): then the accuracy is printed too")
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, received {args.top_k}")
     out = check_out_path(args.out)
-    info, saved_model = read_model_info(args.model)
+    info, model_file = read_model_info(args.model)
     k = len(info.class_names)
     if args.top_k is not None and info.text_length:
         raise UsageError(f"--top-k: {args.model} reads texts ({info.text_length} characters); it prints each position's "
@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = read_inputs(args.inputs, info)  # every image checked before TensorFlow loads
 
     from search.cli import require_tensorflow
-    from search.final.predict import predict_probabilities
+    from search.final.predict import load_checked, predict_probabilities
 
     require_tensorflow()
-    probabilities = predict_probabilities(saved_model, inputs.array())
+    model = load_checked(model_file, info)
+    probabilities = predict_probabilities(model, inputs.array())
     rows = prediction_rows(info, inputs, probabilities, top_k)
     for note in inputs.notes:
         print(note)

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     elif not export.split_recorded:
         print(f"note: {args.config} records no split seed (not written by 'export'); the validation split uses seed 0")
     out = Path(args.out) if args.out else Path(args.config).with_suffix("").with_name(Path(args.config).stem + "-model")
+    from search.core.outputs import check_output_folder, is_model_folder
+
+    if check_output_folder(out, "--out", is_model_folder, "a model folder 'train' wrote"):
+        print(f"note: {out} holds a model trained before; it is replaced when this one is done")
 
     from search.cli import require_tensorflow
 

@@ -154,12 +154,16 @@ def write_space(space_ref: str, base_lr: float, max_lr: float, path: Path) -> No
     """A space file that extends ``space_ref`` with the suggested learning-rate bounds."""
     ref = space_ref if "/" not in space_ref and not space_ref.endswith(".toml") else str(Path(space_ref).resolve())
     factor = max(1.0, max_lr / base_lr)
-    path.write_text(
+    from search.core.outputs import atomic_write
+
+    atomic_write(
+        path,
         "# Written by `run_search.py lr-find`: the learning rate searched between the suggested\n"
         "# base and max rates, and the cyclic / one-cycle peak fixed at max / base.\n"
         f'extends = "{ref}"\n\n'
         "[optimizer]\n"
         f"learning_rate = {{ low = {base_lr:.3g}, high = {max_lr:.3g}, log = true }}\n\n"
         "[schedule]\n"
-        f"max_lr_factor = {factor:.3g}\n"
+        f"max_lr_factor = {factor:.3g}\n",
+        "--write-space",
     )

@@ -1,5 +1,6 @@
 """Run a trained model on images: read them the way training read its images, predict
-with the SavedModel, name the answers.
+with ``model.keras`` loaded in Keras' safe mode (never the SavedModel, which is a
+program: ``search.final.safe_model``), name the answers.
 
 Inputs are image files, folders (every image file under them, sorted), and
 ``npz:PATH`` (an array ``x``, or ``x_test``, or the file's only array, optionally with
@@ -22,6 +23,7 @@ is one line, and are matched to the model's input the way training matched them:
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from search.errors import DataError, UsageError
 from search.core.images import IMAGE_SUFFIXES, read_image
 from search.final.serving import ModelInfo
 
-__all__ = ["Inputs", "read_inputs", "predict_probabilities", "prediction_rows", "format_row", "write_rows", "OUT_SUFFIXES"]
+__all__ = ["Inputs", "read_inputs", "load_checked", "predict_probabilities", "prediction_rows", "format_row", "write_rows", "OUT_SUFFIXES"]
 
 OUT_SUFFIXES = (".csv", ".json")
 
@@ -180,15 +182,19 @@ def _labels(y: np.ndarray, n: int, path: Path, key: str, info: ModelInfo) -> lis
     return [info.class_names[i] for i in y]
 
 
-def predict_probabilities(saved_model: Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The SavedModel's ``serve`` endpoint on ``x``, in batches."""
-    import tensorflow as tf
+def load_checked(model_file: Path, info: ModelInfo):
+    """``model.keras`` loaded in safe mode (no code from the folder runs) and checked
+    against ``labels.json``; one line for a damaged or edited folder."""
+    from search.final.safe_model import check_against_labels, load_safe
 
-    from search.final.serving import ENDPOINT
+    model = load_safe(model_file)
+    check_against_labels(model, info, model_file.parent)
+    return model
 
-    model = tf.saved_model.load(str(saved_model))  # held while serving: it owns the variables
-    parts = [getattr(model, ENDPOINT)(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts)
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's probabilities on ``x`` (raw pixels: its normalization is inside)."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def prediction_rows(info: ModelInfo, inputs: Inputs, probabilities: np.ndarray, top_k: int) -> list[dict[str, Any]]:
@@ -228,30 +234,30 @@ def check_out_path(out: str | None) -> Path | None:
     path = Path(out)
     if path.suffix.lower() not in OUT_SUFFIXES:
         raise UsageError(f"--out {out}: expected a .csv or .json file name, received {path.suffix or 'no suffix'}")
-    if path.is_dir():
-        raise UsageError(f"--out {out} is a folder; name a .csv or .json file")
+    from search.core.outputs import check_output_file
+
+    check_output_file(path, "--out", "predictions")
     return path
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
     """``.json``: the rows as a list; ``.csv``: a row per image, a column per rank (or position)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".json":
-            path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-            return
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            first = rows[0]
-            labelled = any("true" in r for r in rows)
-            if "text" in first:
-                header = ["image", "text", *(f"confidence_{i + 1}" for i in range(len(first["confidence"])))]
-            else:
-                header = ["image", *(f"{what}_{i + 1}" for i in range(len(first["top"])) for what in ("class", "probability"))]
-            writer.writerow(header + (["true", "right"] if labelled else []))
-            for r in rows:
-                cells = ([r["image"], r["text"], *r["confidence"]] if "text" in r
-                         else [r["image"], *(v for t in r["top"] for v in (t["class"], t["probability"]))])
-                writer.writerow(cells + ([r.get("true", ""), r.get("right", "")] if labelled else []))
-    except OSError as e:
-        raise UsageError(f"cannot write --out {path} ({e.strerror}); choose another file") from e
+    from search.core.outputs import atomic_write
+
+    if path.suffix.lower() == ".json":
+        atomic_write(path, json.dumps(rows, indent=1) + "\n")
+        return
+    f = io.StringIO(newline="")  # the table is built in memory, then written in one atomic step
+    writer = csv.writer(f)
+    first = rows[0]
+    labelled = any("true" in r for r in rows)
+    if "text" in first:
+        header = ["image", "text", *(f"confidence_{i + 1}" for i in range(len(first["confidence"])))]
+    else:
+        header = ["image", *(f"{what}_{i + 1}" for i in range(len(first["top"])) for what in ("class", "probability"))]
+    writer.writerow(header + (["true", "right"] if labelled else []))
+    for r in rows:
+        cells = ([r["image"], r["text"], *r["confidence"]] if "text" in r
+                 else [r["image"], *(v for t in r["top"] for v in (t["class"], t["probability"]))])
+        writer.writerow(cells + ([r.get("true", ""), r.get("right", "")] if labelled else []))
+    atomic_write(path, f.getvalue())

@@ -20,6 +20,7 @@ text the alphabet and text length.  ``predict`` reads both.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = ["SAVED_MODEL", "TFLITE", "LABELS", "ENDPOINT", "ModelInfo", "write_se
 
 SAVED_MODEL = "saved_model"
 TFLITE = "model.tflite"
+MODEL = "model.keras"
 LABELS = "labels.json"
 ENDPOINT = "serve"
 SCHEMA_VERSION = 1
@@ -84,8 +86,10 @@ class ModelInfo:
                        int(d["text_length"]) if d.get("text_length") else None)
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{where}: not a labels.json written by 'train' ({type(e).__name__}: {e}); train the model again") from e
-        if len(shape) != 3 or len(names) < 2:
+        if len(shape) != 3 or len(names) < 2 or min(shape) < 1:
             raise UsageError(f"{where}: input_shape {list(shape)} or {len(names)} class names is not a model's; train the model again")
+        if not math.isfinite(info.pixel_max) or info.pixel_max <= 0:
+            raise UsageError(f"{where}: pixel_max {info.pixel_max} must be a finite number above 0; train the model again")
         return info
 
 
@@ -109,14 +113,16 @@ def write_serving(model: Any, out_dir: Path, info: ModelInfo) -> list[str]:
 
 
 def read_model_info(model_dir: str | Path) -> tuple[ModelInfo, Path]:
-    """The ``ModelInfo`` and SavedModel path of a folder ``train`` wrote; one line if it is not one."""
+    """The ``ModelInfo`` and ``model.keras`` path of a folder ``train`` wrote; one line if it
+    is not one.  ``predict`` runs ``model.keras`` in Keras' safe mode (``search.final.safe_model``),
+    never the SavedModel: that is a program, for serving stacks that trust its source."""
     folder = Path(model_dir)
     if not folder.exists():
         raise UsageError(f"--model {folder}: no such folder; pass the folder 'train' wrote (its --out)")
     if not folder.is_dir():
-        raise UsageError(f"--model {folder}: is a file; pass the folder 'train' wrote (its --out), which holds {LABELS} and {SAVED_MODEL}/")
-    labels, saved = folder / LABELS, folder / SAVED_MODEL
-    missing = [name for name, p in ((LABELS, labels), (SAVED_MODEL + "/", saved / "saved_model.pb")) if not p.exists()]
+        raise UsageError(f"--model {folder}: is a file; pass the folder 'train' wrote (its --out), which holds {LABELS} and {MODEL}")
+    labels, model = folder / LABELS, folder / MODEL
+    missing = [name for name, p in ((LABELS, labels), (MODEL, model)) if not p.is_file()]
     if missing:
         config = folder / "config.json"
         fix = (f"it was written before 'train' wrote them: train it again with train --config {config} --out {folder}"
@@ -128,4 +134,4 @@ def read_model_info(model_dir: str | Path) -> tuple[ModelInfo, Path]:
         raise UsageError(f"{labels}: not readable JSON ({type(e).__name__}); train the model again") from e
     if not isinstance(d, dict):
         raise UsageError(f"{labels}: holds {type(d).__name__}, not a JSON object; train the model again")
-    return ModelInfo.from_dict(d, labels), saved
+    return ModelInfo.from_dict(d, labels), model

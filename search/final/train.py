@@ -26,6 +26,7 @@ the per-class report and the confusion matrix are then per character.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 
 from search.core.config import RunConfig, is_loss
 from search.core.data import Dataset, load_dataset
+from search.core.outputs import check_output_folder, is_model_folder, staged_folder
 from search.errors import UsageError
 from search.reporting.export import Export
 from search.final.evaluation import confidence, confident_mistakes, evaluate_test, test_metrics
@@ -86,13 +88,17 @@ def train_final(
     monitor = config.train.monitor
     if keep_val and not monitor.startswith("val_"):
         monitor = f"val_{monitor}"
+    out = Path(out_dir)
+    check_output_folder(out, "--out", is_model_folder, "a model folder 'train' wrote")
     if data is None:  # first: a dataset that is not there leaves no empty --out folder behind
         data = load_dataset(config.data)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create output folder {out} ({e.strerror}); choose another --out") from e
+    with staged_folder(out) as stage:  # built aside, swapped in at the end: a crash leaves the old folder
+        result = _train_into(stage, config, data, keep_val, early_stopping, monitor, source, verbose)
+    return dataclasses.replace(result, out_dir=out)
+
+
+def _train_into(out: Path, config: RunConfig, data: Dataset, keep_val: bool, early_stopping: int | None, monitor: str,
+                source: dict[str, Any] | None, verbose: int) -> FinalResult:
     callbacks = []
     if early_stopping is not None:
         mode = "min" if is_loss(monitor) else "max"

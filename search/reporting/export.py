@@ -155,17 +155,17 @@ def replay(settings: Any, trial: FrozenTrial) -> RunConfig:
 
 
 def write_export(export: Export, path: str | Path) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(export.to_dict(), indent=2) + "\n")
-    except OSError as e:
-        raise UsageError(f"cannot write {path} ({e.strerror}); choose another --out") from e
-    return path
+    """Write ``export`` as JSON, atomically (a crash leaves the old file or the new one)."""
+    from search.core.outputs import atomic_write
+
+    return atomic_write(path, json.dumps(export.to_dict(), indent=2) + "\n")
 
 
 def read_export(path: str | Path) -> Export:
     """Read an export file (or a bare run config: then ``source`` is empty)."""
+    from search.core.outputs import check_input_file
+
+    check_input_file(path, "--config")  # a named pipe would hang the read
     config = RunConfig.load(path)
     raw = json.loads(Path(path).read_text())  # RunConfig.load has checked it is JSON
     source = raw.get("source") if isinstance(raw, dict) and "config" in raw else None

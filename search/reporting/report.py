@@ -193,12 +193,6 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
 
 
 def write_report(text: str, path: str | Path) -> Path:
-    from search.errors import UsageError
+    from search.core.outputs import atomic_write
 
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write {path} ({e.strerror}); choose another --out") from e
-    return path
+    return atomic_write(path, text)

@@ -94,7 +94,7 @@ def bad(trained_digits, tmp_path_factory) -> Path:
 BAD = {
     # name: (arguments after predict, words the one line must contain)
     "missing model folder": (["--model", "nowhere", "big.png"], ["--model nowhere", "no such folder", "'train' wrote"]),
-    "not a model folder": (["--model", "not-a-model", "big.png"], ["not-a-model", "labels.json", "saved_model/", "the folder 'train' wrote"]),
+    "not a model folder": (["--model", "not-a-model", "big.png"], ["not-a-model", "labels.json", "model.keras", "the folder 'train' wrote"]),
     "a model folder from before": (["--model", "old-model", "big.png"], ["old-model", "labels.json", "train it again with train --config old-model/config.json --out old-model"]),
     "image of another size": (["big.png"], ["big.png: image is 10x12x1 but the model takes 8x8x1", "resize it to 8x8"]),
     "colour image for a grey model": (["red.png"], ["red.png", "8x8x3", "8x8x1", "convert it to greyscale"]),
