@@ -31,6 +31,8 @@ __all__ = ["FRACTIONS", "ordered_tools", "peers", "summary_rows", "targets", "pl
 FRACTIONS = (0.25, 0.5, 1.0)
 OURS = "cnn-search"
 RECIPE = "recipe"  # the default recipe trained once, no search
+RECIPE_PACED = "recipe-paced"  # the default recipe trained once with the whole budget, paced by the clock
+BASELINES = (RECIPE, RECIPE_PACED)  # no search: the bars, not peers
 VARIANTS = (OURS, *EXTRA_TOOLS)  # cnn-search under other defaults
 # Targets of the benchmark design (accuracy points: 1 point = 0.01 accuracy).
 OVER_RECIPE = 1.0  # cnn-search's final best >= recipe's + this many points
@@ -38,7 +40,7 @@ OVER_PEER = 2.5  # cnn-search's final best >= the best peer's + this many points
 PEER_TIME = 0.25  # cnn-search reaches the best peer's final best within this fraction of the budget
 # Rows in this order: cnn-search, the recipe, cnn-search's variants, the peers, then any
 # other tool as it came.
-ORDER = (OURS, RECIPE, *EXTRA_TOOLS, *(t for t in TOOL_NAMES if t not in (OURS, RECIPE)))
+ORDER = (OURS, RECIPE_PACED, RECIPE, *EXTRA_TOOLS, *(t for t in TOOL_NAMES if t not in (OURS, *BASELINES)))
 
 
 def ordered_tools(results: SearchResults) -> list[str]:
@@ -54,7 +56,7 @@ def is_variant(tool: str) -> bool:
 def peers(results: SearchResults) -> list[str]:
     """The other search tools present (kt-hyperband, optuna-example, random, ...): every
     tool that is neither cnn-search (or a variant of it) nor the recipe, in row order."""
-    return [t for t in ordered_tools(results) if not is_variant(t) and t != RECIPE]
+    return [t for t in ordered_tools(results) if not is_variant(t) and t not in BASELINES]
 
 
 SMOKE_BUDGET = 60  # seconds per tool (or a single seed) below which a report says its numbers rank nothing

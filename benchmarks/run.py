@@ -36,7 +36,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["main", "run_tool"]
 
-TOOL_NAMES = ("cnn-search", "recipe", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
+TOOL_NAMES = ("cnn-search", "recipe-paced", "recipe", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
 EXTRA_TOOLS = ("cnn-search-baseline", "tpe-median")  # run when named: other defaults of cnn-search
 NEEDS = {"kt-hyperband": "keras_tuner", "kt-bayesian": "keras_tuner", "optuna-example": "optuna_integration"}
 

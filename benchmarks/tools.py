@@ -5,7 +5,10 @@ searches until the recorder's budget ends.
   study creation, objective, default recipe as the base and first trial, prior-guided
   sampler with the budget plan, ``search.study.budget``), a SQLite study in a temporary
   folder; it plans its own epochs from the budget (``--epochs`` caps the peers' trials);
-* ``recipe``: the default recipe (``search.core.recipe``) trained once, no search;
+* ``recipe``: the default recipe (``search.core.recipe``) trained once for its 15 epochs, no search;
+* ``recipe-paced``: the default recipe trained once with the whole budget, its schedule
+  paced by the clock (what ``search --budget`` does when the budget buys under 60
+  recipe epochs), no search: the bar a search must clear at a rich budget;
 * ``random``: the same harness with random sampling and no pruning;
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
   median pruner), and ``cnn-search-baseline`` (its defaults with the baseline trial first,
@@ -17,6 +20,7 @@ searches until the recorder's budget ends.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -158,6 +162,29 @@ def run_recipe(bench: Bench, rec: Recorder) -> None:
         rec.trial_done("complete", max(values), lambda: config)
 
 
+def run_recipe_paced(bench: Bench, rec: Recorder) -> None:
+    """The default recipe trained once with the whole budget: its epoch timed by the probe
+    a budgeted search runs (inside the budget), its one-cycle schedule paced by the clock
+    to anneal just before the budget ends (``search.core.deadline.Pace``), as a budgeted
+    search's final run is paced.  No search, no early answer: one run, one result."""
+    from search.core.training import probe_epoch_seconds
+
+    config = bench_recipe(bench)
+    per_epoch = probe_epoch_seconds(config, bench.data)
+    plan = BudgetPlan(rec.remaining())
+    until = plan.deadline - plan.finish(per_epoch)
+    epochs = max(1, int((until - time.time()) / per_epoch))  # sizes the schedule; the clock decides
+    config = config.replace(train=dataclasses.replace(config.train, epochs=epochs))
+    history: dict[str, list[float]] = {}
+    try:
+        with keras_session():
+            result = fit(config, bench.data, callbacks=[BudgetClock(rec), _History(history)], until=until)
+    except BudgetSpent:
+        return  # cut by the budget before its schedule ended: counted as cut, no result
+    ran = config.replace(train=dataclasses.replace(config.train, epochs=result.epochs_run))
+    rec.trial_done("complete", max(history[MONITOR]), lambda: ran)  # retrained as a plain schedule of the epochs it ran
+
+
 def run_cnn_search_baseline(bench: Bench, rec: Recorder) -> None:
     """The prior sampler and default pruner without a budget, first trial ``RunConfig()``'s
     defaults where the space takes them (no recipe base): cnn-search before the recipe."""
@@ -209,6 +236,7 @@ def _keras_tuner(kind: str) -> Callable[[Bench, Recorder], None]:
 TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "cnn-search": run_cnn_search,
     "recipe": run_recipe,
+    "recipe-paced": run_recipe_paced,
     "kt-hyperband": _keras_tuner("hyperband"),
     "kt-bayesian": _keras_tuner("bayesian"),
     "optuna-example": run_optuna_example,
