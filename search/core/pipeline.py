@@ -67,7 +67,7 @@ def make_pipeline(
 
 
 def _active(cfg: AugmentConfig) -> bool:
-    return cfg.horizontal_flip or cfg.translate > 0 or cfg.pad_crop > 0
+    return cfg.horizontal_flip or cfg.translate > 0 or cfg.pad_crop > 0 or cfg.cutout > 0
 
 
 def augment_batch(images: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:
@@ -83,7 +83,27 @@ def augment_batch(images: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf.
         images = _random_shift(images, pad, "REFLECT", seed + 1)
     if cfg.pad_crop > 0:  # shift with zero borders (pad-and-crop)
         images = _random_shift(images, cfg.pad_crop, "CONSTANT", seed + 2)
+    if cfg.cutout > 0:
+        images = _cutout(images, max(1, int(round(cfg.cutout * min(h, w)))), seed + 3)
     return images
+
+
+def _cutout(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+    """Erase a ``size`` x ``size`` square centred anywhere in each image (it may hang over
+    the border, as in the paper), filled with the batch's mean pixel per channel."""
+    h, w = images.shape[1], images.shape[2]
+    b = tf.shape(images)[0]
+    centre = tf.random.stateless_uniform([b, 2], seed=seed, minval=0, maxval=1)
+    cy = tf.cast(centre[:, :1] * h, tf.int32)  # (B, 1)
+    cx = tf.cast(centre[:, 1:] * w, tf.int32)
+    top, left = cy - size // 2, cx - size // 2
+    rows = tf.range(h)[None, :]
+    cols = tf.range(w)[None, :]
+    in_rows = (rows >= top) & (rows < top + size)  # (B, H)
+    in_cols = (cols >= left) & (cols < left + size)  # (B, W)
+    mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]  # (B, H, W, 1)
+    fill = tf.reduce_mean(images, axis=[0, 1, 2], keepdims=True)
+    return tf.where(mask, fill, images)
 
 
 def _random_shift(images: tf.Tensor, pad: int, mode: str, seed: tf.Tensor) -> tf.Tensor:

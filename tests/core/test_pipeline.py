@@ -63,3 +63,20 @@ def test_augmented_pipeline_is_repeatable():
     second = [b[0].numpy() for b in make_pipeline(x, y, 3, 8, shuffle=True, seed=4, augment=cfg)]
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cutout_erases_one_square_per_image_with_the_batch_mean():
+    rng = np.random.default_rng(2)
+    images = tf.constant(rng.uniform(10, 20, size=(64, 16, 16, 3)).astype("float32"))
+    out = augment_batch(images, AugmentConfig(cutout=0.375), tf.constant([7, 8])).numpy()  # 6 of 16 pixels
+    mean = images.numpy().mean(axis=(0, 1, 2))
+    erased = np.all(out == mean, axis=-1) & ~np.all(images.numpy() == mean, axis=-1)  # (B, H, W)
+    counts = erased.sum(axis=(1, 2))
+    assert counts.max() == 36 and counts.min() >= 9  # a whole square, or the part of it inside the image
+    assert len(set(counts.tolist())) > 1  # squares over the border lose their outside part
+    for image, mask in zip(out, erased):
+        rows, cols = np.nonzero(mask)
+        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # one rectangle
+    kept = ~erased
+    np.testing.assert_array_equal(out[kept], images.numpy()[kept])
+    np.testing.assert_array_equal(out, augment_batch(images, AugmentConfig(cutout=0.375), tf.constant([7, 8])).numpy())
