@@ -90,7 +90,40 @@ def budget_summary(study: optuna.Study, budget) -> str:
             epochs = sorted({e for e in map(trial_epochs, these) if e})  # a paced run: the epochs it ran
             lines.append(f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
                          f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}")
-    return "\n".join(lines)
+    return "\n".join(lines + learned(study, trials))
+
+
+def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """What exploring found: each change to the recipe against the recipe at the same
+    schedule length, and what the final run trained (the recipe or a found configuration)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    sign = 1 if study.direction.name == "MAXIMIZE" else -1
+    recipe = {trial_epochs(t): t for t in done if t.user_attrs.get("baseline") and t.user_attrs.get("phase") == "explore"}
+    lines = []
+    for t in done:
+        control = recipe.get(trial_epochs(t))
+        if t.user_attrs.get("phase") != "explore" or t.user_attrs.get("baseline") or control is None:
+            continue
+        what = t.user_attrs.get("lever") or {name: t.params.get(name) for name in t.user_attrs.get("changed", [])}
+        if not what:
+            continue
+        change = ", ".join(f"{k} {v}" for k, v in what.items())
+        delta = sign * (t.value - control.value)
+        verdict = "helped" if delta > 0 else "did not help"
+        lines.append(f"  {change}: {_fmt(t.value)} against the recipe's {_fmt(control.value)} at {trial_epochs(t)} "
+                     f"epochs ({delta * 100:+.1f} points): {verdict}")
+    finals = [t for t in trials if t.user_attrs.get("phase") == "final"]
+    if finals and lines:
+        source = finals[-1].user_attrs.get("source")
+        by_number = {t.number: t for t in trials}
+        picked = by_number.get(source)
+        if picked is not None and picked.user_attrs.get("baseline"):
+            lines.append("  the final run trained the recipe: no change beat it at the same schedule length")
+        elif picked is not None:
+            what = picked.user_attrs.get("lever") or picked.user_attrs.get("changed") or "its configuration"
+            lines.append(f"  the final run trained trial {picked.number} ({what}), which beat the recipe at "
+                         f"{trial_epochs(picked)} epochs")
+    return (["learned (each explored change against the recipe at the same schedule length):"] + lines) if lines else []
 
 
 def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:

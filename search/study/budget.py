@@ -52,6 +52,13 @@ SHORT_EPOCHS = 3
 PROMOTE_FACTOR = 3
 PROMOTE_TOP = 2  # explored configurations promoted at most
 RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
+# At a rich budget, explore trials are judged at a length that decides: a configuration
+# that wins at 3 epochs (smaller, less regularized nets learn fastest early) is not the one
+# that wins at 50.  Each gets RUNG_SHARE of the epochs the budget buys (15 of 100), and
+# one starts only while it should end, at the pace measured so far, by RICH_EXPLORE of
+# the budget; the final run gets the rest.
+RUNG_SHARE = 0.15
+RICH_EXPLORE = 0.4
 # Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over
 # EARLY of it, paced: an answer early (a model to use if the run is stopped, and the
 # best a user sees within a quarter of the budget), which costs the final run a fifth of
@@ -144,7 +151,20 @@ class BudgetPlan:
 
     @property
     def short(self) -> int:
-        return max(1, min(self.short_epochs, self.max_epochs))
+        """Epochs of an explore trial: ``short_epochs``, or at a rich budget (by the probe)
+        RUNG_SHARE of the epochs the budget buys, at most half of ``max_epochs`` (so the
+        final run can be longer)."""
+        base = max(1, min(self.short_epochs, self.max_epochs))
+        affordable = self.affordable_epochs()
+        if affordable is not None and affordable >= RICH:
+            return max(base, min(self.max_epochs // 2, round(affordable * RUNG_SHARE)))
+        return base
+
+    @property
+    def rich(self) -> bool:
+        """Whether the probe says the budget buys RICH epochs of the recipe or more."""
+        affordable = self.affordable_epochs()
+        return affordable is not None and affordable >= RICH
 
     @property
     def promoted_epochs(self) -> int:
@@ -170,6 +190,11 @@ class BudgetPlan:
 
     def describe(self) -> str:
         affordable = self.affordable_epochs()
+        if self.rich:
+            return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
+                    f"the recipe, then the recipe with one change that long schedules reward (cutout, a wider net, "
+                    f"dropout, ...), each trains {self.short} epochs until about {RICH_EXPLORE:.0%} of the budget; "
+                    "the best of them (the recipe unless a change beat it) trains again with the time left")
         if affordable is not None and affordable < RICH:
             head = (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
                     f"too few to spend on exploring (under {RICH}); ")
@@ -209,6 +234,14 @@ class BudgetPlan:
                     return plan
             return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
         promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
+        if self.rich:
+            if not done or self._explore_fits(done, now):
+                return TrialPlan("explore", self.short)
+            if not final_done:
+                plan = self._final(study, done, now)
+                if plan is not None:
+                    return plan
+            return TrialPlan("explore", self.short, note="the final run is done; exploring with the time left")
         if spent < EXPLORE or not done:
             return TrialPlan("explore", self.short)
         if spent < PROMOTE:
@@ -225,6 +258,15 @@ class BudgetPlan:
         """This budget's final runs (not an earlier run's of a resumed study) in ``states``."""
         return [t for t in trials if t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start
                 and t.state in states]
+
+    def _explore_fits(self, done: list[FrozenTrial], now: float) -> bool:
+        """At a rich budget: another explore trial ends by RICH_EXPLORE of the budget, at the
+        slowest pace a trial of this budget took from its start to its end, per epoch
+        (sustained epochs, building, tracing and bookkeeping: not the probe's burst)."""
+        paces = [(t.datetime_complete - t.datetime_start).total_seconds() / epochs for t in done
+                 if t.user_attrs.get("budget_start") == self.start and t.datetime_complete and (epochs := trial_epochs(t))]
+        per_epoch = max(paces) if paces else (self.probe or 0.0) * (1 + SETUP_EPOCHS / self.short)
+        return now + self.short * per_epoch <= self.start + RICH_EXPLORE * self.seconds
 
     def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
         short = [t for t in done if trial_epochs(t) == self.short]

@@ -78,7 +78,7 @@ def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_ski
 
 
 def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
-    from search.study.budget import RICH
+    from search.study.budget import RICH, RUNG_SHARE
 
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / 20)  # 20 epochs of the recipe
     assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
@@ -91,7 +91,7 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
     rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
     assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
-    assert "short schedules of 3 epochs" in rich.describe()
+    assert rich.short == round(2 * RICH * RUNG_SHARE) and f"each trains {rich.short} epochs" in rich.describe()
 
 
 def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
@@ -177,13 +177,13 @@ def test_a_planned_run_is_not_stopped_by_a_projection():
 
 
 def test_the_search_is_finished_once_the_final_run_is_done_and_no_short_schedule_fits():
-    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=10.0)
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=20.0)  # 50 epochs: short schedules are 3 epochs
     study = optuna.create_study(direction="maximize")
     assert not plan.finished(study, now=990.0)  # no final run yet
     study.add_trial(_trial(0.9, 50, 10.0, phase="final", budget_start=0.0))
     assert not plan.finished(study, now=900.0)  # 100 s left: a 3-epoch schedule of 10 s epochs fits
     assert plan.finished(study, now=960.0)  # 40 s left: it would be cut
-    other = BudgetPlan(1000.0, start=5.0, probe=10.0)
+    other = BudgetPlan(1000.0, start=5.0, probe=20.0)
     assert not other.finished(study, now=960.0)  # another run's final does not count
 
 
@@ -205,3 +205,28 @@ def test_pace_does_not_begin_an_epoch_that_would_mostly_run_past_its_end():
     roomy._epoch_start -= 10.0  # 8 s left of a 10 s epoch: begun, and stopped at a batch past the end
     roomy.on_epoch_end(0)
     assert not roomy.model.stop_training
+
+
+def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_exploring_in_time():
+    import datetime as dt
+
+    from search.study.budget import RICH_EXPLORE, RUNG_SHARE
+
+    def ran(value: float, start: float, end: float) -> optuna.trial.FrozenTrial:
+        t = _trial(value, 30, 7.0, budget_start=0.0)
+        t.datetime_start, t.datetime_complete = (dt.datetime.fromtimestamp(x) for x in (start, end))
+        return t
+
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=5.0)  # 200 epochs of the recipe by the probe
+    assert plan.rich and plan.short == round(200 * RUNG_SHARE) == 30 and RICH_EXPLORE == 0.4
+    study = optuna.create_study(direction="maximize")
+    first = plan.next_trial(study, now=5.0)
+    assert (first.phase, first.epochs) == ("explore", 30)
+    # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's 5 s... or the epochs' 7 s
+    study.add_trial(ran(0.80, 5.0, 125.0))
+    assert plan.next_trial(study, now=275.0).phase == "explore"  # 275 + 30 x 4 s ends by 400 s
+    assert plan.next_trial(study, now=285.0).phase == "final"  # 285 + 120 would not: the final run starts
+    study.add_trial(ran(0.83, 125.0, 285.0))  # slower: 5.3 s an epoch
+    final = plan.next_trial(study, now=286.0)
+    assert (final.phase, final.source) == ("final", 1)  # the better of the two at the same length
+    assert final.until == 1000.0 - FINISH_EPOCHS * 7.0 - FINISH_SECONDS

@@ -174,3 +174,35 @@ def test_queued_trials_keep_their_params_and_a_poor_budget_trains_the_recipe_fir
     assert {k: v for k, v in first.params.items() if k != "epochs"} == SPACE.baseline(BASE)
     assert 1 <= first.params["epochs"] <= 10
     assert second.user_attrs["phase"] == "explore"  # the final run is done
+
+
+def test_a_rich_budget_tries_the_levers_long_schedules_reward_one_at_a_time_after_the_recipe():
+    import time
+
+    from search.study.prior import RICH_LEVERS
+
+    budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
+    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [1.0, 1.0])  # fast: every explore trial fits
+        return 0.9
+
+    study.optimize(objective, n_trials=1 + len(RICH_LEVERS) + 1)
+    recipe_trial, *levers, after = study.trials
+    assert recipe_trial.user_attrs["draw"] == "queued" and recipe_trial.params["epochs"] == budget.short
+    expected = [{"cutout": 0.5}, {"base_filters": 48}, {"cutout": 0.25}, {"block_dropout": 0.1}]  # FMNIST: 32 base filters
+    assert [t.user_attrs["lever"] for t in levers] == expected
+    for t, change in zip(levers, expected):
+        assert t.user_attrs["draw"] == "lever" and t.params["epochs"] == budget.short
+        assert {k: v for k, v in t.params.items() if k != "epochs"} == {**PRIOR, **change}  # the recipe, one lever moved
+    assert after.user_attrs["draw"] in ("local", "global") and "lever" not in after.user_attrs
+    assert time.time() - budget.start < budget.seconds
+
+
+def test_a_budget_that_is_not_rich_moves_no_lever():
+    budget = BudgetPlan(1000.0)  # no probe: explores with short schedules, but not rich
+    study = _run(PriorSampler(PRIOR, NAMES, seed=2, budget=budget), 4)
+    assert not any("lever" in t.user_attrs for t in study.trials)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import optuna
@@ -18,11 +19,13 @@ def test_budget_plans_the_epochs_and_ends_on_time(tmp_path):
                      "--budget", "40s", "--recycle-mb", "0", cwd=tmp_path)
     wall = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "budget 40s: short schedules of 3 epochs" in result.stdout
+    rung = re.search(r"budget 40s buys about \d+ epochs of the recipe .*: the recipe, then the recipe with one change .* "
+                     r"each trains (\d+) epochs until about 40% of the budget", result.stdout)
+    assert rung, result.stdout  # digits' epochs are short: a rich budget, judged at a length that decides
     assert "budget 40s bought" in result.stdout and "explore" in result.stdout
     study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'studies' / 'b.db'}")
     trials = study.get_trials()
-    assert trials[0].user_attrs.get("baseline") and trials[0].params["epochs"] == 3  # the recipe first, short
+    assert trials[0].user_attrs.get("baseline") and trials[0].params["epochs"] == int(rung.group(1)) > 3  # the recipe first
     assert all(t.user_attrs.get("phase") in ("early", "explore", "promote", "final") for t in trials)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     final = [t for t in trials if t.user_attrs.get("phase") == "final" and t.state == TrialState.COMPLETE]
