@@ -64,6 +64,17 @@ def base_config(args: argparse.Namespace) -> tuple[RunConfig, str]:
     return space.sample(Defaults(), RunConfig(data=data)), args.space or "cnn"
 
 
+def check_rates(args: argparse.Namespace) -> None:
+    import math
+
+    for name in ("min_lr", "max_lr"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive finite rate, received {value}")
+    if args.min_lr >= args.max_lr:
+        raise UsageError(f"--min-lr must be below --max-lr, received {args.min_lr:g} and {args.max_lr:g}")
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Every path lr-find writes, checked before TensorFlow loads (nothing of another's overwritten)."""
     from search.core.outputs import check_output_file, check_output_folder
@@ -81,6 +92,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from search.cli import require_tensorflow
 
+    check_rates(args)
     check_outputs(args)
     require_tensorflow()
     config, space_ref = base_config(args)

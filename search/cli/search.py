@@ -136,16 +136,44 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--val-split must be a fraction between 0 and 1, received {args.val_split}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, received {args.workers}")
-    if args.recycle_mb < 0:
-        raise UsageError(f"--recycle-mb must be 0 (never) or a positive number of MiB, received {args.recycle_mb:g}")
-    if args.heartbeat is not None and args.heartbeat < 1:
-        raise UsageError(f"--heartbeat must be at least 1 second, received {args.heartbeat}")
+    if not (math.isfinite(args.recycle_mb) and 0 <= args.recycle_mb <= MAX_RECYCLE_MB):
+        raise UsageError(f"--recycle-mb must be 0 (never) or a number of MiB up to {MAX_RECYCLE_MB:,} (1 TiB), "
+                         f"received {args.recycle_mb:g}")
+    if args.heartbeat is not None and not 1 <= args.heartbeat <= MAX_HEARTBEAT:
+        raise UsageError(f"--heartbeat must be from 1 to {MAX_HEARTBEAT} seconds (a crashed worker's trial is run "
+                         f"again after {GRACE_FACTOR}x that), received {args.heartbeat}")
+
+
+MAX_HEARTBEAT = 3600  # an hour: longer and a crashed worker's trial waits half a day to run again
+MAX_RECYCLE_MB = 2**20
 
 
 def check_monitor(monitor: str, text: bool = False) -> None:
     known = metric_names(text)
     if monitor not in known:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
+
+
+MIN_PER_CLASS = 5  # fewer training or validation images of a class than this: a split that measures little
+
+
+def split_warnings(data) -> list[str]:
+    """A split that leaves some class with fewer than MIN_PER_CLASS images (training or
+    validation): the search would rank on a handful of images, or learn a class from them."""
+    import numpy as np
+
+    if data.text_length:
+        return []  # labels are characters, not classes
+    found = []
+    for split, y in (("training", data.y_train), ("validation", data.y_val)):
+        counts = np.bincount(np.asarray(y, dtype=np.int64).reshape(-1), minlength=data.num_classes)
+        if counts.min() < MIN_PER_CLASS:
+            worst = int(np.argmin(counts))
+            found.append(f"the {split} split holds {counts.min()} image(s) of class {data.class_names[worst]!r} "
+                         f"({len(y)} images for {data.num_classes} classes); fewer than {MIN_PER_CLASS} a class "
+                         f"{'ranks trials on noise' if split == 'validation' else 'teaches a class little'}: "
+                         "change --val-split or --limit-train")
+    return found
 
 
 def data_warnings(data, space) -> list[str]:
@@ -157,6 +185,7 @@ def data_warnings(data, space) -> list[str]:
         if (p.section, p.key) == ("data", "normalization"):
             modes = set(p.possible_values() or ())
     found = input_warnings(data.x_train, data.pixel_max, data.mean, data.variance, sorted(modes))
+    found += split_warnings(data)
     if data.text_length and any((p.section, p.key) == ("augment", "horizontal_flip") for p in space.params):
         found.append("augment.horizontal_flip is not sampled for text data (a mirrored text is not its text)")
     return found

@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--early-stopping must be at least 1 epoch, received {args.early_stopping}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, received {args.epochs}")
-    if args.recipe:
+    if args.recipe is not None and not args.recipe.strip():
+        raise UsageError("--recipe needs a dataset, as --dataset of a search takes: e.g. --recipe digits")
+    if args.config is not None and not args.config.strip():
+        raise UsageError("--config needs a file written by 'export'")
+    if args.recipe is not None:
         export = recipe_export(args.recipe, args.data_dir, args.split_seed or 0)
         args.config = f"studies/{_stem(args.recipe)}-recipe.json"  # names the default --out folder
     else:

@@ -4,6 +4,9 @@ Pillow does the decoding.  Its decompression-bomb check refuses, from the header
 before any pixel is decoded, an image that claims far more pixels than this tool's
 images have; that and any unreadable file become one ``DataError`` line
 (``image_error``).  Grey images stay one channel, everything else becomes RGB.
+16-bit grey images (scans, microscopy: Pillow's modes ``I;16`` and ``I``) are scaled
+from their 0..65535 range to 0..255, not clipped (Pillow's own conversion to 8 bits
+clips, and turns almost every pixel white).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = ["IMAGE_SUFFIXES", "GREY_MODES", "image_error", "read_image"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 GREY_MODES = ("L", "1", "I;16", "I", "LA")  # Pillow modes read as one grey channel
+WIDE_MAX = 65535  # white in a 16-bit image
 
 
 def image_error(path: Path, e: Exception, fix: str = "delete or replace the file") -> DataError:
@@ -44,6 +48,9 @@ def read_image(path: Path, mode: str | None = None, size: tuple[int, int] | None
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode.startswith("I"):  # 16-bit grey: scaled by its range, not clipped at 255
+                wide = np.clip(np.asarray(im, dtype=np.float64), 0, WIDE_MAX)
+                im = Image.fromarray(np.rint(wide * (255 / WIDE_MAX)).astype(np.uint8), mode="L")
             im = im.convert(mode or ("L" if im.mode in GREY_MODES else "RGB"))
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)

@@ -60,6 +60,9 @@ def load_space(spec: str) -> Space:
     return _load(spec, seen=())
 
 
+MAX_EXTENDS = 32  # files in one chain of 'extends': a longer one is a mistake, and would exhaust the stack
+
+
 def _load(spec: str, seen: tuple[str, ...]) -> Space:
     builtins = builtin_spaces()
     path = builtin_spaces(include_parts=True).get(spec) or Path(spec)
@@ -69,6 +72,9 @@ def _load(spec: str, seen: tuple[str, ...]) -> Space:
     where = str(path)
     if where in seen:
         raise SpaceError(f"{where}: 'extends' loops back to itself ({' -> '.join(seen)}); remove the cycle")
+    if len(seen) >= MAX_EXTENDS:
+        raise SpaceError(f"{seen[0]}: 'extends' chains more than {MAX_EXTENDS} files (at {where}); "
+                         "merge some of them into one file")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:

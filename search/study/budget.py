@@ -78,6 +78,8 @@ SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs o
 FINISH_EPOCHS = 0.25
 FINISH_SECONDS = 10.0
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+MIN_BUDGET = 30.0  # the probe, a model's building and tracing, one epoch and its validation
+MAX_BUDGET = 30 * 24 * 3600.0
 
 
 def parse_budget(text: str) -> float:
@@ -88,6 +90,12 @@ def parse_budget(text: str) -> float:
     seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if not math.isfinite(seconds) or seconds <= 0:
         raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
+    if seconds < MIN_BUDGET:
+        raise UsageError(f"--budget {text!r} is under {MIN_BUDGET:g}s: timing the recipe, building a model and one "
+                         f"epoch with its validation need about that on a CPU; write at least {MIN_BUDGET:g}s")
+    if seconds > MAX_BUDGET:
+        raise UsageError(f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
+                         "(a stopped search resumes with the same command)")
     return seconds
 
 

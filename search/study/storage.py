@@ -46,7 +46,7 @@ __all__ = [
 
 WARM_START_ATTR = "warm_start"
 SETTINGS_ATTR = "cnn_search"
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched whole (fullmatch): no trailing newline
 GRACE_FACTOR = 3  # a running trial silent for 3 heartbeats is failed and queued again
 CONNECT_TIMEOUT_S = 10  # an unreachable database server fails fast instead of hanging
 # Optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback.
@@ -58,7 +58,7 @@ _STALE_KW = (
 
 
 def check_study_name(name: str) -> str:
-    if not STUDY_NAME.match(name):
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
         raise UsageError(
             f"study name {name!r} is not allowed; use letters, digits, '_', '-' and '.', starting with a letter "
             "or digit (it names a file under studies/)"
@@ -108,6 +108,8 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     driver = parsed.drivername
     if driver.startswith("sqlite"):
         _check_sqlite_file(parsed.database, url)
+    else:
+        _engine(url).dispose()  # an unknown scheme or a missing driver: one line, before Optuna sees the URL
     if driver.startswith("sqlite") and parsed.database:
         folder = Path(parsed.database).parent
         try:
@@ -130,10 +132,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except ImportError as e:
-            raise StorageError(
-                f"storage {safe_url(url)} needs a database driver that is not installed ({_message(e, url)}); "
-                "for PostgreSQL: pip install -e '.[postgres]', for MySQL: pip install -e '.[mysql]'"
-            ) from e
+            raise _missing_driver(url, e) from e
         except sqlalchemy.exc.SQLAlchemyError as e:
             # Processes creating the schema at the same moment: one wins, the others retry.
             if attempt < 3 and (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
@@ -180,6 +179,28 @@ def _check_sqlite_file(database: str | None, url: str) -> None:
                            "it was left as it is; choose another --study or --storage")
 
 
+def _check_sqlite_for_reading(url: str) -> None:
+    """A SQLite file a command only reads must already be a study database: an empty one,
+    however new, or one without Optuna's tables is refused and left byte for byte."""
+    parsed = _parse_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    if path.is_file() and path.stat().st_size == 0:
+        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
+                           "check --study, --storage or --studies-dir")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return  # not SQLite at all: opening it says so (and writes nothing)
+    if "studies" not in tables:
+        raise StorageError(f"{path} holds no study (no Optuna tables); it was left as it is; "
+                           "check --study, --storage or --studies-dir")
+
+
 def read_recorded(name: str, url: str) -> StudySettings | None:
     """The settings study ``name`` was created with, or None if it does not exist yet.
 
@@ -221,6 +242,7 @@ def load_study_for_reading(name: str, url: str) -> optuna.Study:
             f"no study database at {missing}; run a search first (python run_search.py --study {name}) "
             "or point --storage / --studies-dir at the database"
         )
+    _check_sqlite_for_reading(url)
     if not _parse_url(url).drivername.startswith("sqlite") and not _has_optuna_tables(url):
         raise StorageError(f"no study '{name}' in {safe_url(url)}: that database holds no Optuna tables, and it was "
                            "left as it is; check --storage (or --warm-start-storage)")
@@ -235,18 +257,47 @@ def load_study_for_reading(name: str, url: str) -> optuna.Study:
 def _has_optuna_tables(url: str) -> bool:
     """Whether a server database holds Optuna's tables, looked at without creating them
     (opening an ``RDBStorage`` would)."""
-    engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+    engine = _engine(url)
     try:
         with engine.connect():
             tables = set(sqlalchemy.inspect(engine).get_table_names())
     except ImportError as e:
-        raise StorageError(f"storage {safe_url(url)} needs a database driver that is not installed ({_message(e, url)}); "
-                           "for PostgreSQL: pip install -e '.[postgres]', for MySQL: pip install -e '.[mysql]'") from e
+        raise _missing_driver(url, e) from e
     except sqlalchemy.exc.SQLAlchemyError as e:
         raise StorageError(f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
     finally:
         engine.dispose()
     return {"studies", "trials"} <= tables
+
+
+# The extra of this project that installs a URL's driver: (backend, driver) -> extra.
+DRIVER_EXTRAS = {("postgresql", "psycopg2"): "postgres", ("postgresql", "psycopg"): "postgres",
+                 ("mysql", "pymysql"): "mysql"}
+
+
+def _missing_driver(url: str, error: BaseException) -> StorageError:
+    """One line naming the package to install for a URL whose driver is not installed."""
+    parsed = _parse_url(url)
+    extra = DRIVER_EXTRAS.get((parsed.get_backend_name(), parsed.get_driver_name()))
+    module = getattr(error, "name", None) or parsed.get_driver_name()
+    fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {module.split('.')[0]}, or use a URL of an extra (postgresql://)"
+    return StorageError(f"storage {safe_url(url)} needs a database driver that is not installed "
+                        f"({_message(error, url)}); {fix}")
+
+
+def _engine(url: str) -> sqlalchemy.engine.Engine:
+    """A SQLAlchemy engine for ``url``; an unknown scheme or a missing driver is one line."""
+    try:
+        return sqlalchemy.create_engine(url, pool_pre_ping=True)
+    except sqlalchemy.exc.NoSuchModuleError as e:
+        scheme = _parse_url(url).drivername
+        raise StorageError(f"storage {safe_url(url)}: unknown database scheme {scheme!r}; write sqlite:///PATH, "
+                           "postgresql://USER@HOST/DB or mysql+pymysql://USER@HOST/DB") from e
+    except ImportError as e:
+        raise _missing_driver(url, e) from e
+    except sqlalchemy.exc.ArgumentError as e:
+        raise StorageError(f"storage URL {safe_url(url)!r} is malformed ({_message(e, url)}); "
+                           "write e.g. sqlite:///studies/name.db or postgresql://user@host/db") from e
 
 
 def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:
@@ -331,8 +382,12 @@ def _message(e: BaseException, url: str) -> str:
 
 def _parse_url(url: str):
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: e.g. a port that is not a number
         raise StorageError(
             f"storage URL {safe_url(url)!r} is malformed; write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
         ) from e
+    if parsed.drivername.startswith("sqlite") and (parsed.query.get("uri") or (parsed.database or "").startswith("file:")):
+        raise StorageError(f"storage {safe_url(url)!r}: SQLite URI file names (file:...?uri=true) are not supported; "
+                           "write the path itself, e.g. sqlite:///studies/name.db")
+    return parsed

@@ -47,7 +47,9 @@ class WarmStart:
         taken = Taken(self.studies)
         for c in self.candidates:
             params, reason = params_for(space, c.config)
-            if reason is None:
+            if reason is None and any(params == other for _, other in taken.params):
+                taken.left_out.append(f"{c.label}: the same configuration as one already taken")
+            elif reason is None:
                 taken.params.append((c.label, params))
             else:
                 taken.left_out.append(f"{c.label}: {reason}")
@@ -61,13 +63,17 @@ class Taken:
     studies: list[str]
     params: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    queued: int | None = None  # how many apply() queued: a resumed study may hold some already
 
     def apply(self, study: optuna.Study) -> None:
-        """Queue the configurations and record the prior centre (the best of them)."""
+        """Queue the configurations (those the study does not hold already) and record the
+        prior centre (the best of them)."""
         from search.study.storage import WARM_START_ATTR
 
+        before = len(study.get_trials(deepcopy=False))
         for label, params in self.params:
             study.enqueue_trial(params, user_attrs={"warm_start": label}, skip_if_exists=True)
+        self.queued = len(study.get_trials(deepcopy=False)) - before
         record = {"studies": self.studies, "taken": [label for label, _ in self.params], "left_out": self.left_out}
         if self.params:
             record["prior"] = self.params[0][1]
@@ -77,6 +83,9 @@ class Taken:
         total = len(self.params) + len(self.left_out)
         text = (f"warm start from {', '.join(self.studies)}: took {len(self.params)} of {total} configurations"
                 + (f" (prior centred on {self.params[0][0]})" if self.params else ""))
+        if self.queued is not None and self.queued < len(self.params):
+            held = len(self.params) - self.queued
+            text += f"; queued {self.queued}: this study already holds {held} of them"
         for line in self.left_out:
             text += f"\n  not taken: {line}"
         return text
@@ -86,7 +95,7 @@ def read_warm_start(spec: str, storage: str | None, studies_dir: Path, this_stud
     """Read the best trials of the studies named in ``spec`` (comma-separated)."""
     from search.study.storage import check_study_name, default_storage, load_study_for_reading
 
-    names = [s.strip() for s in spec.split(",") if s.strip()]
+    names = list(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))  # a study named twice is read once
     candidates: list[Candidate] = []
     for name in names:
         check_study_name(name)

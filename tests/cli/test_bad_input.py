@@ -154,6 +154,12 @@ CASES = {
     "a 0-byte .db file": (["--study", "empty"], ["empty.db", "empty file", "left as it is"]),
     "in-memory SQLite storage": (["--storage", "sqlite://"], ["in-memory", "sqlite:///studies/name.db"]),
     "prior outside its range": (["--space", "prior_outside.toml"], ["prior_outside.toml", "model.blocks", "prior 5", "widen"]),
+    "--heartbeat 99999999999": (["--heartbeat", "99999999999"], ["--heartbeat", "from 1 to 3600", "99999999999"]),
+    "--recycle-mb nan": (["--recycle-mb", "nan"], ["--recycle-mb", "nan"]),
+    "--recycle-mb inf": (["--recycle-mb", "inf"], ["--recycle-mb", "inf"]),
+    "--budget 5s": (["--budget", "5s"], ["--budget '5s'", "under 30s", "at least 30s"]),
+    "--budget 1e20 hours": (["--budget", "99999999999999999999h"], ["over 30 days"]),
+    "study name with a trailing newline": (["--study", "nl\n"], ["study name 'nl\\n'", "letters, digits"]),
 }
 
 
@@ -181,6 +187,18 @@ def test_bad_input_gives_one_line_and_leaves_studies_alone(work: Path, case: str
     before = snapshot(work)
     check_one_line_error(run_cli(*args, cwd=work), words)
     assert snapshot(work) == before  # no new study file, existing ones byte for byte
+
+
+@pytest.mark.parametrize("args, words", [
+    (["lr-find", "--max-lr", "inf"], ["--max-lr", "positive finite", "inf"]),
+    (["lr-find", "--min-lr", "1", "--max-lr", "0.5"], ["--min-lr must be below --max-lr"]),
+    (["train", "--recipe", ""], ["--recipe needs a dataset", "digits"]),
+    (["train", "--config", ""], ["--config needs a file"]),
+])
+def test_bad_input_to_other_commands_is_one_line_before_tensorflow(work: Path, args: list[str], words: list[str]):
+    before = snapshot(work)
+    check_one_line_error(run_cli(*args, cwd=work), words)
+    assert snapshot(work) == before
 
 
 def test_unreachable_server_hides_the_password(work: Path):

@@ -179,3 +179,15 @@ def test_timeout_stops_starting_trials_and_keeps_what_finished(tmp_path):
     study = load(tmp_path, "t")
     assert 1 <= ran < 200 and len(study.trials) == ran
     assert all(t.state in FINISHED for t in study.trials)  # none left running
+
+
+def test_a_split_that_leaves_a_class_a_handful_of_images_is_warned_about():
+    from search.cli.search import MIN_PER_CLASS, split_warnings
+    from search.core.config import DataConfig
+    from search.core.data import load_dataset
+
+    assert split_warnings(load_dataset(DataConfig("digits"))) == []
+    starved = load_dataset(DataConfig("digits", val_split=0.99))  # 14 training images for 10 classes
+    (warning,) = split_warnings(starved)
+    assert warning.startswith("the training split holds") and f"fewer than {MIN_PER_CLASS} a class" in warning
+    assert "--val-split" in warning

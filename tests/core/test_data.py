@@ -119,6 +119,27 @@ def test_folder_loader_carves_a_test_split_and_keeps_grey_images_grey(tmp_path):
     assert len(raw.x_test) == 8 and len(raw.x_train) == 32
 
 
+def test_sixteen_bit_grey_images_are_scaled_by_their_range_not_clipped(tmp_path):
+    """Scans and microscopy come as 16-bit grey PNGs: 0..65535 becomes 0..255, as 8-bit
+    images of the same picture read (Pillow's own conversion would clip to white)."""
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            wide = rng.integers(0, 65536, size=(8, 8)).astype(np.uint16)
+            Image.fromarray(wide).save(tmp_path / cls / f"{i}.png")  # written as a 16-bit grey PNG
+            with Image.open(tmp_path / cls / f"{i}.png") as im:
+                assert im.mode.startswith("I")
+    raw = load_raw(f"folder:{tmp_path}")
+    pixels = np.concatenate([raw.x_train, raw.x_test])
+    assert pixels.shape[1:] == (8, 8, 1) and pixels.dtype == np.uint8
+    assert 100 < pixels.mean() < 155 and pixels.min() < 10 and pixels.max() > 245  # spread over the range, not all white
+    from search.core.images import read_image
+
+    wide = np.asarray(Image.open(tmp_path / "a" / "0.png"), dtype=np.float64)
+    np.testing.assert_array_equal(read_image(tmp_path / "a" / "0.png")[..., 0], np.rint(wide * 255 / 65535).astype(np.uint8))
+
+
 @pytest.mark.parametrize(
     "break_it, message",
     [

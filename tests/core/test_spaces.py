@@ -182,3 +182,15 @@ def test_baseline_leaves_out_values_of_another_type_or_kind(tmp_path):
     assert space.baseline(RunConfig()) == {}
     resnet = load_space(str(write(tmp_path, '[model]\nkind = "resnet"\nbase_filters = { choices = [8, 16] }\n', "r.toml")))
     assert resnet.baseline(RunConfig()) == {"base_filters": ResNetConfig().base_filters}
+
+
+def test_a_very_long_extends_chain_is_one_error_not_a_recursion_error(tmp_path):
+    from search.core.space_files import MAX_EXTENDS, load_space
+    from search.errors import SpaceError
+
+    (tmp_path / "s0.toml").write_text('extends = "cnn"\n')
+    for i in range(1, 1200):
+        (tmp_path / f"s{i}.toml").write_text(f'extends = "s{i - 1}.toml"\n')
+    assert load_space(str(tmp_path / f"s{MAX_EXTENDS - 4}.toml")).name  # within the limit (with cnn and _training)
+    with pytest.raises(SpaceError, match=f"chains more than {MAX_EXTENDS} files"):
+        load_space(str(tmp_path / "s1199.toml"))

@@ -19,7 +19,8 @@ def test_parse_budget(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0", "0s", "5x", "-3m", "", "m", "nan", "inf", "1e3", "10 minutes"])
+@pytest.mark.parametrize("text", ["0", "0s", "5x", "-3m", "", "m", "nan", "inf", "1e3", "10 minutes", "1s", "29s",
+                                  "99999999999999999999h", "31d", "721h"])
 def test_parse_budget_refuses_what_is_not_a_positive_duration(text):
     with pytest.raises(UsageError, match="--budget"):
         parse_budget(text)

@@ -63,3 +63,20 @@ def test_warm_start_says_why_a_configuration_was_not_taken(tmp_path, tiny_study)
                      "--recycle-mb", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not taken:" in result.stdout and "optimizer.name is 'adam', which this space fixes at 'sgd'" in result.stdout
+
+
+def test_warm_start_counts_what_it_queued(tmp_path, tiny_study):
+    """A study named twice is read once; a resumed study already holding the configurations says so."""
+    args = ("--study", "twice", "--studies-dir", str(tiny_study.studies_dir), "--space", TINY,
+            "--warm-start", f"{tiny_study.name},{tiny_study.name}", "--trials", "1", "--epochs", "1", "--limit-train", "300",
+            "--recycle-mb", "0")
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    took = re.search(r"took (\d+) of (\d+) configurations", first.stdout)
+    assert took, first.stdout
+    study = optuna.load_study(study_name="twice", storage=f"sqlite:///{tiny_study.studies_dir / 'twice.db'}")
+    queued = [t for t in study.trials if t.user_attrs.get("warm_start")]
+    assert len({t.user_attrs["warm_start"] for t in queued}) == len(queued) == int(took.group(1))  # no duplicates
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"queued 0: this study already holds {took.group(1)} of them" in again.stdout
