@@ -35,9 +35,58 @@ def _read_metrics(folder: Path) -> dict[str, Any]:
         raise UsageError(f"--model {folder}: no metrics.json in it; pass the folder 'train' wrote (its --out)") from e
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{path}: not readable JSON ({type(e).__name__}); train the model again") from e
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict) or not metrics["test"]:
         raise UsageError(f"{path}: has no 'test' section; it was not written by 'train'; train the model again")
+    _check_metrics(metrics, path)
     return metrics
+
+
+def _number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """Every field the report reads has the type and shape ``train`` writes: one line otherwise."""
+    test = metrics["test"]
+
+    def bad(field: str, expected: str, received: Any) -> UsageError:
+        shown = repr(received)
+        return UsageError(f"{path}: {field}: expected {expected}, received {shown[:60]}{'...' if len(shown) > 60 else ''}; "
+                          "it was edited or damaged: train the model again")
+
+    for key in ("accuracy", "loss"):
+        if not _number(test.get(key)):
+            raise bad(f"test.{key}", "a number", test.get(key))
+    for key in ("char_accuracy",):
+        if key in test and not _number(test[key]):
+            raise bad(f"test.{key}", "a number", test[key])
+    if "per_position_accuracy" in test and not (isinstance(test["per_position_accuracy"], list)
+                                                and all(_number(v) for v in test["per_position_accuracy"])):
+        raise bad("test.per_position_accuracy", "a list of numbers", test["per_position_accuracy"])
+    for key in ("params", "epochs_run", "train_images"):
+        if key in metrics and not (isinstance(metrics[key], int) and not isinstance(metrics[key], bool) and metrics[key] >= 0):
+            raise bad(key, "a count", metrics[key])
+    names = test.get("class_names")
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise bad("test.class_names", "a list of names", names)
+    matrix = test.get("confusion_matrix")
+    if matrix is not None:
+        k = len(names) if names else None
+        square = (isinstance(matrix, list) and matrix and all(isinstance(r, list) and len(r) == len(matrix) for r in matrix)
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for r in matrix for v in r))
+        if not square or (k is not None and len(matrix) != k):
+            raise bad("test.confusion_matrix", f"a square table of counts{f', {k} x {k}' if k else ''}", matrix)
+    report = test.get("classification_report")
+    if report is not None:
+        if not isinstance(report, dict):
+            raise bad("test.classification_report", "a table by class", report)
+        for name, row in report.items():
+            if name == "accuracy":
+                continue
+            if not (isinstance(row, dict) and all(_number(row.get(k)) for k in ("precision", "recall", "f1-score", "support"))):
+                raise bad(f"test.classification_report[{name!r}]", "precision, recall, f1-score and support", row)
 
 
 def _png(data: bytes, alt: str) -> str:

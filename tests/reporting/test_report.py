@@ -123,3 +123,33 @@ def test_report_without_a_study_or_model_is_one_line(tmp_path, args, words):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line, = result.stderr.strip().splitlines()
     assert all(w in line for w in words), line
+
+
+EDITED_METRICS = {
+    # what is done to metrics.json's test section: words of the one line
+    "empty test section": (lambda m: m.update(test={}), ["has no 'test' section"]),
+    "accuracy 'high'": (lambda m: m["test"].update(accuracy="high"), ["test.accuracy", "a number", "'high'"]),
+    "ragged confusion matrix": (lambda m: m["test"]["confusion_matrix"][3].pop(), ["test.confusion_matrix", "square"]),
+    "matrix of another size": (lambda m: m["test"].update(confusion_matrix=[[1, 0], [0, 1]]), ["10 x 10"]),
+    "report row without keys": (lambda m: m["test"]["classification_report"].update({"3": {"precision": 1}}),
+                                ["classification_report['3']", "f1-score"]),
+    "params not a count": (lambda m: m.update(params="many"), ["params", "a count"]),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITED_METRICS), ids=list(EDITED_METRICS))
+def test_an_edited_metrics_json_is_one_line(trained_digits, tmp_path, case):
+    import json
+    import shutil
+
+    edit, words = EDITED_METRICS[case]
+    folder = tmp_path / "m"
+    shutil.copytree(trained_digits, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    edit(metrics)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    result = run_cli("report", "--model", "m", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line, = result.stderr.strip().splitlines()
+    assert all(w in line for w in words), line
+    assert not (folder / "report.html").exists()
