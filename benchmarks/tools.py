@@ -118,7 +118,7 @@ def run_harness(
     study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
     objective = Objective(
         bench.space, bench.data, settings.config, callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
-        epochs=(1, budget.max_epochs) if budget else None,
+        epochs=(1, budget.max_epochs) if budget else None, checkpoint_dir=bench.workdir / "checkpoints" if budget else None,
     )
     if budget is not None:  # as a search's worker does (search.study.loop.probe_budget), within the budget
         from search.core.training import probe_epoch_seconds

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class FitResult:
     model: keras.Model
     history: dict[str, list[float]]
     epoch_seconds: list[float]
+    continued: bool = False  # it started from ``initial_weights``
 
     @property
     def params(self) -> int:
@@ -140,12 +142,17 @@ def fit(
     train_on_val: bool = False,
     verbose: int = 0,
     until: float | None = None,
+    initial_weights: str | None = None,
 ) -> FitResult:
     """Build, compile and train the model ``config`` describes on ``data``.
 
     ``until`` (``time.time()``): a paced run (``search.core.deadline.Pace``): the learning-rate
     schedule spans the time until then instead of ``config.train.epochs`` epochs, which
     only size it; training stops then, however many epochs that is.
+
+    ``initial_weights``: a ``.weights.h5`` file of the same model (a budgeted search's
+    explore trial) to continue from instead of the initializer's draw; its schedule
+    starts again from its warm-up (a warm restart, as SGDR's).
 
     Raises ``DivergedError`` when the loss stops being finite and ``ResourceError`` when
     the model does not fit in memory; both fail one trial, not the study.
@@ -167,6 +174,16 @@ def fit(
         schedule_callbacks = [*schedule_callbacks, pace]
         epochs = PACED_EPOCHS_CAP  # the clock ends it, however many epochs fit
     model = compile_model(config, data, lr)
+    continued = False
+    if initial_weights is not None:
+        try:
+            with warnings.catch_warnings():  # the optimizer's state starts anew: its warm-up restarts the schedule
+                warnings.simplefilter("ignore", UserWarning)  # Keras' notes on optimizer and container state it skips
+                model.load_weights(initial_weights)
+            continued = True
+        except (ValueError, OSError, KeyError):  # another model's file, or a damaged one: from the initializer's draw
+            keras.utils.set_random_seed(config.seed)
+            model = compile_model(config, data, lr)
     train_ds = make_pipeline(
         x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment
     )
@@ -192,7 +209,7 @@ def fit(
     if guard.reason:
         raise DivergedError(guard.reason)
     logs = {k: [float(v) for v in values] for k, values in history.history.items() if k != "learning_rate"}
-    return FitResult(model, logs, timer.seconds)
+    return FitResult(model, logs, timer.seconds, continued)
 
 
 class _StepTimer(keras.callbacks.Callback):

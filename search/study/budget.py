@@ -101,9 +101,10 @@ def parse_budget(text: str) -> float:
 
 def trial_epochs(trial: FrozenTrial) -> int | None:
     """The schedule length a trial was given (its ``epochs`` param or stored config); for a
-    run the deadline stopped, or one paced by the clock, the epochs it ran."""
+    run the deadline stopped, or one paced by the clock, the epochs it ran (with those of
+    the trial it continued from, ``continued_epochs``)."""
     if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
-        return len(trial.user_attrs["epoch_seconds"])
+        return len(trial.user_attrs["epoch_seconds"]) + int(trial.user_attrs.get("continued_epochs") or 0)
     if "epochs" in trial.params:
         return int(trial.params["epochs"])
     config = trial.user_attrs.get("config")
@@ -136,6 +137,7 @@ class TrialPlan:
     source: int | None = None  # the trial whose configuration this one trains again
     note: str = ""
     until: float | None = None  # time.time() at which a paced run's schedule ends (final runs)
+    keep: bool = False  # a rich budget's explore trial before its final run: its weights are kept to continue from
 
 
 @dataclass
@@ -243,8 +245,8 @@ class BudgetPlan:
             return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
         promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
         if self.rich:
-            if not done or self._explore_fits(done, now):
-                return TrialPlan("explore", self.short)
+            if not final_done and (not done or self._explore_fits(done, now)):
+                return TrialPlan("explore", self.short, keep=True)
             if not final_done:
                 plan = self._final(study, done, now)
                 if plan is not None:

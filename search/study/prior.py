@@ -123,6 +123,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 attrs["source"] = draw.plan.source
             if draw.plan.until is not None:
                 attrs["pace_until"] = draw.plan.until
+            if draw.plan.keep:
+                attrs["keep_weights"] = True  # the final run may continue from this trial's weights
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
@@ -151,7 +153,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         plan = self.budget.next_trial(study) if self.budget is not None else None
         if "fixed_params" in trial.system_attrs:  # queued: the recipe, a warm start, a retry, a promotion
             if plan is not None and plan.source is not None:  # its params are its own: not a replay of another trial
-                plan = TrialPlan("explore", self.budget.short, note="a queued trial")
+                plan = TrialPlan("explore", self.budget.short, note="a queued trial", keep=self.budget.rich)
             return Draw("queued", dict(self.prior), plan=plan, centre_name="queued")
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
         if plan is not None and plan.phase == "final" and plan.source is None:  # the recipe, with the whole budget

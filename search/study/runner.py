@@ -55,6 +55,7 @@ def build_objective(
         settings.space_obj, data, settings.config, direction=settings.direction,
         artifact_dir=artifact_dir, objectives=settings.objectives,
         deadline=budget.deadline if budget else None, epochs=(1, budget.max_epochs) if budget else None,
+        checkpoint_dir=artifact_dir / "checkpoints" if artifact_dir is not None and budget is not None else None,
     )
 
 

@@ -88,6 +88,7 @@ class Objective:
         deadline: float | None = None,
         epochs: tuple[int, int] | None = None,
         direction: str | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.space = space
         self.data = data
@@ -99,6 +100,8 @@ class Objective:
         self.objectives = objective_names(objectives)
         self.deadline = deadline  # time.time() at which a budgeted search ends: the running trial stops there
         self.epochs = epochs  # (low, high): each trial's schedule length is its ``epochs`` param (budgeted search)
+        # A rich budget's explore trials leave their weights here; its final run continues from the winner's.
+        self.checkpoint_dir = checkpoint_dir
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -119,15 +122,24 @@ class Objective:
         planned = plan.get("phase") in ("early", "promote", "final")
         until = plan.get("pace_until")
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
+        source = self._continued_from(trial, plan)
         try:
             with keras_session():
                 try:
-                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], until=until)
+                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], until=until,
+                                 initial_weights=source[1] if source else None)
+                    before = 0
+                    if source and result.continued:  # the winner's explore epochs count toward what it trained
+                        before = source[2]
+                        trial.set_user_attr("continued_from", source[0])
+                        trial.set_user_attr("continued_epochs", before)
                     if until is not None:  # what it trained: the schedule over the epochs it ran
-                        config = config.replace(train=replace(config.train, epochs=result.epochs_run))
+                        config = config.replace(train=replace(config.train, epochs=before + result.epochs_run))
                         trial.set_user_attr("config", config.to_dict())
                         trial.set_user_attr("paced", f"schedule paced by the clock: {result.epochs_run} epochs "
-                                                     f"in {sum(result.epoch_seconds):.0f}s")
+                                                     f"in {sum(result.epoch_seconds):.0f}s"
+                                                     + (f", continued from trial {source[0]}'s {before}" if before else ""))
+                    self._keep_or_clear_weights(trial, plan, result.model)
                     measured["params"] = float(result.params)
                     if "latency" in self.objectives:
                         from search.core.latency import measure_latency
@@ -150,6 +162,40 @@ class Objective:
                 raise optuna.TrialPruned(stopped)
         measured["accuracy"] = best_of(reporter.history.get(self.monitor, []), self.direction)
         return tuple(measured[n] for n in self.objectives) if multi else measured["accuracy"]
+
+    def _continued_from(self, trial: optuna.trial.Trial, plan: dict) -> tuple[int, str, int] | None:
+        """For a final run: (trial number, weights file, epochs) of the explore trial it
+        replays, when that trial left its weights here (another machine's are not here)."""
+        number = plan.get("source")
+        if self.checkpoint_dir is None or plan.get("phase") != "final" or number is None:
+            return None
+        from search.study.budget import trial_epochs
+
+        source = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == number), None)
+        path = source.user_attrs.get("checkpoint") if source is not None else None
+        if not path or not Path(path).is_file() or source.user_attrs.get("phase") != "explore":
+            return None
+        return number, str(path), int(trial_epochs(source) or 0)
+
+    def _keep_or_clear_weights(self, trial: optuna.trial.Trial, plan: dict, model: keras.Model) -> None:
+        """An explore trial of a rich budget keeps its weights for the final run; the final
+        run, once done, removes its budget's kept weights."""
+        if self.checkpoint_dir is None:
+            return
+        if plan.get("keep_weights"):
+            try:
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                path = self.checkpoint_dir / f"trial-{trial.number}.weights.h5"
+                model.save_weights(path)
+                trial.set_user_attr("checkpoint", str(path.resolve()))
+            except OSError as e:  # a courtesy, as the artifacts: the final run then starts from scratch
+                warnings.warn(f"trial {trial.number}: could not keep its weights ({e}); a final run of it starts anew",
+                              stacklevel=2)
+        elif plan.get("phase") == "final":
+            for t in trial.study.get_trials(deepcopy=False):
+                kept = t.user_attrs.get("checkpoint")
+                if kept and t.user_attrs.get("budget_start") == plan.get("budget_start"):
+                    Path(kept).unlink(missing_ok=True)
 
     def save_artifacts(self, trial: optuna.trial.Trial, reporter: TrialReporter) -> None:
         """Curves and model summary for the dashboard; a failure here only warns."""

@@ -117,3 +117,23 @@ def test_a_paced_run_spans_its_schedule_over_the_time_given_and_stops_then(digit
     peak = rates.rates.index(max(rates.rates))
     assert 0 < peak < len(rates.rates) - 1  # warmed up, then annealed, by the clock
     assert max(rates.rates) == pytest.approx(0.1, rel=0.1) and rates.rates[-1] < 0.01
+
+
+def test_a_run_continues_from_kept_weights_and_starts_anew_from_another_models(digits, tmp_path):
+    config = TINY.replace(train=TrainConfig(batch_size=32, epochs=2))
+    with keras_session():
+        first = fit(config, digits)
+        first.model.save_weights(tmp_path / "kept.weights.h5")
+        start = first.model.evaluate(digits.x_val, keras.utils.to_categorical(digits.y_val, 10), verbose=0)[1]
+    with keras_session():
+        one = config.replace(train=TrainConfig(batch_size=32, epochs=1, monitor="val_accuracy"))
+        scratch = fit(one, digits)
+    with keras_session():
+        continued = fit(one, digits, initial_weights=str(tmp_path / "kept.weights.h5"))
+    assert continued.continued and not scratch.continued
+    assert continued.history["val_accuracy"][0] > scratch.history["val_accuracy"][0]  # it kept what it had learned
+    assert start > scratch.history["val_accuracy"][0]
+    wider = config.replace(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0))
+    with keras_session():
+        anew = fit(wider.replace(train=one.train), digits, initial_weights=str(tmp_path / "kept.weights.h5"))
+    assert not anew.continued and anew.epochs_run == 1  # another model's weights: trained from the initializer's draw

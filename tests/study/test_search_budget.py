@@ -32,7 +32,12 @@ def test_budget_plans_the_epochs_and_ends_on_time(tmp_path):
     assert final, "half the budget is the final run's"
     attrs = final[0].user_attrs  # its schedule ran on the clock; the config says the epochs it ran
     assert attrs["pace_until"] <= study.trials[0].datetime_start.timestamp() + 40 + 1 and attrs["paced"].startswith("schedule paced")
-    assert attrs["config"]["train"]["epochs"] == len(attrs["epoch_seconds"]) > 3
+    # it continued from the weights of the explore trial it replays: those epochs count too
+    source = study.trials[attrs["source"]]
+    assert attrs["continued_from"] == source.number and attrs["continued_epochs"] == source.params["epochs"]
+    assert attrs["config"]["train"]["epochs"] == attrs["continued_epochs"] + len(attrs["epoch_seconds"])
+    assert source.user_attrs["checkpoint"].endswith(f"trial-{source.number}.weights.h5")
+    assert list((tmp_path / "studies" / "b-artifacts" / "checkpoints").iterdir()) == []  # removed once the final ran
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     assert (max(ends) - min(t.datetime_start for t in trials)).total_seconds() < 40 + 10  # one trial's validation at most past it
     assert wall < 40 + 60  # start-up (TensorFlow, data) is the rest
