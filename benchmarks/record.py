@@ -48,6 +48,8 @@ class ToolRun:
     retrain_val: float | None = None  # the retrained winner's best validation accuracy: does the trial value repeat?
     load_before: float | None = None  # 1-minute load average: the machine was shared or not
     note: str | None = None
+    # what a budgeted search ran, trial by trial: phase, the change to the recipe, epochs, value, seconds
+    explored: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -111,6 +113,10 @@ class Recorder:
             self.run.best_val = float(value)
             self.run.best_config = config().to_dict()
             self.run.timeline.append((round(seconds, 3), float(value)))
+
+    def explored(self, entry: dict[str, Any]) -> None:
+        """One trial of a budgeted search, as it ended (the report says what was explored and kept)."""
+        self.run.explored.append({"at_s": round(self.elapsed(), 1), **entry})
 
     def finish(self, note: str | None = None) -> ToolRun:
         self.run.wall_s = round(self.elapsed(), 3)

@@ -94,6 +94,16 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         rec.trial_done(OPTUNA_STATES.get(trial.state, "failed"), trial.value, lambda: config(trial))
+        attrs = trial.user_attrs
+        if "phase" in attrs:  # a budgeted search: what it tried, at which length, and what came of it
+            from search.study.budget import trial_epochs
+
+            rec.explored({
+                "trial": trial.number, "phase": attrs["phase"], "state": OPTUNA_STATES.get(trial.state, "failed"),
+                "change": "recipe" if attrs.get("baseline") else attrs.get("lever") or attrs.get("changed") or attrs.get("draw"),
+                "source": attrs.get("source"), "continued_from": attrs.get("continued_from"),
+                "epochs": trial_epochs(trial), "value": trial.value,
+            })
 
     return on_trial_end
 
