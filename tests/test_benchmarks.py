@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import FixedTrial
 
 from benchmarks.record import Recorder, ToolRun
+from search.errors import UsageError
 from search.core.config import RunConfig
 from search.core.space_files import load_space
 
@@ -342,3 +343,46 @@ def test_flip_tta_script_measures_both_ways_and_refuses_data_it_does_not_flip(tm
     assert main(["--dataset", "folder:no/such/folder", "--epochs", "1"]) == 2  # bad data: one line, no traceback
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "no/such/folder" in err[0]
+
+
+def test_the_rich_budget_report_checks_test_accuracy_against_recipe_paced_and_the_best_peer():
+    from benchmarks.report import rich_targets
+    from benchmarks.results import SearchResults
+
+    runs = [
+        _run("cnn-search", 0, [(20.0, 0.80), (90.0, 0.88)], test=0.870),
+        _run("cnn-search", 1, [(30.0, 0.84), (95.0, 0.87)], test=0.860),
+        _run("recipe-paced", 0, [(95.0, 0.87)], test=0.868),
+        _run("recipe-paced", 1, [(95.0, 0.87)], test=0.868),  # seed 1: 0.8 below
+        _run("recipe", 0, [(40.0, 0.82)]),
+        _run("recipe", 1, [(40.0, 0.85)]),
+        _run("kt-hyperband", 0, [(60.0, 0.80)], test=0.81),
+        _run("optuna-example", 0, [(60.0, 0.79)], test=0.84),  # the best peer on test
+    ]
+    text = "\n".join(rich_targets(SearchResults({"budget_s": 100.0, "dataset": "fashion_mnist"}, runs)))
+    assert "cnn-search ≥ recipe-paced + 0.5 points: test 0.8650 against 0.8680 (2 seeds; per seed +0.20, -0.80)" in text
+    assert "-0.30 points: **missed** by 0.80; no seed more than 0.5 below: **missed** (worst -0.80)" in text
+    assert "best peer + 3.0 points (test) (optuna-example): test 0.8700 against 0.8400 (1 seed; per seed +3.00)" in text
+    assert "+3.00 points: **met** by 0.00" in text
+    # the recipe reached 0.82 and 0.85; cnn-search matched them at 90 s and 95 s, past 25 s
+    assert "seed 0: 90 s (recipe 0.8200); seed 1: 95 s (recipe 0.8500): **missed** in 0/2 seeds" in text
+    cifar = "\n".join(rich_targets(SearchResults({"budget_s": 100.0, "dataset": "folder:x/cifar10-subset"}, runs)))
+    assert "recipe-paced + 2.5 points" in cifar
+
+
+def test_merge_joins_results_of_separate_folders_and_refuses_other_settings(tmp_path):
+    from benchmarks.merge import merge
+    from benchmarks.results import SearchResults
+
+    settings = {"dataset": "fashion_mnist", "budget_s": 100.0, "epochs": 10, "limit_train": 1000, "val_size": 200,
+                "split": "s", "space": "cnn", "space_fingerprint": "new"}
+    for name, tool, fingerprint in (("ours", "cnn-search", "new"), ("peer", "kt-hyperband", "old")):
+        SearchResults({**settings, "space_fingerprint": fingerprint}, [_run(tool, 0, [(50.0, 0.8)], test=0.8)]).save(
+            tmp_path / name / "fashion_mnist.json")
+    target = merge(tmp_path / "merged", [tmp_path / "ours" / "fashion_mnist.json", tmp_path / "peer" / "fashion_mnist.json"])
+    merged = SearchResults.from_dict(json.loads(target.read_text()))
+    assert merged.tools == ["cnn-search", "kt-hyperband"] and merged.settings["space_fingerprint"] == "new"
+    assert merged.runs_of("kt-hyperband")[0].note == "searched space fingerprint old"
+    SearchResults({**settings, "budget_s": 50.0}, []).save(tmp_path / "other" / "fashion_mnist.json")
+    with pytest.raises(UsageError, match="other settings \\(budget_s\\)"):
+        merge(tmp_path / "merged", [target, tmp_path / "other" / "fashion_mnist.json"])
