@@ -214,20 +214,21 @@ def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_
     from search.study.budget import RICH_EXPLORE, RUNG_SHARE
 
     def ran(value: float, start: float, end: float) -> optuna.trial.FrozenTrial:
-        t = _trial(value, 30, 7.0, budget_start=0.0)
+        t = _trial(value, 24, 7.0, budget_start=0.0)
         t.datetime_start, t.datetime_complete = (dt.datetime.fromtimestamp(x) for x in (start, end))
         return t
 
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=5.0)  # 200 epochs of the recipe by the probe
-    assert plan.rich and plan.short == round(200 * RUNG_SHARE) == 30 and RICH_EXPLORE == 0.4
+    assert plan.rich and plan.short == round(200 * RUNG_SHARE) == 24 and RICH_EXPLORE == 0.5
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=5.0)
-    assert (first.phase, first.epochs) == ("explore", 30)
+    assert (first.phase, first.epochs, first.keep) == ("explore", 24, True)  # its weights are kept for the final run
     # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's 5 s... or the epochs' 7 s
-    study.add_trial(ran(0.80, 5.0, 125.0))
-    assert plan.next_trial(study, now=275.0).phase == "explore"  # 275 + 30 x 4 s ends by 400 s
-    assert plan.next_trial(study, now=285.0).phase == "final"  # 285 + 120 would not: the final run starts
-    study.add_trial(ran(0.83, 125.0, 285.0))  # slower: 5.3 s an epoch
-    final = plan.next_trial(study, now=286.0)
+    study.add_trial(ran(0.80, 5.0, 101.0))
+    assert plan.next_trial(study, now=400.0).phase == "explore"  # 400 + 24 x 4 s ends by 500 s
+    assert plan.next_trial(study, now=410.0).phase == "final"  # 410 + 96 would not: the final run starts
+    study.add_trial(ran(0.83, 101.0, 229.0))  # slower: 5.3 s an epoch
+    assert plan.next_trial(study, now=380.0).phase == "final"  # 380 + 24 x 5.3 s would end past 500 s
+    final = plan.next_trial(study, now=380.0)
     assert (final.phase, final.source) == ("final", 1)  # the better of the two at the same length
     assert final.until == 1000.0 - FINISH_EPOCHS * 7.0 - FINISH_SECONDS
