@@ -62,6 +62,11 @@ RICH = 60  # epochs of the recipe the budget must buy before any of it goes to e
 # tried at all; the final run trained the recipe again.
 RUNG_SHARE = 0.12
 RICH_EXPLORE = 0.5
+# Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat
+# the share a second trial would have: a 45 s digits search tried one change, its
+# recipe trial ended past half the budget and no final run fitted.  Such a budget trains
+# the recipe (an early answer, then the final run) however short its epochs are.
+RICH_MIN_SECONDS = 60.0
 # Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over
 # EARLY of it, paced: an answer early (a model to use if the run is stopped, and the
 # best a user sees within a quarter of the budget), which costs the final run a fifth of
@@ -175,9 +180,10 @@ class BudgetPlan:
 
     @property
     def rich(self) -> bool:
-        """Whether the probe says the budget buys RICH epochs of the recipe or more."""
+        """Whether the probe says the budget buys RICH epochs of the recipe or more (and it
+        is at least RICH_MIN_SECONDS long)."""
         affordable = self.affordable_epochs()
-        return affordable is not None and affordable >= RICH
+        return affordable is not None and affordable >= RICH and self.seconds >= RICH_MIN_SECONDS
 
     @property
     def promoted_epochs(self) -> int:
@@ -199,7 +205,7 @@ class BudgetPlan:
 
     def explores(self, done: list[FrozenTrial] = ()) -> bool:
         affordable = self.affordable_epochs(done)
-        return affordable is None or affordable >= RICH
+        return affordable is None or (affordable >= RICH and self.seconds >= RICH_MIN_SECONDS)
 
     def describe(self) -> str:
         affordable = self.affordable_epochs()
@@ -208,9 +214,10 @@ class BudgetPlan:
                     f"the recipe, then the recipe with one change that long schedules reward (cutout, a wider net, "
                     f"dropout, ...), each trains {self.short} epochs until about {RICH_EXPLORE:.0%} of the budget; "
                     "the best of them (the recipe unless a change beat it) trains again with the time left")
-        if affordable is not None and affordable < RICH:
+        if affordable is not None and not self.rich:
             head = (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
-                    f"too few to spend on exploring (under {RICH}); ")
+                    + (f"too few to spend on exploring (under {RICH}); " if affordable < RICH
+                       else f"too short to spend on exploring (under {RICH_MIN_SECONDS:g}s, each trial's set-up would eat it); "))
             if affordable >= EARLY_MIN:
                 return head + (f"the recipe trains over the first {EARLY:.0%} for an early answer, "
                                "then again with the time left")
