@@ -223,9 +223,6 @@ def run(args: argparse.Namespace) -> int:
     if budget_s and settings.multi_objective:
         raise UsageError(f"--budget plans trials by one value, and --objectives {settings.objectives} has several; "
                          "use --timeout for a Pareto search")
-    if budget_s and settings.sampler != "prior":
-        fix = "drop --sampler" if "sampler" in requested else f"add --sampler prior (this study records sampler {settings.sampler})"
-        raise UsageError(f"--budget plans trials through the prior sampler, not {settings.sampler}; {fix}, or use --timeout")
     warm = None
     if args.warm_start:
         from search.study.warmstart import read_warm_start
@@ -274,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     budget = None
     if budget_s:
-        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS, capped=bool(args.epochs))  # the worker says the plan
+        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS, capped=bool(args.epochs),
+                            sampler=settings.sampler)  # the worker says the plan
     deadlines = [d for d in (time.time() + args.timeout if args.timeout else None, budget.deadline if budget else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,

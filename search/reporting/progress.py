@@ -71,6 +71,8 @@ def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
         parts.append(f"near {attrs.get('centre')}: " + ", ".join(attrs.get("changed") or []))
     elif attrs.get("draw") in ("global", "replay"):
         parts.append("from the whole space" if attrs["draw"] == "global" else f"{attrs.get('centre')} again")
+    elif attrs.get("draw") == "sampled":
+        parts.append("drawn by the sampler")
     if attrs.get("stopped", "").startswith("stopped at"):
         parts.append("stopped at the deadline")
     return f"  [{'; '.join(parts)}]" if parts else ""

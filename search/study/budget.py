@@ -162,6 +162,7 @@ class BudgetPlan:
     short_epochs: int = SHORT_EPOCHS
     probe: float | None = None
     capped: bool = False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
+    sampler: str = "prior"  # what draws the explore trials: the prior sampler moves the recipe's levers first
 
     @property
     def deadline(self) -> float:
@@ -210,10 +211,11 @@ class BudgetPlan:
     def describe(self) -> str:
         affordable = self.affordable_epochs()
         if self.rich:
+            then = ("the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
+                    if self.sampler == "prior" else f"configurations the {self.sampler} sampler draws")
             return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
-                    f"the recipe, then the recipe with one change that long schedules reward (cutout, a wider net, "
-                    f"dropout, ...), each trains {self.short} epochs until about {RICH_EXPLORE:.0%} of the budget; "
-                    "the best of them (the recipe unless a change beat it) trains again with the time left")
+                    f"the recipe, then {then}, each trains {self.short} epochs until about {RICH_EXPLORE:.0%} of the "
+                    "budget; the best of them (the recipe unless another beat it) continues with the time left")
         if affordable is not None and not self.rich:
             head = (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
                     + (f"too few to spend on exploring (under {RICH}); " if affordable < RICH

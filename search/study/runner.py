@@ -128,7 +128,8 @@ def run_search(
     loaded = load_data()
     if recorded is None:
         settings = with_recipe(settings, loaded)
-    plan = BudgetPlan(budget_s, max_epochs=epochs or BUDGET_MAX_EPOCHS, capped=epochs is not None) if budget_s else None
+    plan = (BudgetPlan(budget_s, max_epochs=epochs or BUDGET_MAX_EPOCHS, capped=epochs is not None, sampler=settings.sampler)
+            if budget_s else None)
     handle = create_or_load(name, url, settings)
     reap_dead(handle, GRACE_FACTOR * settings.heartbeat)
     deadlines = [d for d in (time.time() + timeout if timeout else None, plan.deadline if plan else None) if d]

@@ -38,7 +38,26 @@ def make_sampler(
 ) -> optuna.samplers.BaseSampler:
     """The sampler ``name``; the prior-guided one needs the study's ``settings`` (its
     space and base config), takes the ``budget`` plan of a budgeted run, and centres on
-    ``prior`` params (a warm start's) over the space's own priors."""
+    ``prior`` params (a warm start's) over the space's own priors.  Any other sampler
+    runs under a budget plan through ``search.study.budgeted.BudgetedSampler``."""
+    sampler = _make_sampler(name, seed, settings, budget, prior)
+    if budget is not None and not _is_prior(sampler):
+        from search.study.budgeted import BudgetedSampler
+
+        recipe = settings.space_obj.baseline(settings.config) if settings is not None else {}
+        sampler = BudgetedSampler(sampler, budget, recipe)
+    return sampler
+
+
+def _is_prior(sampler: optuna.samplers.BaseSampler) -> bool:
+    from search.study.prior import PriorSampler
+
+    return isinstance(sampler, PriorSampler)
+
+
+def _make_sampler(
+    name: str, seed: int | None, settings: StudySettings | None = None, budget: Any = None, prior: dict[str, Any] | None = None
+) -> optuna.samplers.BaseSampler:
     if name == "prior" and settings is not None and settings.multi_objective:
         name = "tpe"  # the prior sampler ranks one value; a Pareto front needs a multi-objective sampler
     if name == "prior":

@@ -140,7 +140,6 @@ CASES = {
     "warm start from a missing study in an existing database": (
         ["--warm-start", "nosuch", "--warm-start-storage", "sqlite:///studies/existing.db"], ["no study 'nosuch'", "existing"]),
     "warm start storage without warm start": (["--warm-start-storage", "sqlite:///x.db"], ["--warm-start-storage", "--warm-start"]),
-    "budget with another sampler": (["--budget", "60", "--sampler", "tpe"], ["--budget", "not tpe", "drop --sampler"]),
     "npz with string pixels": (["--dataset", "npz:string_pixels.npz"], ["x_train", "<U1", "pixels must be numbers"]),
     "npz with 0 images": (["--dataset", "npz:no_images.npz"], ["x_train holds 0 images"]),
     "PNG claiming 30000x30000": (["--dataset", "folder:bomb"], ["1.png", "decompression bomb", "not decoded"]),

@@ -206,3 +206,35 @@ def test_a_budget_that_is_not_rich_moves_no_lever():
     budget = BudgetPlan(1000.0)  # no probe: explores with short schedules, but not rich
     study = _run(PriorSampler(PRIOR, NAMES, seed=2, budget=budget), 4)
     assert not any("lever" in t.user_attrs for t in study.trials)
+
+
+@pytest.mark.parametrize("name", ["tpe", "random"])
+def test_any_sampler_runs_under_the_budget_plan(name, tmp_path):
+    """TPE or random under a rich plan: the recipe first, explore trials of the plan's length
+    (the sampler never draws ``epochs``), then a final run that replays the best trial's params."""
+    from search.study.budgeted import BudgetedSampler
+    from search.study.samplers import make_sampler
+
+    settings = StudySettings.of(dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict())
+    budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
+    sampler = make_sampler(name, 0, settings, budget)
+    assert isinstance(sampler, BudgetedSampler)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+    values = iter([0.80, 0.85, 0.82, 0.90])
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [1.0, 1.0])
+        return next(values)
+
+    study.optimize(objective, n_trials=3)
+    assert all(t.user_attrs["phase"] == "explore" and t.params["epochs"] == budget.short for t in study.trials)
+    assert study.trials[0].params == {**SPACE.baseline(BASE), "epochs": budget.short}  # the recipe first
+    assert all(t.user_attrs["keep_weights"] for t in study.trials)
+    budget.start -= 0.9 * budget.seconds  # past the exploring: the final run is due
+    study.optimize(objective, n_trials=1)
+    final = study.trials[-1]
+    assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == 1 and "pace_until" in final.user_attrs
+    assert {k: v for k, v in final.params.items() if k != "epochs"} == {k: v for k, v in study.trials[1].params.items() if k != "epochs"}
+    assert final.params["epochs"] > budget.short
