@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from search.core.config import MAX_SEED, is_text_dataset, metric_names
-from search.study.budget import BudgetPlan, parse_budget
+from search.study.budget import parse_budget, study_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.study.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.core.space_files import load_space
@@ -270,9 +270,11 @@ def run(args: argparse.Namespace) -> int:
         print(taken.describe())
     start = time.perf_counter()
     budget = None
-    if budget_s:
-        budget = BudgetPlan(budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS, capped=bool(args.epochs),
-                            sampler=settings.sampler)  # the worker says the plan
+    if budget_s:  # the study's running budget, if another command (or this one before a kill -9) started one
+        budget, joined = study_budget(study, budget_s, max_epochs=args.epochs or BUDGET_MAX_EPOCHS, capped=bool(args.epochs),
+                                      sampler=settings.sampler)  # the worker says the plan
+        if joined:
+            print(joined)
     deadlines = [d for d in (time.time() + args.timeout if args.timeout else None, budget.deadline if budget else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials,

@@ -44,7 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
 
-__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials"]
+__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials", "study_budget"]
 
 EXPLORE = 0.35  # share of the budget for short complete schedules
 PROMOTE = 0.50  # promotions end here; the final run gets the rest
@@ -319,3 +319,30 @@ class BudgetPlan:
             return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")
         return TrialPlan("final", epochs, best.number if best is not None else None,
                          f"{what} with the time left (about {epochs} epochs)", until=self.deadline - self.finish(per_epoch))
+
+
+BUDGET_ATTR = "budget"  # a study's running budget: {"start": time.time(), "seconds": ...}
+JOIN_MIN_LEFT = 30.0  # a budget with less than this left is over: a new command starts its own
+
+
+def study_budget(study: optuna.Study, seconds: float, now: float | None = None, **plan: object) -> tuple[BudgetPlan, str | None]:
+    """The budget plan of a command on ``study``: the study's running budget when it has
+    one with time left (another terminal's or machine's command on the same study, or
+    this command before a kill -9: they join it, with its deadline and its single final
+    run), else a new budget of ``seconds`` from now, recorded in the study.  The second
+    value says what was joined (None for a new budget)."""
+    now = time.time() if now is None else now
+    stored = study.user_attrs.get(BUDGET_ATTR)
+    if isinstance(stored, dict):
+        try:
+            start, total = float(stored["start"]), float(stored["seconds"])
+        except (KeyError, TypeError, ValueError):
+            start, total = 0.0, 0.0
+        left = start + total - now
+        if left >= JOIN_MIN_LEFT and start <= now:
+            note = (f"joining the study's running budget of {total:g}s, started {now - start:.0f}s ago: {left:.0f}s left"
+                    + (f" (this command's --budget {seconds:g}s is not used)" if abs(total - seconds) > 0.5 else ""))
+            return BudgetPlan(total, start=start, **plan), note
+    budget = BudgetPlan(seconds, start=now, **plan)
+    study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
+    return budget, None

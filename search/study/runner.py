@@ -18,7 +18,7 @@ from search.core.config import DataConfig
 from search.core.space_files import load_space
 from search.core.spaces import Space
 from search.errors import UsageError
-from search.study.budget import BudgetPlan, parse_budget
+from search.study.budget import BudgetPlan, parse_budget, study_budget
 from search.study.objectives import check_objective_settings
 from search.study.samplers import DEFAULT_SAMPLER
 from search.study.settings import StudySettings, resolve_settings
@@ -128,10 +128,14 @@ def run_search(
     loaded = load_data()
     if recorded is None:
         settings = with_recipe(settings, loaded)
-    plan = (BudgetPlan(budget_s, max_epochs=epochs or BUDGET_MAX_EPOCHS, capped=epochs is not None, sampler=settings.sampler)
-            if budget_s else None)
     handle = create_or_load(name, url, settings)
     reap_dead(handle, GRACE_FACTOR * settings.heartbeat)
+    plan = None
+    if budget_s:  # the study's running budget, if another command (or this one before a kill -9) started one
+        plan, joined = study_budget(handle, budget_s, max_epochs=epochs or BUDGET_MAX_EPOCHS, capped=epochs is not None,
+                                    sampler=settings.sampler)
+        if joined:
+            print(joined)
     deadlines = [d for d in (time.time() + timeout if timeout else None, plan.deadline if plan else None) if d]
     job = workers.SearchJob(
         study=name, url=url, settings=settings, trials=trials or (10**6 if budget_s else 20),

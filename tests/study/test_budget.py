@@ -232,3 +232,19 @@ def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_
     final = plan.next_trial(study, now=380.0)
     assert (final.phase, final.source) == ("final", 1)  # the better of the two at the same length
     assert final.until == 1000.0 - FINISH_EPOCHS * 7.0 - FINISH_SECONDS
+
+
+def test_a_study_keeps_its_running_budget_for_every_command_that_joins_it():
+    from search.study.budget import BUDGET_ATTR, JOIN_MIN_LEFT, study_budget
+
+    study = optuna.create_study(direction="maximize")
+    first, note = study_budget(study, 600.0, now=1000.0, max_epochs=50)
+    assert note is None and (first.start, first.seconds, first.max_epochs) == (1000.0, 600.0, 50)
+    assert study.user_attrs[BUDGET_ATTR] == {"start": 1000.0, "seconds": 600.0}
+    # another terminal (or this command rerun after kill -9) 200 s later: the same deadline, the time left
+    second, note = study_budget(study, 300.0, now=1200.0, max_epochs=50)
+    assert (second.start, second.deadline) == (1000.0, 1600.0)
+    assert note == "joining the study's running budget of 600s, started 200s ago: 400s left (this command's --budget 300s is not used)"
+    # once it is (nearly) over, a command starts a budget of its own
+    third, note = study_budget(study, 300.0, now=1600.0 - JOIN_MIN_LEFT + 1)
+    assert note is None and third.start == 1600.0 - JOIN_MIN_LEFT + 1 and study.user_attrs[BUDGET_ATTR]["seconds"] == 300.0

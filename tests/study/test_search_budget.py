@@ -102,3 +102,35 @@ def test_warm_start_counts_what_it_queued(tmp_path, tiny_study):
     again = run_cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"queued 0: this study already holds {took.group(1)} of them" in again.stdout
+
+
+def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
+    """A second terminal on the same study joins the first one's budget (its deadline,
+    the time left) instead of running a budget and a final run of its own."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, str(ROOT / "run_search.py"), "--study", "shared", "--studies-dir", "studies", "--space", TINY,
+            "--limit-train", "300", "--budget", "75s", "--recycle-mb", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "studies" / "shared.db"
+    for _ in range(600):  # until the study exists and holds its budget
+        time.sleep(0.1)
+        if db.exists():
+            try:
+                if "budget" in optuna.load_study(study_name="shared", storage=f"sqlite:///{db}").user_attrs:
+                    break
+            except KeyError:
+                continue
+    time.sleep(5)
+    second = run_cli(*args[2:], cwd=tmp_path)
+    out, err = first.communicate(timeout=200)
+    assert first.returncode == 0 and second.returncode == 0, err[-2000:] + second.stderr[-2000:]
+    assert re.search(r"joining the study's running budget of 75s, started \d+s ago: \d+s left", second.stdout), second.stdout
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{db}")
+    starts = {t.user_attrs.get("budget_start") for t in study.trials}
+    assert len(starts) == 1  # every trial of both commands planned from one budget
+    finals = [t for t in study.trials if t.user_attrs.get("phase") == "final"]
+    assert len(finals) == 1, [(t.number, t.state.name, t.user_attrs.get("phase")) for t in study.trials]
