@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from search.reporting.leaderboard import Leaderboard, format_value, leaderboard, param_importances, table_cells
 from search.study.objectives import describe_objectives, is_multi_objective, study_metric_names
-from search.reporting.progress import findings
+from search.reporting.progress import findings, learned
 from search.study.settings import StudySettings
 
 __all__ = ["FIGURES", "MULTI_OBJECTIVE_FIGURES", "render_report", "write_report"]
@@ -145,6 +145,32 @@ def _findings(trials: list) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(f.sentence())}</li>" for f in found) + "</ul>"
 
 
+def _budget_section(study: optuna.Study, trials: list) -> str:
+    """What each budget of the study bought: its phases, and each explored change against
+    the recipe at the same schedule length (the end-of-search summary's lines)."""
+    from search.study.budget import trial_epochs
+
+    budgets = sorted({t.user_attrs["budget_start"] for t in trials if t.user_attrs.get("budget_start")})
+    if not budgets:
+        return ""
+    parts = []
+    for start in budgets:
+        mine = [t for t in trials if t.user_attrs.get("budget_start") == start]
+        when = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        rows = [[f"#{t.number}", str(t.user_attrs.get("phase", "")), str(trial_epochs(t) or ""),
+                 format_value(t.value) if t.value is not None else t.state.name.lower(),
+                 ("the recipe" if t.user_attrs.get("baseline") else
+                  ", ".join(f"{k} {v}" for k, v in (t.user_attrs.get("lever") or {}).items())
+                  or (f"trial {t.user_attrs['source']} again" + (", continued from its weights" if t.user_attrs.get("continued_from") is not None else "")
+                      if t.user_attrs.get("source") is not None else ", ".join(t.user_attrs.get("changed") or []) or "drawn"))]
+                for t in mine]
+        lines = learned(study, mine)
+        parts.append(f"<h3>Budget started {html.escape(when)}</h3>"
+                     + _table(["trial", "phase", "epochs", "value", "what"], rows, numeric={2, 3})
+                     + ("<ul>" + "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:]) + "</ul>" if lines else ""))
+    return "<section><h2>What the budget bought</h2>" + "".join(parts) + "</section>"
+
+
 def render_report(study: optuna.Study, settings: StudySettings, storage_display: str, top: int = 10) -> str:
     """The whole report as one HTML string."""
     importances = param_importances(study)
@@ -186,6 +212,7 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
 {html.escape(best_text)}<br>storage {html.escape(storage_display)}; generated {generated}</p>
 <section><h2>{'Pareto front' if multi else 'Best trials'}</h2>{_front_note(board) if multi else ''}{_best_table(board) if board.rows else '<p class=note>No completed or pruned trial yet.</p>'}</section>
 {''.join(sections)}
+{_budget_section(study, trials)}
 <section><h2>What went wrong</h2>{_findings(trials)}</section>
 <section><h2>Pruned and failed trials</h2>{_outcomes(study)}</section>
 </body></html>

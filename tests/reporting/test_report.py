@@ -153,3 +153,26 @@ def test_an_edited_metrics_json_is_one_line(trained_digits, tmp_path, case):
     line, = result.stderr.strip().splitlines()
     assert all(w in line for w in words), line
     assert not (folder / "report.html").exists()
+
+
+def test_report_says_what_a_budget_bought_and_learned():
+    import optuna
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    from search.reporting.report import _budget_section
+
+    def trial(value, epochs, **attrs):
+        return create_trial(value=value, params={"epochs": epochs}, distributions={"epochs": IntDistribution(1, 500)},
+                            user_attrs={"budget_start": 1_000_000.0, "epoch_seconds": [1.0] * epochs, **attrs})
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(trial(0.80, 12, phase="explore", baseline=True))
+    study.add_trial(trial(0.83, 12, phase="explore", lever={"cutout": 0.5}))
+    study.add_trial(trial(0.86, 40, phase="final", source=1, continued_from=1, continued_epochs=12, paced="paced"))
+    text = _budget_section(study, study.get_trials())
+    assert "<h2>What the budget bought</h2>" in text and "the recipe" in text
+    assert "cutout 0.5: 0.8300 against the recipe&#x27;s 0.8000 at 12 epochs (+3.0 points): helped" in text
+    assert "trial 1 again, continued from its weights" in text
+    assert "the final run trained trial 1" in text
+    assert _budget_section(optuna.create_study(), []) == ""
