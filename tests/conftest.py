@@ -51,6 +51,18 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, user: int | None = None) 
     )
 
 
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    """A refusal as promised: exit status 2, one line on stderr starting 'error: ' that holds
+    every one of ``words``, and no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in: {lines[0]}"
+    return lines[0]
+
+
 def write_tinted_photos(folder: Path, per_class: int, size: int, seed: int = 0) -> None:
     """A ``folder:`` dataset of colour images in three classes told apart by their tint
     (red, green, blue): ``folder/class0/0.png`` and on; what the recipe flips."""

@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from search.study.budget import BudgetPlan, TrialPlan
+from search.study.prior import allows, clip_to
 
 __all__ = ["BudgetedSampler"]
 
@@ -59,9 +60,9 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:
         entry = self._plans.get(trial.number)
         if entry is not None and name == "epochs":
-            return _clip(entry[0].epochs, distribution)
+            return clip_to(entry[0].epochs, distribution)
         replayed = entry[1] if entry else None
-        if replayed is not None and name in replayed and _allows(distribution, replayed[name]):
+        if replayed is not None and name in replayed and allows(distribution, replayed[name]):
             return replayed[name]
         return self.base.sample_independent(study, trial, name, distribution)
 
@@ -94,16 +95,3 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state, values) -> None:
         self._plans.pop(trial.number, None)
         self.base.after_trial(study, trial, state, values)
-
-
-def _allows(distribution: BaseDistribution, value: Any) -> bool:
-    if isinstance(distribution, CategoricalDistribution):
-        return any(type(c) is type(value) and c == value for c in distribution.choices)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return distribution.low <= value <= distribution.high
-
-
-def _clip(value: int, distribution: BaseDistribution) -> int:
-    low, high = getattr(distribution, "low", value), getattr(distribution, "high", value)
-    return int(min(high, max(low, value)))

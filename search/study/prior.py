@@ -136,12 +136,12 @@ class PriorSampler(optuna.samplers.BaseSampler):
     ) -> Any:
         draw = self._draws.get(trial.number) or self._decide(study, trial)
         if name == "epochs" and draw.plan is not None:
-            return _clip(draw.plan.epochs, distribution)
+            return clip_to(draw.plan.epochs, distribution)
         if name in draw.values:
             return draw.values[name]
         value = draw.centre.get(name)
         unknown = draw.mode == "local" and name not in draw.known
-        if draw.mode == "global" or unknown or value is None or not _contains(distribution, value):
+        if draw.mode == "global" or unknown or value is None or not allows(distribution, value):
             return self._random.sample_independent(study, trial, name, distribution)
         if name in draw.change:
             return self._perturb(value, distribution)
@@ -210,10 +210,10 @@ class PriorSampler(optuna.samplers.BaseSampler):
             if target == "up":
                 larger = sorted(c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool) and c > current)
                 return larger[0] if larger else None
-            return target if _contains(dist, target) and target != current else None
-        if target == "up" or not _contains(dist, target) or target == current:
+            return target if allows(dist, target) and target != current else None
+        if target == "up" or not allows(dist, target) or target == current:
             return None
-        return _clip(target, dist)
+        return clip_to(target, dist)
 
     def global_share(self, study: optuna.Study, done: list[FrozenTrial]) -> float:
         """START_GLOBAL until EVIDENCE trials completed, then from the best quarter's draws."""
@@ -248,10 +248,11 @@ class PriorSampler(optuna.samplers.BaseSampler):
             if new == value:  # a Gaussian step too small to move: move by one step
                 up = value < high and (self._rng.random() < 0.5 or value == low)
                 new = value + (distribution.step if up else -distribution.step)
-        return _clip(new, distribution)
+        return clip_to(new, distribution)
 
 
-def _contains(distribution: BaseDistribution, value: Any) -> bool:
+def allows(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``distribution`` can take ``value`` (a choice of it, or inside its range)."""
     if isinstance(distribution, CategoricalDistribution):
         return any(type(c) is type(value) and c == value for c in distribution.choices)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -259,7 +260,8 @@ def _contains(distribution: BaseDistribution, value: Any) -> bool:
     return distribution.low <= value <= distribution.high
 
 
-def _clip(value: Any, distribution: BaseDistribution) -> Any:
+def clip_to(value: Any, distribution: BaseDistribution) -> Any:
+    """``value`` inside ``distribution``'s range (ints stay ints)."""
     if isinstance(distribution, (FloatDistribution, IntDistribution)):
         value = min(distribution.high, max(distribution.low, value))
         return int(value) if isinstance(distribution, IntDistribution) else float(value)

@@ -166,17 +166,24 @@ def _check_sqlite_file(database: str | None, url: str) -> None:
     if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:  # not one another process is creating now
         raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
                            "delete it, or choose another --study or --storage")
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError:
+    tables = _sqlite_tables(path)
+    if tables is None:
         return  # not SQLite at all: opening it says so (and writes nothing)
     if tables and "studies" not in tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise StorageError(f"{path} is another program's SQLite database (tables {shown}), not a study database; "
                            "it was left as it is; choose another --study or --storage")
+
+
+def _sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of an SQLite file, read without writing (None: not an SQLite database)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return None
 
 
 def _check_sqlite_for_reading(url: str) -> None:
@@ -189,12 +196,8 @@ def _check_sqlite_for_reading(url: str) -> None:
     if path.is_file() and path.stat().st_size == 0:
         raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
                            "check --study, --storage or --studies-dir")
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError:
+    tables = _sqlite_tables(path)
+    if tables is None:
         return  # not SQLite at all: opening it says so (and writes nothing)
     if "studies" not in tables:
         raise StorageError(f"{path} holds no study (no Optuna tables); it was left as it is; "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from search.core.outputs import atomic_write, check_output_file, staged_folder
 from search.errors import UsageError
 
@@ -24,15 +24,6 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def one_line_error(result, *words: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], f"{word!r} not in: {lines[0]}"
-    return lines[0]
 
 
 @pytest.fixture

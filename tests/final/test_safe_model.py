@@ -12,16 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 
-
-def one_line_error(result, *words: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], f"{word!r} not in: {lines[0]}"
 
 
 @pytest.fixture

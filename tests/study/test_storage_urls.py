@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, one_line_error
 
 # Put first on the path: makes the database drivers fail to import, as on a machine without them.
 HIDE_DRIVERS = '''
@@ -38,14 +38,6 @@ def run(args: list[str], cwd: Path, hide_drivers: bool = False) -> subprocess.Co
                           capture_output=True, text=True, timeout=120)
 
 
-def one_line(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], f"{word!r} not in: {lines[0]}"
-
 
 URLS = {
     # url: (words, drivers hidden)
@@ -65,7 +57,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("url", list(URLS))
-def test_an_unusable_storage_url_is_one_line(tmp_path: Path, command: str, url: str):
+def test_an_unusable_storage_url_is_one_line_error(tmp_path: Path, command: str, url: str):
     words, hide = URLS[url]
     if "pg8000" in url:
         pytest.importorskip("sqlalchemy.dialects.postgresql.pg8000")
@@ -74,7 +66,7 @@ def test_an_unusable_storage_url_is_one_line(tmp_path: Path, command: str, url: 
             pytest.skip("pg8000 is installed here")
         except ImportError:
             pass
-    one_line(run(COMMANDS[command](url), tmp_path, hide_drivers=hide), *words)
+    one_line_error(run(COMMANDS[command](url), tmp_path, hide_drivers=hide), *words)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hide") == []  # nothing written
 
 
@@ -87,15 +79,15 @@ def test_a_new_empty_sqlite_file_stays_empty_for_a_command_that_reads(tmp_path: 
         db.execute("PRAGMA user_version = 7")
     blank = (tmp_path / "blank.db").read_bytes()
     for name, words in (("empty.db", ["empty file"]), ("blank.db", ["holds no study"])):
-        one_line(run([command, "--study", "s", "--storage", f"sqlite:///{name}"], tmp_path), name, *words)
+        one_line_error(run([command, "--study", "s", "--storage", f"sqlite:///{name}"], tmp_path), name, *words)
     assert (tmp_path / "empty.db").read_bytes() == b"" and (tmp_path / "blank.db").read_bytes() == blank
 
 
 def test_a_sqlite_uri_file_name_is_refused(tmp_path: Path):
-    one_line(run(["best", "--study", "s", "--storage", "sqlite:///file:studies/s.db?mode=ro&uri=true"], tmp_path),
+    one_line_error(run(["best", "--study", "s", "--storage", "sqlite:///file:studies/s.db?mode=ro&uri=true"], tmp_path),
              "SQLite URI file names", "sqlite:///studies/name.db")
 
 
 def test_a_study_name_with_a_trailing_newline_is_refused(tmp_path: Path):
-    one_line(run(["--study", "nl\n", "--trials", "1"], tmp_path), "study name", "is not allowed")
+    one_line_error(run(["--study", "nl\n", "--trials", "1"], tmp_path), "study name", "is not allowed")
     assert list(tmp_path.iterdir()) == []
