@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +42,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
+from search.study.ranking import epoch_seconds, rank_trials, trial_epochs
 
 __all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials", "study_budget"]
 
@@ -105,35 +105,6 @@ def parse_budget(text: str) -> float:
         raise UsageError(f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
                          "(a stopped search resumes with the same command)")
     return seconds
-
-
-def trial_epochs(trial: FrozenTrial) -> int | None:
-    """The schedule length a trial was given (its ``epochs`` param or stored config); for a
-    run the deadline stopped, or one paced by the clock, the epochs it ran (with those of
-    the trial it continued from, ``continued_epochs``)."""
-    if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
-        return len(trial.user_attrs["epoch_seconds"]) + int(trial.user_attrs.get("continued_epochs") or 0)
-    if "epochs" in trial.params:
-        return int(trial.params["epochs"])
-    config = trial.user_attrs.get("config")
-    try:
-        return int(config["train"]["epochs"])
-    except (TypeError, KeyError, ValueError):
-        return None
-
-
-def epoch_seconds(trial: FrozenTrial) -> float | None:
-    """A trial's typical epoch time: the median, so the first epoch's tracing is not counted."""
-    seconds = trial.user_attrs.get("epoch_seconds")
-    if not seconds:
-        return None
-    return float(statistics.median(seconds))
-
-
-def rank_trials(study: optuna.Study, done: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Completed trials best first: a longer schedule outranks a shorter one, then the value."""
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return sorted(done, key=lambda t: (trial_epochs(t) or 0, sign * t.value), reverse=True)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Study storage: URLs and their checks, opening a storage, and create-or-resume.
+"""Study storage: opening a storage (its URL checked by ``search.study.databases``), and create-or-resume.
 
 A study records the settings it was created with (``search.study.settings``) as a study
 user attribute; a command that only reads a study never creates one, nor a database
@@ -9,9 +9,7 @@ running trial, so a trial whose worker was killed is failed and queued again (se
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import os
 import random
 import re
 import time
@@ -24,6 +22,10 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from search.errors import StorageError, UsageError
+from search.study.databases import (
+    check_sqlite_file, check_sqlite_for_reading, check_writable, driver_message, engine_for, has_optuna_tables,
+    missing_driver, missing_sqlite_file, parse_url, safe_url,
+)
 from search.study.recovery import RequeueStale
 from search.study.samplers import make_pruner, make_sampler, sampler_seed
 from search.study.settings import StudySettings, check_same_study
@@ -70,33 +72,6 @@ def default_storage(study: str, studies_dir: Path) -> str:
     return f"sqlite:///{(studies_dir / f'{study}.db').as_posix()}"
 
 
-def check_writable(url: str) -> None:
-    """For a SQLite URL, check that the database (and its folder) can be written, creating nothing."""
-    parsed = _parse_url(url)
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        return
-    path = Path(parsed.database)
-    fix = "choose a writable folder with --studies-dir or a writable --storage"
-    if path.is_dir():
-        raise StorageError(f"the study database {path} is a folder; {fix}")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise StorageError(f"cannot create the study database {path}: {existing} is a file, not a folder; {fix}")
-    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        where = path if path.exists() else existing
-        raise StorageError(f"cannot write the study database {path}: {where} is not writable; {fix}")
-
-
-def safe_url(url: str) -> str:
-    """The storage URL with any password masked, for output, logs and exports."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
 def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.BaseStorage:
     """Open (and for SQLite, create) an Optuna storage, translating driver errors.
 
@@ -104,12 +79,12 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     for ``GRACE_FACTOR`` heartbeats is failed and queued again.  SQLite waits up to 60 s
     for a lock held by another worker; server databases fail fast when unreachable.
     """
-    parsed = _parse_url(url)
+    parsed = parse_url(url)
     driver = parsed.drivername
     if driver.startswith("sqlite"):
-        _check_sqlite_file(parsed.database, url)
+        check_sqlite_file(parsed.database, url)
     else:
-        _engine(url).dispose()  # an unknown scheme or a missing driver: one line, before Optuna sees the URL
+        engine_for(url).dispose()  # an unknown scheme or a missing driver: one line, before Optuna sees the URL
     if driver.startswith("sqlite") and parsed.database:
         folder = Path(parsed.database).parent
         try:
@@ -132,7 +107,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except ImportError as e:
-            raise _missing_driver(url, e) from e
+            raise missing_driver(url, e) from e
         except sqlalchemy.exc.SQLAlchemyError as e:
             # Processes creating the schema at the same moment: one wins, the others retry.
             if attempt < 3 and (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
@@ -140,68 +115,16 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
                 continue
             if driver.startswith("sqlite") and "not a database" in str(e):
                 raise StorageError(
-                    f"{parsed.database} is not an SQLite database ({_message(e, url)}); move it away, "
+                    f"{parsed.database} is not an SQLite database ({driver_message(e, url)}); move it away, "
                     "or choose another --study or --storage"
                 ) from e
-            raise StorageError(f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
+            raise StorageError(f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file") from e
         except (ValueError, RuntimeError) as e:  # RuntimeError: a schema from another Optuna version
             raise StorageError(
-                f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, or upgrade the schema "
+                f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, or upgrade the schema "
                 "with: optuna storage upgrade --storage URL"
             ) from e
     raise AssertionError("unreachable")
-
-
-def _check_sqlite_file(database: str | None, url: str) -> None:
-    """Refuse an in-memory SQLite URL, and an existing file that is not an Optuna
-    database (empty, or another program's tables): Optuna would add its tables to it."""
-    if not database or database == ":memory:":
-        raise StorageError(
-            f"storage {safe_url(url)!r} is an in-memory database: it would vanish when the command ends, with every "
-            "trial; give a file, e.g. sqlite:///studies/name.db"
-        )
-    path = Path(database)
-    if not path.is_file():
-        return
-    if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:  # not one another process is creating now
-        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
-                           "delete it, or choose another --study or --storage")
-    tables = _sqlite_tables(path)
-    if tables is None:
-        return  # not SQLite at all: opening it says so (and writes nothing)
-    if tables and "studies" not in tables:
-        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise StorageError(f"{path} is another program's SQLite database (tables {shown}), not a study database; "
-                           "it was left as it is; choose another --study or --storage")
-
-
-def _sqlite_tables(path: Path) -> set[str] | None:
-    """The tables of an SQLite file, read without writing (None: not an SQLite database)."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError:
-        return None
-
-
-def _check_sqlite_for_reading(url: str) -> None:
-    """A SQLite file a command only reads must already be a study database: an empty one,
-    however new, or one without Optuna's tables is refused and left byte for byte."""
-    parsed = _parse_url(url)
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        return
-    path = Path(parsed.database)
-    if path.is_file() and path.stat().st_size == 0:
-        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
-                           "check --study, --storage or --studies-dir")
-    tables = _sqlite_tables(path)
-    if tables is None:
-        return  # not SQLite at all: opening it says so (and writes nothing)
-    if "studies" not in tables:
-        raise StorageError(f"{path} holds no study (no Optuna tables); it was left as it is; "
-                           "check --study, --storage or --studies-dir")
 
 
 def read_recorded(name: str, url: str) -> StudySettings | None:
@@ -210,23 +133,15 @@ def read_recorded(name: str, url: str) -> StudySettings | None:
     A SQLite file that does not exist is not created here, nor Optuna's tables in a
     server database: nothing is written before the caller has checked the rest of its input.
     """
-    if _missing_sqlite_file(url):
+    if missing_sqlite_file(url):
         return None
-    if not _parse_url(url).drivername.startswith("sqlite") and not _has_optuna_tables(url):
+    if not parse_url(url).drivername.startswith("sqlite") and not has_optuna_tables(url):
         return None  # a server database without Optuna's tables: they are created with the study, not before
     storage = open_storage(url)
     summaries = _study_names(storage, url)
     if name not in summaries:
         return None
     return recorded_settings(optuna.load_study(study_name=name, storage=storage), url)
-
-
-def _missing_sqlite_file(url: str) -> str | None:
-    """The path of a SQLite database that does not exist yet; None otherwise."""
-    parsed = _parse_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database and not Path(parsed.database).exists():
-        return parsed.database
-    return None
 
 
 def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
@@ -239,14 +154,14 @@ def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
 
 def load_study_for_reading(name: str, url: str) -> optuna.Study:
     """Load an existing study to read it (export, best, report, dashboard); never creates one."""
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing:
         raise StorageError(
             f"no study database at {missing}; run a search first (python run_search.py --study {name}) "
             "or point --storage / --studies-dir at the database"
         )
-    _check_sqlite_for_reading(url)
-    if not _parse_url(url).drivername.startswith("sqlite") and not _has_optuna_tables(url):
+    check_sqlite_for_reading(url)
+    if not parse_url(url).drivername.startswith("sqlite") and not has_optuna_tables(url):
         raise StorageError(f"no study '{name}' in {safe_url(url)}: that database holds no Optuna tables, and it was "
                            "left as it is; check --storage (or --warm-start-storage)")
     storage = open_storage(url)
@@ -255,52 +170,6 @@ def load_study_for_reading(name: str, url: str) -> optuna.Study:
         known = ", ".join(sorted(names)) or "none"
         raise StorageError(f"no study '{name}' in {safe_url(url)} (studies there: {known}); check --study")
     return optuna.load_study(study_name=name, storage=storage)
-
-
-def _has_optuna_tables(url: str) -> bool:
-    """Whether a server database holds Optuna's tables, looked at without creating them
-    (opening an ``RDBStorage`` would)."""
-    engine = _engine(url)
-    try:
-        with engine.connect():
-            tables = set(sqlalchemy.inspect(engine).get_table_names())
-    except ImportError as e:
-        raise _missing_driver(url, e) from e
-    except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot open storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
-    finally:
-        engine.dispose()
-    return {"studies", "trials"} <= tables
-
-
-# The extra of this project that installs a URL's driver: (backend, driver) -> extra.
-DRIVER_EXTRAS = {("postgresql", "psycopg2"): "postgres", ("postgresql", "psycopg"): "postgres",
-                 ("mysql", "pymysql"): "mysql"}
-
-
-def _missing_driver(url: str, error: BaseException) -> StorageError:
-    """One line naming the package to install for a URL whose driver is not installed."""
-    parsed = _parse_url(url)
-    extra = DRIVER_EXTRAS.get((parsed.get_backend_name(), parsed.get_driver_name()))
-    module = getattr(error, "name", None) or parsed.get_driver_name()
-    fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {module.split('.')[0]}, or use a URL of an extra (postgresql://)"
-    return StorageError(f"storage {safe_url(url)} needs a database driver that is not installed "
-                        f"({_message(error, url)}); {fix}")
-
-
-def _engine(url: str) -> sqlalchemy.engine.Engine:
-    """A SQLAlchemy engine for ``url``; an unknown scheme or a missing driver is one line."""
-    try:
-        return sqlalchemy.create_engine(url, pool_pre_ping=True)
-    except sqlalchemy.exc.NoSuchModuleError as e:
-        scheme = _parse_url(url).drivername
-        raise StorageError(f"storage {safe_url(url)}: unknown database scheme {scheme!r}; write sqlite:///PATH, "
-                           "postgresql://USER@HOST/DB or mysql+pymysql://USER@HOST/DB") from e
-    except ImportError as e:
-        raise _missing_driver(url, e) from e
-    except sqlalchemy.exc.ArgumentError as e:
-        raise StorageError(f"storage URL {safe_url(url)!r} is malformed ({_message(e, url)}); "
-                           "write e.g. sqlite:///studies/name.db or postgresql://user@host/db") from e
 
 
 def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:
@@ -352,7 +221,7 @@ def create_or_load(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(settings.metric_names)
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({_message(e, url)}); check the storage") from e
+        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({driver_message(e, url)}); check the storage") from e
     return study
 
 
@@ -369,28 +238,6 @@ def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:
     try:
         return {s.study_name for s in storage.get_all_studies()}
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot read storage {safe_url(url)} ({_message(e, url)}); check the URL, the server and the file") from e
+        raise StorageError(f"cannot read storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file") from e
 
 
-def _message(e: BaseException, url: str) -> str:
-    """The first line of a driver error, with the URL's password (if any) masked."""
-    lines = str(getattr(e, "orig", None) or e).strip().splitlines()
-    text = lines[0] if lines else type(e).__name__
-    try:
-        password = make_url(url).password
-    except Exception:
-        password = None
-    return text.replace(str(password), "***") if password else text
-
-
-def _parse_url(url: str):
-    try:
-        parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: e.g. a port that is not a number
-        raise StorageError(
-            f"storage URL {safe_url(url)!r} is malformed; write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
-        ) from e
-    if parsed.drivername.startswith("sqlite") and (parsed.query.get("uri") or (parsed.database or "").startswith("file:")):
-        raise StorageError(f"storage {safe_url(url)!r}: SQLite URI file names (file:...?uri=true) are not supported; "
-                           "write the path itself, e.g. sqlite:///studies/name.db")
-    return parsed

@@ -57,7 +57,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("url", list(URLS))
-def test_an_unusable_storage_url_is_one_line_error(tmp_path: Path, command: str, url: str):
+def test_an_unusable_storage_url_is_refused_in_one_line(tmp_path: Path, command: str, url: str):
     words, hide = URLS[url]
     if "pg8000" in url:
         pytest.importorskip("sqlalchemy.dialects.postgresql.pg8000")
