@@ -239,21 +239,26 @@ def _reaches_early(results: SearchResults, peer: str | None) -> str:
     if peer is None:
         return _cannot(what, "no peer with results")
     what = f"{OURS} reaches the best peer's ({peer}) final best within {PEER_TIME:.0%} of the budget"
+    return _reaches_within(results, peer, PEER_TIME, what, ", every seed", show_value=False)
+
+
+def _reaches_within(results: SearchResults, other: str, fraction: float, what: str, qualifier: str = "",
+                    show_value: bool = True) -> str:
+    """On each seed, whether cnn-search's best so far reached ``other``'s final best within
+    ``fraction`` of the budget."""
     ours = {r.seed: r for r in results.runs_of(OURS)}
-    theirs = _final_bests(results, peer)
+    theirs = _final_bests(results, other)
     seeds = sorted(set(ours) & set(theirs))
     if not seeds:
-        return _cannot(what, f"no seed with both {OURS} and {peer} results")
-    limit = PEER_TIME * float(results.settings["budget_s"])
-    per_seed, early = [], 0
+        return _cannot(what, f"no seed with both {OURS} and {other} results")
+    limit = fraction * float(results.settings["budget_s"])
+    per_seed, ok = [], 0
     for s in seeds:
         t = ours[s].time_to_reach(theirs[s])
-        early += t is not None and t <= limit
-        per_seed.append(f"seed {s}: {'never' if t is None else f'{t:.0f} s'}")
-    return (
-        f"- {what} (≤ {limit:.0f} s, every seed): {'; '.join(per_seed)}: "
-        f"{_met(early == len(seeds))} in {early}/{len(seeds)} seeds."
-    )
+        ok += t is not None and t <= limit
+        per_seed.append(f"seed {s}: {'never' if t is None else f'{t:.0f} s'}"
+                        + (f" ({other} {theirs[s]:.4f})" if show_value else ""))
+    return f"- {what} (≤ {limit:.0f} s{qualifier}): {'; '.join(per_seed)}: {_met(ok == len(seeds))} in {ok}/{len(seeds)} seeds."
 
 
 REPEAT_POINTS = 1.0  # the retrained winner's validation accuracy within this of its trial value
@@ -316,18 +321,7 @@ def _beats_on_test(results: SearchResults, other: str, points: float, what: str,
 def _recipe_within(results: SearchResults, fraction: float = 0.25) -> str:
     """cnn-search has a model at least as good as the fixed 15-epoch recipe within ``fraction`` of the budget."""
     what = f"{OURS} has a model as good as the fixed 15-epoch {RECIPE} within {fraction:.0%} of the budget"
-    ours = {r.seed: r for r in results.runs_of(OURS)}
-    recipe = _final_bests(results, RECIPE)
-    seeds = sorted(set(ours) & set(recipe))
-    if not seeds:
-        return _cannot(what, f"no seed with both {OURS} and {RECIPE} results")
-    limit = fraction * float(results.settings["budget_s"])
-    per_seed, ok = [], 0
-    for s in seeds:
-        t = ours[s].time_to_reach(recipe[s])
-        ok += t is not None and t <= limit
-        per_seed.append(f"seed {s}: {'never' if t is None else f'{t:.0f} s'} (recipe {recipe[s]:.4f})")
-    return f"- {what} (≤ {limit:.0f} s): {'; '.join(per_seed)}: {_met(ok == len(seeds))} in {ok}/{len(seeds)} seeds."
+    return _reaches_within(results, RECIPE, fraction, what)
 
 
 def rich_targets(results: SearchResults) -> list[str]:
