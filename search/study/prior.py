@@ -169,7 +169,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
             return Draw("global", plan=plan, centre_name="none")
         best = self._best(study, done)
         if best is None or self._rng.random() < PRIOR_CENTRE:
-            centre, centre_name = dict(self.prior), "prior"
+            # the recipe trial's params fill what the prior leaves open (a recipe value outside the
+            # space's range: that trial drew it), so a change moves away from the recipe trial itself
+            centre, centre_name = {**self._recipe_params(study), **self.prior}, "prior"
         else:
             centre, centre_name = {**self.prior, **best.params}, f"trial {best.number}"
         k = int(self._rng.choice(CHANGES, p=CHANGE_WEIGHTS))
@@ -214,6 +216,14 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if target == "up" or not allows(dist, target) or target == current:
             return None
         return clip_to(target, dist)
+
+    @staticmethod
+    def _recipe_params(study: optuna.Study) -> dict[str, Any]:
+        """The params of the study's recipe trial (the queued baseline), without ``epochs``."""
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get("baseline"):
+                return {k: v for k, v in t.params.items() if k != "epochs"}
+        return {}
 
     def global_share(self, study: optuna.Study, done: list[FrozenTrial]) -> float:
         """START_GLOBAL until EVIDENCE trials completed, then from the best quarter's draws."""

@@ -238,3 +238,23 @@ def test_any_sampler_runs_under_the_budget_plan(name, tmp_path):
     assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == 1 and "pace_until" in final.user_attrs
     assert {k: v for k, v in final.params.items() if k != "epochs"} == {k: v for k, v in study.trials[1].params.items() if k != "epochs"}
     assert final.params["epochs"] > budget.short
+
+
+def test_a_change_around_the_prior_moves_away_from_the_recipe_trial_itself():
+    """A prior that leaves a parameter open (the recipe's value is outside the space): the
+    recipe trial draws it, and a local draw around the prior that changes it must not land
+    on the recipe trial's value again (two workers once stored the same configuration)."""
+    prior = {k: v for k, v in PRIOR.items() if k != "base_filters"}
+    sampler = PriorSampler(prior, ["base_filters"], seed=3)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial(prior, user_attrs={"baseline": True})
+
+    def objective(trial):
+        SPACE.sample(trial, BASE)
+        return 0.5
+
+    study.optimize(objective, n_trials=40)
+    recipe = study.trials[0].params
+    around_prior = [t for t in study.trials[1:] if t.user_attrs.get("draw") == "local" and t.user_attrs.get("centre") == "prior"]
+    assert len(around_prior) >= 3
+    assert all(t.params != recipe for t in study.trials[1:])
