@@ -118,6 +118,17 @@ class TrialPlan:
     until: float | None = None  # time.time() at which a paced run's schedule ends (final runs)
     keep: bool = False  # a rich budget's explore trial before its final run: its weights are kept to continue from
 
+    def attrs(self, budget_start: float | None) -> dict[str, object]:
+        """The user attributes a sampler stores for this plan (the objective and the summaries read them)."""
+        out: dict[str, object] = {"phase": self.phase, "budget_start": budget_start}
+        if self.source is not None:
+            out["source"] = self.source
+        if self.until is not None:
+            out["pace_until"] = self.until
+        if self.keep:
+            out["keep_weights"] = True  # the final run may continue from this trial's weights
+        return out
+
 
 @dataclass
 class BudgetPlan:

@@ -78,16 +78,9 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
             source = next(t for t in study.get_trials(deepcopy=False) if t.number == plan.source)
             replayed = dict(source.params)
         self._plans[trial.number] = (plan, replayed)
-        attrs: dict[str, Any] = {"phase": plan.phase, "budget_start": self.budget.start,
-                                 "draw": "replay" if replayed is not None else "sampled"}
+        attrs: dict[str, Any] = {**plan.attrs(self.budget.start), "draw": "replay" if replayed is not None else "sampled"}
         if replayed is not None:
             attrs["centre"] = f"trial {plan.source}" if plan.source is not None else "the recipe"
-        if plan.source is not None:
-            attrs["source"] = plan.source
-        if plan.until is not None:
-            attrs["pace_until"] = plan.until
-        if plan.keep:
-            attrs["keep_weights"] = True
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)  # as the prior sampler: before the objective reads them
         self.base.before_trial(study, trial)

@@ -118,13 +118,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if draw.values:
             attrs["lever"] = {k: v for k, v in draw.values.items()}
         if draw.plan is not None:
-            attrs.update(phase=draw.plan.phase, budget_start=self.budget.start if self.budget else None)
-            if draw.plan.source is not None:
-                attrs["source"] = draw.plan.source
-            if draw.plan.until is not None:
-                attrs["pace_until"] = draw.plan.until
-            if draw.plan.keep:
-                attrs["keep_weights"] = True  # the final run may continue from this trial's weights
+            attrs.update(draw.plan.attrs(self.budget.start if self.budget else None))
         for key, value in attrs.items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
 
