@@ -67,8 +67,13 @@ def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
         parts.append("the recipe")
     elif attrs.get("warm_start"):
         parts.append(f"warm start {attrs['warm_start']}")
+    elif attrs.get("lever"):
+        parts.append(f"{attrs.get('centre')} with " + ", ".join(f"{k} {v}" for k, v in attrs["lever"].items())
+                     + (", continued" if attrs.get("continued_from") is not None else ""))
     elif attrs.get("draw") == "local":
         parts.append(f"near {attrs.get('centre')}: " + ", ".join(attrs.get("changed") or []))
+    elif attrs.get("draw") == "replay" and attrs.get("continued_from") is not None:
+        parts.append(f"trial {attrs['continued_from']} continued" + (" unchanged" if attrs.get("control") else ""))
     elif attrs.get("draw") in ("global", "replay"):
         parts.append("from the whole space" if attrs["draw"] == "global" else f"{attrs.get('centre')} again")
     elif attrs.get("draw") == "sampled":
@@ -83,7 +88,7 @@ def budget_summary(study: optuna.Study, budget) -> str:
     trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("budget_start") == budget.start]
     lines = [f"budget {budget.seconds:g}s bought {len(trials)} trials, "
              f"{sum(len(t.intermediate_values) for t in trials)} epochs:"]
-    for phase in ("early", "explore", "promote", "final"):
+    for phase in ("early", "explore", "branch", "promote", "final"):
         these = [t for t in trials if t.user_attrs.get("phase") == phase]
         if these:
             done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]
@@ -100,11 +105,11 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list
     schedule length, and what the final run trained (the recipe or a found configuration)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     sign = 1 if study.direction.name == "MAXIMIZE" else -1
-    recipe = {trial_epochs(t): t for t in done if t.user_attrs.get("baseline") and t.user_attrs.get("phase") == "explore"}
+    recipe = {trial_epochs(t): t for t in done if _is_recipe(t)}
     lines = []
     for t in done:
         control = recipe.get(trial_epochs(t))
-        if t.user_attrs.get("phase") != "explore" or t.user_attrs.get("baseline") or control is None:
+        if t.user_attrs.get("phase") not in ("explore", "branch") or _is_recipe(t) or control is None:
             continue
         what = t.user_attrs.get("lever") or {name: t.params.get(name) for name in t.user_attrs.get("changed", [])}
         if not what:
@@ -119,13 +124,19 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list
         source = finals[-1].user_attrs.get("source")
         by_number = {t.number: t for t in trials}
         picked = by_number.get(source)
-        if picked is not None and picked.user_attrs.get("baseline"):
+        if picked is not None and _is_recipe(picked):
             lines.append("  the final run trained the recipe: no change beat it at the same schedule length")
         elif picked is not None:
             what = picked.user_attrs.get("lever") or picked.user_attrs.get("changed") or "its configuration"
             lines.append(f"  the final run trained trial {picked.number} ({what}), which beat the recipe at "
                          f"{trial_epochs(picked)} epochs")
     return (["learned (each explored change against the recipe at the same schedule length):"] + lines) if lines else []
+
+
+def _is_recipe(trial: optuna.trial.FrozenTrial) -> bool:
+    """The recipe's own explore trial, or its branch that continues it unchanged (the control)."""
+    return bool((trial.user_attrs.get("baseline") and trial.user_attrs.get("phase") == "explore")
+                or (trial.user_attrs.get("control") and trial.user_attrs.get("phase") == "branch"))
 
 
 def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:

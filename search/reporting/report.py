@@ -160,6 +160,7 @@ def _budget_section(study: optuna.Study, trials: list) -> str:
         rows = [[f"#{t.number}", str(t.user_attrs.get("phase", "")), str(trial_epochs(t) or ""),
                  format_value(t.value) if t.value is not None else t.state.name.lower(),
                  ("the recipe" if t.user_attrs.get("baseline") else
+                  f"trial {t.user_attrs.get('source')} continued unchanged" if t.user_attrs.get("control") else
                   ", ".join(f"{k} {v}" for k, v in (t.user_attrs.get("lever") or {}).items())
                   or (f"trial {t.user_attrs['source']} again" + (", continued from its weights" if t.user_attrs.get("continued_from") is not None else "")
                       if t.user_attrs.get("source") is not None else ", ".join(t.user_attrs.get("changed") or []) or "drawn"))]

@@ -42,7 +42,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
-from search.study.ranking import epoch_seconds, rank_trials, trial_epochs
+from search.study.ranking import epoch_seconds, epochs_run, rank_trials, trial_epochs
 
 __all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials", "study_budget"]
 
@@ -62,6 +62,16 @@ RICH = 60  # epochs of the recipe the budget must buy before any of it goes to e
 # tried at all; the final run trained the recipe again.
 RUNG_SHARE = 0.12
 RICH_EXPLORE = 0.5
+# With the prior sampler, the changes it tries at a rich budget keep the weights' shapes
+# (augmentation, dropout, ...), so each is judged by continuing the recipe's explore trial
+# (the trunk) for BRANCH_SHARE of the affordable epochs (5 of 100): a branch, as
+# freeze-thaw methods continue a run instead of starting it again.  The recipe itself
+# continued as long is the control, so every change is compared at the same schedule
+# length, and the final run continues the best branch's weights.  A losing branch costs
+# its few epochs, not a whole explore trial: on the CIFAR-10 subset at 2400 s the one
+# change tried from scratch (cutout 0.5, 23 epochs) took 17% of the budget and lost.
+BRANCH_SHARE = 0.05
+BRANCH_EXPLORE = 0.45  # trunk and branches end by this share of the budget
 # Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat
 # the share a second trial would have: a 45 s digits search tried one change, its
 # recipe trial ended past half the budget and no final run fitted.  Such a budget trains
@@ -111,7 +121,7 @@ def parse_budget(text: str) -> float:
 class TrialPlan:
     """What the sampler gives one trial: where it came from and how long it trains."""
 
-    phase: str  # explore, promote, final
+    phase: str  # early, explore, branch (continues ``source``'s weights), promote, final
     epochs: int
     source: int | None = None  # the trial whose configuration this one trains again
     note: str = ""
@@ -162,6 +172,21 @@ class BudgetPlan:
         return base
 
     @property
+    def branch_epochs(self) -> int:
+        """Epochs a branch continues the trunk for: BRANCH_SHARE of the epochs the budget
+        buys, at least 2 (a warm-up and an annealing), at most that share of ``short``
+        that RUNG_SHARE gives it (``short`` is capped by ``max_epochs``)."""
+        affordable = self.affordable_epochs() or 0.0
+        return max(2, min(round(self.short * BRANCH_SHARE / RUNG_SHARE), round(affordable * BRANCH_SHARE)))
+
+    @property
+    def branching(self) -> bool:
+        """Whether a rich budget judges changes as branches of the trunk: with the prior
+        sampler, whose rich-budget changes keep the weights' shapes (another sampler's
+        draws change the net itself, so each trains from scratch)."""
+        return self.rich and self.sampler == "prior"
+
+    @property
     def rich(self) -> bool:
         """Whether the probe says the budget buys RICH epochs of the recipe or more (and it
         is at least RICH_MIN_SECONDS long)."""
@@ -192,6 +217,12 @@ class BudgetPlan:
 
     def describe(self) -> str:
         affordable = self.affordable_epochs()
+        if self.branching:
+            return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
+                    f"the recipe trains {self.short} epochs, then its weights continue {self.branch_epochs} more as they are "
+                    "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
+                    f"until about {BRANCH_EXPLORE:.0%} of the budget; the best of them (the recipe unless a change "
+                    "beat it) continues with the time left")
         if self.rich:
             then = ("the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
                     if self.sampler == "prior" else f"configurations the {self.sampler} sampler draws")
@@ -218,8 +249,10 @@ class BudgetPlan:
         per_epoch = epoch_seconds(finals[0]) or self.probe or 0.0
         return self.left(now) < (self.short + SETUP_EPOCHS) * per_epoch
 
-    def next_trial(self, study: optuna.Study, now: float | None = None) -> TrialPlan:
-        """Decide the next (sampled, not queued) trial from the study's trials and the clock."""
+    def next_trial(self, study: optuna.Study, now: float | None = None, branches_left: bool = True) -> TrialPlan:
+        """Decide the next (sampled, not queued) trial from the study's trials and the clock.
+        ``branches_left``: False when the sampler has no change left to branch with (the
+        final run comes next)."""
         now = time.time() if now is None else now
         spent = (now - self.start) / self.seconds
         trials = study.get_trials(deepcopy=False)
@@ -239,7 +272,12 @@ class BudgetPlan:
             return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
         promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
         if self.rich:
-            if not final_done and (not done or self._explore_fits(done, now)):
+            trunk = self.trunk(study, done) if self.branching else None
+            if not final_done and trunk is not None:
+                if branches_left and self._explore_fits(done, now, self.branch_epochs, BRANCH_EXPLORE):
+                    return TrialPlan("branch", self.branch_epochs, trunk.number,
+                                     f"trial {trunk.number}'s weights, {self.branch_epochs} more epochs", keep=True)
+            elif not final_done and (not done or self._explore_fits(done, now, self.short, RICH_EXPLORE)):
                 return TrialPlan("explore", self.short, keep=True)
             if not final_done:
                 plan = self._final(study, done, now)
@@ -263,14 +301,24 @@ class BudgetPlan:
         return [t for t in trials if t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start
                 and t.state in states]
 
-    def _explore_fits(self, done: list[FrozenTrial], now: float) -> bool:
-        """At a rich budget: another explore trial ends by RICH_EXPLORE of the budget, at the
-        slowest pace a trial of this budget took from its start to its end, per epoch
+    def trunk(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:
+        """The explore trial of this budget that branches continue: the best completed one
+        that kept its weights (the recipe, unless another worker's explore trial beat it)."""
+        kept = [t for t in done if t.user_attrs.get("budget_start") == self.start
+                and t.user_attrs.get("phase") == "explore" and t.user_attrs.get("checkpoint")]
+        if not kept:
+            return None
+        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        return max(kept, key=lambda t: (trial_epochs(t) or 0, sign * t.value))
+
+    def _explore_fits(self, done: list[FrozenTrial], now: float, epochs: int, until: float) -> bool:
+        """At a rich budget: a trial of ``epochs`` ends by ``until`` of the budget, at the
+        slowest pace a trial of this budget took from its start to its end, per epoch it ran
         (sustained epochs, building, tracing and bookkeeping: not the probe's burst)."""
-        paces = [(t.datetime_complete - t.datetime_start).total_seconds() / epochs for t in done
-                 if t.user_attrs.get("budget_start") == self.start and t.datetime_complete and (epochs := trial_epochs(t))]
-        per_epoch = max(paces) if paces else (self.probe or 0.0) * (1 + SETUP_EPOCHS / self.short)
-        return now + self.short * per_epoch <= self.start + RICH_EXPLORE * self.seconds
+        paces = [(t.datetime_complete - t.datetime_start).total_seconds() / ran for t in done
+                 if t.user_attrs.get("budget_start") == self.start and t.datetime_complete and (ran := epochs_run(t))]
+        per_epoch = max(paces) if paces else (self.probe or 0.0) * (1 + SETUP_EPOCHS / epochs)
+        return now + epochs * per_epoch <= self.start + until * self.seconds
 
     def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
         short = [t for t in done if trial_epochs(t) == self.short]
@@ -294,8 +342,11 @@ class BudgetPlan:
             return None
         fits = int((self.left(now) - self.finish(per_epoch) - SETUP_EPOCHS * per_epoch) // per_epoch)
         epochs = min(self.max_epochs, fits)
-        if epochs <= ((trial_epochs(best) or 0) if best is not None else 0):
-            return None  # no longer schedule than it already had fits in the time left
+        # no longer schedule than it already had fits in the time left (a run that continues
+        # the trial's kept weights trains longer than it with any epoch more)
+        had = 0 if best is None or best.user_attrs.get("checkpoint") else trial_epochs(best) or 0
+        if epochs <= had:
+            return None
         what = f"trial {best.number}" if best is not None else "the recipe"
         if fits > self.max_epochs and self.capped:  # --epochs caps it: a plain schedule of that many epochs
             return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")

@@ -8,7 +8,7 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial
 
-__all__ = ["trial_epochs", "epoch_seconds", "rank_trials"]
+__all__ = ["trial_epochs", "epochs_run", "epoch_seconds", "rank_trials"]
 
 
 def trial_epochs(trial: FrozenTrial) -> int | None:
@@ -17,13 +17,19 @@ def trial_epochs(trial: FrozenTrial) -> int | None:
     the trial it continued from, ``continued_epochs``)."""
     if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
         return len(trial.user_attrs["epoch_seconds"]) + int(trial.user_attrs.get("continued_epochs") or 0)
-    if "epochs" in trial.params:
-        return int(trial.params["epochs"])
+    if "epochs" in trial.params:  # a branch's: the epochs it continued for, after its source's
+        return int(trial.params["epochs"]) + int(trial.user_attrs.get("continued_epochs") or 0)
     config = trial.user_attrs.get("config")
     try:
         return int(config["train"]["epochs"])
     except (TypeError, KeyError, ValueError):
         return None
+
+
+def epochs_run(trial: FrozenTrial) -> int | None:
+    """The epochs a trial itself trained (not those of the trial it continued from)."""
+    total = trial_epochs(trial)
+    return None if total is None else total - int(trial.user_attrs.get("continued_epochs") or 0)
 
 
 def epoch_seconds(trial: FrozenTrial) -> float | None:

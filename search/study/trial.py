@@ -119,7 +119,7 @@ class Objective:
         # schedule runs on the clock until ``pace_until`` (``search.core.deadline.Pace``).
         # (read from the storage: the sampler wrote the plan after this Trial cached its attributes)
         plan = trial.storage.get_trial_user_attrs(trial._trial_id)
-        planned = plan.get("phase") in ("early", "promote", "final")
+        planned = plan.get("phase") in ("early", "branch", "promote", "final")
         until = plan.get("pace_until")
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         source = self._continued_from(trial, plan)
@@ -133,9 +133,10 @@ class Objective:
                         before = source[2]
                         trial.set_user_attr("continued_from", source[0])
                         trial.set_user_attr("continued_epochs", before)
-                    if until is not None:  # what it trained: the schedule over the epochs it ran
+                    if until is not None or before:  # what it trained: its source's epochs and the ones it ran
                         config = config.replace(train=replace(config.train, epochs=before + result.epochs_run))
                         trial.set_user_attr("config", config.to_dict())
+                    if until is not None:
                         trial.set_user_attr("paced", f"schedule paced by the clock: {result.epochs_run} epochs "
                                                      f"in {sum(result.epoch_seconds):.0f}s"
                                                      + (f", continued from trial {source[0]}'s {before}" if before else ""))
@@ -164,16 +165,17 @@ class Objective:
         return tuple(measured[n] for n in self.objectives) if multi else measured["accuracy"]
 
     def _continued_from(self, trial: optuna.trial.Trial, plan: dict) -> tuple[int, str, int] | None:
-        """For a final run: (trial number, weights file, epochs) of the explore trial it
-        replays, when that trial left its weights here (another machine's are not here)."""
+        """For a branch or a final run: (trial number, weights file, epochs) of the explore
+        trial or branch it continues, when that trial left its weights here (another
+        machine's are not here)."""
         number = plan.get("source")
-        if self.checkpoint_dir is None or plan.get("phase") != "final" or number is None:
+        if self.checkpoint_dir is None or plan.get("phase") not in ("branch", "final") or number is None:
             return None
         from search.study.budget import trial_epochs
 
         source = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == number), None)
         path = source.user_attrs.get("checkpoint") if source is not None else None
-        if not path or not Path(path).is_file() or source.user_attrs.get("phase") != "explore":
+        if not path or not Path(path).is_file() or source.user_attrs.get("phase") not in ("explore", "branch"):
             return None
         return number, str(path), int(trial_epochs(source) or 0)
 

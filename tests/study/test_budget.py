@@ -92,7 +92,7 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
     rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
     assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
-    assert rich.short == round(2 * RICH * RUNG_SHARE) and f"each trains {rich.short} epochs" in rich.describe()
+    assert rich.short == round(2 * RICH * RUNG_SHARE) and f"the recipe trains {rich.short} epochs" in rich.describe()
 
 
 def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
@@ -248,3 +248,35 @@ def test_a_study_keeps_its_running_budget_for_every_command_that_joins_it():
     # once it is (nearly) over, a command starts a budget of its own
     third, note = study_budget(study, 300.0, now=1600.0 - JOIN_MIN_LEFT + 1)
     assert note is None and third.start == 1600.0 - JOIN_MIN_LEFT + 1 and study.user_attrs[BUDGET_ATTR]["seconds"] == 300.0
+
+
+def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the_best_branch():
+    """Once the recipe's explore trial (the trunk) kept its weights, each change is a branch:
+    the trunk continued BRANCH_SHARE of the affordable epochs, compared with the trunk
+    continued unchanged at the same length; the final run continues the best branch."""
+    import datetime as dt
+
+    from search.study.budget import BRANCH_EXPLORE, BRANCH_SHARE
+
+    def ran(value, epochs, start, end, **attrs):
+        t = _trial(value, epochs, 4.0, budget_start=0.0, **attrs)
+        t.datetime_start, t.datetime_complete = (dt.datetime.fromtimestamp(x) for x in (start, end))
+        return t
+
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=5.0)  # 200 epochs of the recipe
+    assert plan.branching and plan.branch_epochs == round(200 * BRANCH_SHARE) == 10
+    assert not BudgetPlan(1000.0, start=0.0, probe=5.0, sampler="tpe").branching  # TPE's draws change the net
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(ran(0.80, 24, 5.0, 101.0, phase="explore"))  # no weights kept: not a trunk
+    assert plan.next_trial(study, now=110.0).phase == "explore"
+    study.add_trial(ran(0.81, 24, 101.0, 197.0, phase="explore", checkpoint="/kept/trial-1.weights.h5"))
+    branch = plan.next_trial(study, now=200.0)
+    assert (branch.phase, branch.epochs, branch.source, branch.keep) == ("branch", 10, 1, True)
+    assert plan.next_trial(study, now=200.0, branches_left=False).phase == "final"  # no change left to try
+    study.add_trial(ran(0.83, 10, 200.0, 240.0, phase="branch", source=1, continued_epochs=24, control=True))
+    study.add_trial(ran(0.85, 10, 240.0, 280.0, phase="branch", source=1, continued_epochs=24, lever={"cutout": 0.25}))
+    assert trial_epochs(study.trials[-1]) == 34  # its 10 after the trunk's 24
+    # pace 4 s an epoch (the branches' own 10 epochs, not the 34 they count): 410 + 40 ends by 450 s
+    assert BRANCH_EXPLORE == 0.45 and plan.next_trial(study, now=410.0).phase == "branch"
+    final = plan.next_trial(study, now=411.0)  # would end past 45% of the budget
+    assert (final.phase, final.source) == ("final", 3)  # the best branch at the longest length, not the trunk

@@ -258,3 +258,37 @@ def test_a_change_around_the_prior_moves_away_from_the_recipe_trial_itself():
     around_prior = [t for t in study.trials[1:] if t.user_attrs.get("draw") == "local" and t.user_attrs.get("centre") == "prior"]
     assert len(around_prior) >= 3
     assert all(t.params != recipe for t in study.trials[1:])
+
+
+def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_then_continues_the_best():
+    """With the recipe's weights kept, the control (the recipe continued) comes first, then
+    one BRANCH_LEVER at a time on the recipe, each as long; then the final run of the best."""
+    from search.study.prior import BRANCH_LEVERS
+
+    budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
+    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+    values = iter([0.80, 0.82, 0.81, 0.84, 0.79, 0.83, 0.9])
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [1.0, 1.0])  # fast: every branch fits
+        trial.set_user_attr("checkpoint", f"/kept/trial-{trial.number}.weights.h5")  # as the objective keeps weights
+        if trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") == "branch":  # the sampler's plan
+            trial.set_user_attr("continued_epochs", budget.short)  # as the objective records a continued run
+        return next(values)
+
+    study.optimize(objective, n_trials=2 + len(BRANCH_LEVERS) + 1)
+    trunk, control, *branches, final = study.trials
+    assert trunk.user_attrs["phase"] == "explore" and trunk.params["epochs"] == budget.short
+    assert control.user_attrs["phase"] == "branch" and control.user_attrs["control"] and control.user_attrs["source"] == 0
+    assert control.params == {**trunk.params, "epochs": budget.branch_epochs}  # the trunk unchanged, continued
+    expected = [{"cutout": 0.25}, {"pad_crop": 4}, {"block_dropout": 0.1}, {"cutout": 0.5}]  # FMNIST: pad-crop 2
+    assert [t.user_attrs["lever"] for t in branches] == expected
+    for t, change in zip(branches, expected):
+        assert t.user_attrs["phase"] == "branch" and t.user_attrs["source"] == 0 and "control" not in t.user_attrs
+        assert {k: v for k, v in t.params.items() if k != "epochs"} == {**PRIOR, **change}
+        assert t.params["epochs"] == budget.branch_epochs
+    # every change tried: the final run continues the best branch (pad-crop 4, 0.84)
+    assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == branches[1].number
+    assert {k: v for k, v in final.params.items() if k != "epochs"} == {**PRIOR, "pad_crop": 4}

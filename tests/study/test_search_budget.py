@@ -23,7 +23,7 @@ def _budgeted(tmp_path, budget: int):
     study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'studies' / 'b.db'}")
     trials = study.get_trials()
     assert trials[0].user_attrs.get("baseline")  # the recipe first
-    assert all(t.user_attrs.get("phase") in ("early", "explore", "final") for t in trials)
+    assert all(t.user_attrs.get("phase") in ("early", "explore", "branch", "final") for t in trials)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     final = [t for t in trials if t.user_attrs.get("phase") == "final" and t.state == TrialState.COMPLETE]
     assert final, "the rest of the budget is the final run's"
@@ -42,22 +42,29 @@ def test_a_short_budget_trains_the_recipe_early_then_with_the_time_left_and_ends
     assert attrs["config"]["train"]["epochs"] == len(attrs["epoch_seconds"]) > 3 and "continued_from" not in attrs
 
 
-def test_a_rich_budget_explores_changes_to_the_recipe_and_continues_the_winner(tmp_path):
+def test_a_rich_budget_branches_changes_from_the_recipe_and_continues_the_winner(tmp_path):
     result, trials, attrs = _budgeted(tmp_path, 75)
-    rung = re.search(r"budget 75s buys about \d+ epochs of the recipe .*: the recipe, then the recipe with one change .* "
-                     r"each trains (\d+) epochs until about 50% of the budget", result.stdout)
-    assert rung, result.stdout  # judged at a length that decides, not 3 epochs
-    assert trials[0].user_attrs["phase"] == "explore" and trials[0].params["epochs"] == int(rung.group(1)) > 3
-    # the final run continued from the weights of the explore trial it replays: those epochs count too
+    plan = re.search(r"budget 75s buys about \d+ epochs of the recipe .*: the recipe trains (\d+) epochs, then its "
+                     r"weights continue (\d+) more as they are and with one change at a time", result.stdout)
+    assert plan, result.stdout  # judged at a length that decides, not 3 epochs
+    trunk_epochs, branch_epochs = int(plan.group(1)), int(plan.group(2))
+    assert trials[0].user_attrs["phase"] == "explore" and trials[0].params["epochs"] == trunk_epochs > 3
+    branches = [t for t in trials if t.user_attrs.get("phase") == "branch"]
+    control = branches[0]  # the recipe continued unchanged, then the tiny space's lever: block dropout 0.1
+    assert control.user_attrs["control"] and control.user_attrs["continued_from"] == 0
+    assert control.user_attrs["continued_epochs"] == trunk_epochs and control.params["epochs"] == branch_epochs
+    lever = branches[1]
+    assert lever.user_attrs["lever"] == {"block_dropout": 0.1} and lever.user_attrs["continued_from"] == 0
+    assert lever.user_attrs["config"]["train"]["epochs"] == trunk_epochs + branch_epochs  # what it trained, all told
+    # the final run continued from the weights of the better branch: all their epochs count
     source = trials[attrs["source"]]
-    assert attrs["continued_from"] == source.number and attrs["continued_epochs"] == source.params["epochs"]
+    assert source in branches and attrs["continued_from"] == source.number
+    assert attrs["continued_epochs"] == trunk_epochs + branch_epochs
     assert attrs["config"]["train"]["epochs"] == attrs["continued_epochs"] + len(attrs["epoch_seconds"])
     assert source.user_attrs["checkpoint"].endswith(f"trial-{source.number}.weights.h5")
     assert list((tmp_path / "studies" / "b-artifacts" / "checkpoints").iterdir()) == []  # removed once the final ran
-    lever = next(t for t in trials if t.user_attrs.get("lever"))  # the tiny space's lever: block dropout 0.1
-    assert lever.user_attrs["lever"] == {"block_dropout": 0.1} and lever.params["epochs"] == trials[0].params["epochs"]
     assert "learned (each explored change against the recipe at the same schedule length):" in result.stdout
-    assert "block_dropout 0.1: " in result.stdout
+    assert f"block_dropout 0.1: {lever.value:.4f} against the recipe's {control.value:.4f} at " in result.stdout
 
 
 def test_warm_start_queues_the_earlier_best_and_says_what_it_took(tmp_path, tiny_study):
