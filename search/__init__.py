@@ -67,7 +67,7 @@ _LAZY = {
     "run_search": "search.study.runner",
     "from_arrays": "search.core.data",
     "compile_model": "search.core.training",
-    "parse_budget": "search.study.budget",
+    "parse_budget": "search.study.budgets",
 }
 
 __all__ = [

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from search.core.config import MAX_SEED, is_text_dataset, metric_names
-from search.study.budget import parse_budget, study_budget
+from search.study.budgets import parse_budget, study_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.study.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.core.space_files import load_space

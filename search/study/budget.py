@@ -21,30 +21,29 @@ many of its epochs the budget buys: under ``RICH`` (60) there is no exploring at
 and the first trial is the final one: the recipe with every epoch the budget allows
 (on one CPU core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe and 8 minutes
 about 35 of Fashion-MNIST's; three-epoch trials would only shorten the run that
-matters).  The search says so when it starts.
+matters).  The search says so when it starts.  From RICH epochs on, the explore trials
+are long (RUNG_SHARE of what the budget buys) and keep their weights; with the prior
+sampler, the recipe's explore trial is the trunk and each change to it is a **branch**
+(its weights continued a few epochs with the change, beside the trunk continued
+unchanged), and the final run continues the best branch.
 
 The trial running at the deadline is stopped there; the epochs it finished count
-(``search.core.deadline``).  This module loads no TensorFlow: the command line checks
-``--budget`` before anything heavy is imported.  A
-trial whose second epoch shows it cannot finish its epochs before the deadline stops
+(``search.core.deadline``).  This module loads no TensorFlow.  A trial whose second epoch shows it cannot finish its epochs before the deadline stops
 there (pruned, with the reason); a promotion or final run is planned from measured
 epoch times, so it is only started when it fits.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import UsageError
 from search.study.ranking import epoch_seconds, epochs_run, rank_trials, trial_epochs
 
-__all__ = ["parse_budget", "BudgetPlan", "TrialPlan", "epoch_seconds", "trial_epochs", "rank_trials", "study_budget"]
+__all__ = ["BudgetPlan", "TrialPlan", "epoch_seconds", "epochs_run", "trial_epochs", "rank_trials"]
 
 EXPLORE = 0.35  # share of the budget for short complete schedules
 PROMOTE = 0.50  # promotions end here; the final run gets the rest
@@ -95,28 +94,6 @@ SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs o
 # schedule planned in epochs from the probe was cut by the deadline before it annealed.
 FINISH_EPOCHS = 0.25
 FINISH_SECONDS = 10.0
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
-MIN_BUDGET = 30.0  # the probe, a model's building and tracing, one epoch and its validation
-MAX_BUDGET = 30 * 24 * 3600.0
-
-
-def parse_budget(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``2h`` or ``1.5h``; a clear error otherwise."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
-    if not m:
-        raise UsageError(f"--budget {text!r} is not a duration; write seconds (600), or 90s, 10m, 2h")
-    seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
-    if seconds < MIN_BUDGET:
-        raise UsageError(f"--budget {text!r} is under {MIN_BUDGET:g}s: timing the recipe, building a model and one "
-                         f"epoch with its validation need about that on a CPU; write at least {MIN_BUDGET:g}s")
-    if seconds > MAX_BUDGET:
-        raise UsageError(f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
-                         "(a stopped search resumes with the same command)")
-    return seconds
-
-
 @dataclass(frozen=True)
 class TrialPlan:
     """What the sampler gives one trial: where it came from and how long it trains."""
@@ -352,30 +329,3 @@ class BudgetPlan:
             return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")
         return TrialPlan("final", epochs, best.number if best is not None else None,
                          f"{what} with the time left (about {epochs} epochs)", until=self.deadline - self.finish(per_epoch))
-
-
-BUDGET_ATTR = "budget"  # a study's running budget: {"start": time.time(), "seconds": ...}
-JOIN_MIN_LEFT = 30.0  # a budget with less than this left is over: a new command starts its own
-
-
-def study_budget(study: optuna.Study, seconds: float, now: float | None = None, **plan: object) -> tuple[BudgetPlan, str | None]:
-    """The budget plan of a command on ``study``: the study's running budget when it has
-    one with time left (another terminal's or machine's command on the same study, or
-    this command before a kill -9: they join it, with its deadline and its single final
-    run), else a new budget of ``seconds`` from now, recorded in the study.  The second
-    value says what was joined (None for a new budget)."""
-    now = time.time() if now is None else now
-    stored = study.user_attrs.get(BUDGET_ATTR)
-    if isinstance(stored, dict):
-        try:
-            start, total = float(stored["start"]), float(stored["seconds"])
-        except (KeyError, TypeError, ValueError):
-            start, total = 0.0, 0.0
-        left = start + total - now
-        if left >= JOIN_MIN_LEFT and start <= now:
-            note = (f"joining the study's running budget of {total:g}s, started {now - start:.0f}s ago: {left:.0f}s left"
-                    + (f" (this command's --budget {seconds:g}s is not used)" if abs(total - seconds) > 0.5 else ""))
-            return BudgetPlan(total, start=start, **plan), note
-    budget = BudgetPlan(seconds, start=now, **plan)
-    study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
-    return budget, None

@@ -18,7 +18,8 @@ from search.core.config import DataConfig
 from search.core.space_files import load_space
 from search.core.spaces import Space
 from search.errors import UsageError
-from search.study.budget import BudgetPlan, parse_budget, study_budget
+from search.study.budget import BudgetPlan
+from search.study.budgets import parse_budget, study_budget
 from search.study.objectives import check_objective_settings
 from search.study.samplers import DEFAULT_SAMPLER
 from search.study.settings import StudySettings, resolve_settings

@@ -9,7 +9,8 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.study.budget import FINISH_EPOCHS, FINISH_SECONDS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, parse_budget, trial_epochs
+from search.study.budget import FINISH_EPOCHS, FINISH_SECONDS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, trial_epochs
+from search.study.budgets import parse_budget
 from search.core.deadline import Deadline
 from search.errors import UsageError
 
@@ -235,7 +236,7 @@ def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_
 
 
 def test_a_study_keeps_its_running_budget_for_every_command_that_joins_it():
-    from search.study.budget import BUDGET_ATTR, JOIN_MIN_LEFT, study_budget
+    from search.study.budgets import BUDGET_ATTR, JOIN_MIN_LEFT, study_budget
 
     study = optuna.create_study(direction="maximize")
     first, note = study_budget(study, 600.0, now=1000.0, max_epochs=50)

@@ -1,0 +1,66 @@
+"""A search's budget around its plan: ``--budget`` read from the command line, and the
+running budget a study keeps, which every command on that study joins (another terminal,
+another machine, the same command after a kill -9).  The plan itself, what each trial
+of a budget trains, is ``search.study.budget``.  No TensorFlow here: the command line
+checks ``--budget`` before anything heavy is imported."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import optuna
+
+from search.errors import UsageError
+from search.study.budget import BudgetPlan
+
+__all__ = ["parse_budget", "study_budget", "BUDGET_ATTR", "MIN_BUDGET", "MAX_BUDGET"]
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+MIN_BUDGET = 30.0  # the probe, a model's building and tracing, one epoch and its validation
+MAX_BUDGET = 30 * 24 * 3600.0
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``2h`` or ``1.5h``; a clear error otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    if not m:
+        raise UsageError(f"--budget {text!r} is not a duration; write seconds (600), or 90s, 10m, 2h")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
+    if seconds < MIN_BUDGET:
+        raise UsageError(f"--budget {text!r} is under {MIN_BUDGET:g}s: timing the recipe, building a model and one "
+                         f"epoch with its validation need about that on a CPU; write at least {MIN_BUDGET:g}s")
+    if seconds > MAX_BUDGET:
+        raise UsageError(f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
+                         "(a stopped search resumes with the same command)")
+    return seconds
+
+
+BUDGET_ATTR = "budget"  # a study's running budget: {"start": time.time(), "seconds": ...}
+JOIN_MIN_LEFT = 30.0  # a budget with less than this left is over: a new command starts its own
+
+
+def study_budget(study: optuna.Study, seconds: float, now: float | None = None, **plan: object) -> tuple[BudgetPlan, str | None]:
+    """The budget plan of a command on ``study``: the study's running budget when it has
+    one with time left (another terminal's or machine's command on the same study, or
+    this command before a kill -9: they join it, with its deadline and its single final
+    run), else a new budget of ``seconds`` from now, recorded in the study.  The second
+    value says what was joined (None for a new budget)."""
+    now = time.time() if now is None else now
+    stored = study.user_attrs.get(BUDGET_ATTR)
+    if isinstance(stored, dict):
+        try:
+            start, total = float(stored["start"]), float(stored["seconds"])
+        except (KeyError, TypeError, ValueError):
+            start, total = 0.0, 0.0
+        left = start + total - now
+        if left >= JOIN_MIN_LEFT and start <= now:
+            note = (f"joining the study's running budget of {total:g}s, started {now - start:.0f}s ago: {left:.0f}s left"
+                    + (f" (this command's --budget {seconds:g}s is not used)" if abs(total - seconds) > 0.5 else ""))
+            return BudgetPlan(total, start=start, **plan), note
+    budget = BudgetPlan(seconds, start=now, **plan)
+    study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
+    return budget, None
