@@ -39,10 +39,15 @@ def digits():
     return load_dataset(DataConfig())
 
 
+def cli_env() -> dict[str, str]:
+    """The environment ``run_cli`` runs the command line in (for tests that start it themselves)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 600, user: int | None = None) -> subprocess.CompletedProcess:
     """Run ``python run_search.py ARGS`` as a user would, in ``cwd`` (as ``user``, a uid,
     when given: root can drop to an unprivileged user)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = cli_env()
     if user is not None:
         env.update(HOME=str(cwd), MPLCONFIGDIR=str(cwd))
     return subprocess.run(

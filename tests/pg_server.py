@@ -15,7 +15,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Cluster:
+    """A running throwaway server: its URL, and ``stop``/``start`` to take it away and
+    bring it back (same port, same data) as an operator restarting it would."""
+
+    url: str
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
 @contextlib.contextmanager
 def throwaway_server() -> Iterator[str]:
     """Start a PostgreSQL cluster on 127.0.0.1:<free port> with password auth; yield its URL."""
     if os.environ.get(ENV_URL):
         yield os.environ[ENV_URL]
         return
+    with throwaway_cluster() as cluster:
+        yield cluster.url
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[Cluster]:
+    """``throwaway_server``'s cluster, which a test may stop and start again (a server
+    named by CNN_SEARCH_TEST_PG_URL is not ours to stop: such tests skip)."""
+    if os.environ.get(ENV_URL):
+        pytest.skip(f"{ENV_URL} names a server these tests must not stop; unset it to use a throwaway one")
     pytest.importorskip("psycopg2", reason="pip install -e '.[postgres]' for the PostgreSQL drivers")
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -71,7 +92,14 @@ def throwaway_server() -> Iterator[str]:
     try:
         call(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "-A", "scram-sha-256", "--no-sync")
         options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off -c max_connections=50"
-        call(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "-t", "60", "start")
+
+        def start() -> None:
+            call(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "-t", "60", "start")
+
+        def stop() -> None:  # as a restart for maintenance: clients are disconnected, nothing is lost
+            call(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+
+        start()
         try:
             import psycopg2
 
@@ -80,8 +108,9 @@ def throwaway_server() -> Iterator[str]:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE {DATABASE}")
             conn.close()
-            yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
+            yield Cluster(f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}", stop, start)
         finally:
-            call(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+            with contextlib.suppress(RuntimeError):  # a test may have left it stopped
+                call(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(root, ignore_errors=True)

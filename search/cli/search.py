@@ -22,6 +22,7 @@ from search.study.budgets import parse_budget, study_budget
 from search.errors import MetricNotFoundError, UsageError
 from search.study.objectives import check_objective_settings, describe_objectives, parse_objectives
 from search.core.space_files import load_space
+from search.study.patient import DEFAULT_WAIT, MAX_WAIT
 from search.study.recovery import reap_dead
 from search.study.runner import BUDGET_MAX_EPOCHS, build_objective, with_recipe
 from search.study.samplers import (
@@ -84,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recycle-mb", type=float, default=DEFAULT_RECYCLE_MB, metavar="MB",
                    help="replace a worker process by a fresh one, between trials, once its memory has grown this many MiB "
                    f"since its first trial (default: {DEFAULT_RECYCLE_MB}; 0: never, and one worker runs in this process)")
+    p.add_argument("--storage-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+                   help="how long workers wait for a PostgreSQL or MySQL server that went away before they stop (one line, "
+                   f"exit 2; the same command resumes); training goes on meanwhile (default: {DEFAULT_WAIT:g})")
     p.add_argument("--heartbeat", type=int, help=f"seconds between a running trial's heartbeats; a trial silent for "
                    f"{GRACE_FACTOR}x that is failed and run again (default: {DEFAULTS.heartbeat}; recorded by the study)")
 
@@ -139,6 +143,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.recycle_mb) and 0 <= args.recycle_mb <= MAX_RECYCLE_MB):
         raise UsageError(f"--recycle-mb must be 0 (never) or a number of MiB up to {MAX_RECYCLE_MB:,} (1 TiB), "
                          f"received {args.recycle_mb:g}")
+    if not 0 <= args.storage_wait <= MAX_WAIT:  # NaN fails both comparisons
+        raise UsageError(f"--storage-wait must be from 0 to {MAX_WAIT:g} seconds (how long a search waits for a database "
+                         f"server that went away), received {args.storage_wait:g}")
     if args.heartbeat is not None and not 1 <= args.heartbeat <= MAX_HEARTBEAT:
         raise UsageError(f"--heartbeat must be from 1 to {MAX_HEARTBEAT} seconds (a crashed worker's trial is run "
                          f"again after {GRACE_FACTOR}x that), received {args.heartbeat}")
@@ -263,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     from search.reporting.progress import summary
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = create_or_load(name, url, settings)  # created once, before any worker starts
+    study = create_or_load(name, url, settings, wait=args.storage_wait)  # created once, before any worker starts
     reap_dead(study, GRACE_FACTOR * settings.heartbeat)  # trials of a killed run on this machine: queued again now
     if taken is not None:
         taken.apply(study)
@@ -285,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         recycle_mb=args.recycle_mb or None,
         budget=budget,
+        storage_wait=args.storage_wait,
     )
     if workers.spawns(job, plans):
         data = None  # each worker loads its own copy

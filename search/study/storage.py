@@ -26,6 +26,7 @@ from search.study.databases import (
     check_sqlite_file, check_sqlite_for_reading, check_writable, driver_message, engine_for, has_optuna_tables,
     missing_driver, missing_sqlite_file, parse_url, safe_url,
 )
+from search.study.patient import DEFAULT_WAIT, PatientStorage
 from search.study.recovery import RequeueStale
 from search.study.samplers import make_pruner, make_sampler, sampler_seed
 from search.study.settings import StudySettings, check_same_study
@@ -72,12 +73,14 @@ def default_storage(study: str, studies_dir: Path) -> str:
     return f"sqlite:///{(studies_dir / f'{study}.db').as_posix()}"
 
 
-def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat: int | None = None, wait: float | None = None) -> optuna.storages.BaseStorage:
     """Open (and for SQLite, create) an Optuna storage, translating driver errors.
 
     With ``heartbeat`` (seconds), running trials record heartbeats and a trial silent
     for ``GRACE_FACTOR`` heartbeats is failed and queued again.  SQLite waits up to 60 s
-    for a lock held by another worker; server databases fail fast when unreachable.
+    for a lock held by another worker; server databases fail fast when unreachable, or
+    with ``wait`` (a search's workers), wait up to that many seconds for a database that
+    went away once opened (``search.study.patient``).
     """
     parsed = parse_url(url)
     driver = parsed.drivername
@@ -105,7 +108,11 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            if wait is None or driver.startswith("sqlite"):
+                return storage
+            return PatientStorage(optuna.storages.get_storage(storage), safe_url(url), wait,  # with Optuna's cache
+                                  grace=GRACE_FACTOR * heartbeat if heartbeat else 0.0)
         except ImportError as e:
             raise missing_driver(url, e) from e
         except sqlalchemy.exc.SQLAlchemyError as e:
@@ -185,14 +192,16 @@ def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:
 
 
 def create_or_load(
-    name: str, url: str, settings: StudySettings, worker: int | None = None, budget: Any = None
+    name: str, url: str, settings: StudySettings, worker: int | None = None, budget: Any = None,
+    wait: float | None = DEFAULT_WAIT,
 ) -> optuna.Study:
     """Create the study (recording its settings) or load it, with sampler and pruner.
 
     ``worker`` (0, 1, ...) is set in parallel workers: each samples with its own seed.
     ``budget`` (a ``search.study.budget.BudgetPlan``) plans each trial's epochs (prior sampler).
+    ``wait``: seconds a server database that goes away is waited for (None: not at all).
     """
-    storage = open_storage(url, heartbeat=settings.heartbeat)
+    storage = open_storage(url, heartbeat=settings.heartbeat, wait=wait)
     try:
         existing = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage, url) else None
         done = len(existing.trials) if existing is not None else 0

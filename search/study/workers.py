@@ -34,6 +34,7 @@ import optuna
 from search.errors import DiskFullError, SearchInterrupted, UsageError, disk_full
 from search.core.memory import MemoryWatch
 from search.study.loop import LocalSlots, SharedSlots, interrupted_message, probe_budget, run_trials
+from search.study.patient import DEFAULT_WAIT
 from search.study.placement import WorkerPlan, configure_tensorflow
 from search.study.recovery import STOP_SIGNALS, StopRequest
 from search.study.settings import StudySettings
@@ -64,6 +65,7 @@ class SearchJob:
     setup: Callable[[WorkerPlan], None] = configure_tensorflow
     recycle_mb: float | None = None  # replace a worker whose memory grew this much; None: run here, never replace
     budget: Any = None  # search.study.budget.BudgetPlan of a budgeted search: plans each trial's epochs
+    storage_wait: float = DEFAULT_WAIT  # seconds a server database that went away is waited for
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def run(job: SearchJob, plans: Sequence[WorkerPlan], data: Any = None) -> Outcom
 def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
     job.setup(plan)
     objective = job.make_objective(data if data is not None else job.load_data())
-    study = create_or_load(job.study, job.url, job.settings, budget=job.budget)
+    study = create_or_load(job.study, job.url, job.settings, budget=job.budget, wait=job.storage_wait)
     probe_budget(job, objective)
     slots = LocalSlots(job.trials)
     stop = StopRequest().install()
@@ -218,7 +220,8 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
         if not slots.stopped:
             job.setup(plan)
             data = job.load_data()
-            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index, budget=job.budget)
+            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index, budget=job.budget,
+                                   wait=job.storage_wait)
             objective = job.make_objective(data)
             probe_budget(job, objective, quiet=plan.index > 0)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None

@@ -155,6 +155,8 @@ CASES = {
     "prior outside its range": (["--space", "prior_outside.toml"], ["prior_outside.toml", "model.blocks", "prior 5", "widen"]),
     "--heartbeat 99999999999": (["--heartbeat", "99999999999"], ["--heartbeat", "from 1 to 3600", "99999999999"]),
     "--recycle-mb nan": (["--recycle-mb", "nan"], ["--recycle-mb", "nan"]),
+    "--storage-wait -1": (["--storage-wait", "-1"], ["--storage-wait", "from 0 to", "-1"]),
+    "--storage-wait nan": (["--storage-wait", "nan"], ["--storage-wait", "nan"]),
     "--recycle-mb inf": (["--recycle-mb", "inf"], ["--recycle-mb", "inf"]),
     "--budget 5s": (["--budget", "5s"], ["--budget '5s'", "under 30s", "at least 30s"]),
     "--budget 1e20 hours": (["--budget", "99999999999999999999h"], ["over 30 days"]),
