@@ -53,13 +53,15 @@ PROMOTE_TOP = 2  # explored configurations promoted at most
 RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
 # At a rich budget, explore trials are judged at a length that decides: a configuration
 # that wins at 3 epochs (smaller, less regularized nets learn fastest early) is not the one
-# that wins at 50.  Each gets RUNG_SHARE of the epochs the budget buys (12 of 100), and
+# that wins at 50.  Each gets RUNG_SHARE of the epochs the budget buys (15 of 100), and
 # one starts only while it should end, at the pace measured so far, by RICH_EXPLORE of
-# the budget; the final run continues the winner's weights with the rest.  Measured on
-# Fashion-MNIST 10k at 1200 s on one core (2026-12-06): with 15% and 40%, the recipe's
-# explore trial took 310 s (17 s an epoch against the probe's 10) and no change was
-# tried at all; the final run trained the recipe again.
-RUNG_SHARE = 0.12
+# the budget; the final run continues the winner's weights with the rest, so the
+# recipe's explore trial is not spent, and its model is as good as the 15-epoch
+# recipe's within about a quarter of the budget.  Measured on Fashion-MNIST 10k at
+# 1200 s on one core (2026-12-06): with 15% and 40% and the final run from scratch, the
+# recipe's explore trial took 310 s (17 s an epoch against the probe's 10) and no
+# change was tried at all; the final run trained the recipe again.
+RUNG_SHARE = 0.15
 RICH_EXPLORE = 0.5
 # With the prior sampler, the changes it tries at a rich budget keep the weights' shapes
 # (augmentation, dropout, ...), so each is judged by continuing the recipe's explore trial
@@ -70,7 +72,6 @@ RICH_EXPLORE = 0.5
 # its few epochs, not a whole explore trial: on the CIFAR-10 subset at 2400 s the one
 # change tried from scratch (cutout 0.5, 23 epochs) took 17% of the budget and lost.
 BRANCH_SHARE = 0.05
-BRANCH_EXPLORE = 0.45  # trunk and branches end by this share of the budget
 # Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat
 # the share a second trial would have: a 45 s digits search tried one change, its
 # recipe trial ended past half the budget and no final run fitted.  Such a budget trains
@@ -198,7 +199,7 @@ class BudgetPlan:
             return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
                     f"the recipe trains {self.short} epochs, then its weights continue {self.branch_epochs} more as they are "
                     "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
-                    f"until about {BRANCH_EXPLORE:.0%} of the budget; the best of them (the recipe unless a change "
+                    f"until about {RICH_EXPLORE:.0%} of the budget; the best of them (the recipe unless a change "
                     "beat it) continues with the time left")
         if self.rich:
             then = ("the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
@@ -251,7 +252,7 @@ class BudgetPlan:
         if self.rich:
             trunk = self.trunk(study, done) if self.branching else None
             if not final_done and trunk is not None:
-                if branches_left and self._explore_fits(done, now, self.branch_epochs, BRANCH_EXPLORE):
+                if branches_left and self._explore_fits(done, now, self.branch_epochs, RICH_EXPLORE):
                     return TrialPlan("branch", self.branch_epochs, trunk.number,
                                      f"trial {trunk.number}'s weights, {self.branch_epochs} more epochs", keep=True)
             elif not final_done and (not done or self._explore_fits(done, now, self.short, RICH_EXPLORE)):

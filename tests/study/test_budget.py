@@ -219,12 +219,12 @@ def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_
         t.datetime_start, t.datetime_complete = (dt.datetime.fromtimestamp(x) for x in (start, end))
         return t
 
-    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=5.0)  # 200 epochs of the recipe by the probe
-    assert plan.rich and plan.short == round(200 * RUNG_SHARE) == 24 and RICH_EXPLORE == 0.5
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=6.25)  # 160 epochs of the recipe by the probe
+    assert plan.rich and plan.short == round(160 * RUNG_SHARE) == 24 and RICH_EXPLORE == 0.5
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=5.0)
     assert (first.phase, first.epochs, first.keep) == ("explore", 24, True)  # its weights are kept for the final run
-    # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's 5 s... or the epochs' 7 s
+    # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's 6.25 s... or the epochs' 7 s
     study.add_trial(ran(0.80, 5.0, 101.0))
     assert plan.next_trial(study, now=400.0).phase == "explore"  # 400 + 24 x 4 s ends by 500 s
     assert plan.next_trial(study, now=410.0).phase == "final"  # 410 + 96 would not: the final run starts
@@ -257,7 +257,7 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
     continued unchanged at the same length; the final run continues the best branch."""
     import datetime as dt
 
-    from search.study.budget import BRANCH_EXPLORE, BRANCH_SHARE
+    from search.study.budget import BRANCH_SHARE, RICH_EXPLORE
 
     def ran(value, epochs, start, end, **attrs):
         t = _trial(value, epochs, 4.0, budget_start=0.0, **attrs)
@@ -277,7 +277,7 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
     study.add_trial(ran(0.83, 10, 200.0, 240.0, phase="branch", source=1, continued_epochs=24, control=True))
     study.add_trial(ran(0.85, 10, 240.0, 280.0, phase="branch", source=1, continued_epochs=24, lever={"cutout": 0.25}))
     assert trial_epochs(study.trials[-1]) == 34  # its 10 after the trunk's 24
-    # pace 4 s an epoch (the branches' own 10 epochs, not the 34 they count): 410 + 40 ends by 450 s
-    assert BRANCH_EXPLORE == 0.45 and plan.next_trial(study, now=410.0).phase == "branch"
-    final = plan.next_trial(study, now=411.0)  # would end past 45% of the budget
+    # pace 4 s an epoch (the branches' own 10 epochs, not the 34 they count): 460 + 40 ends by 500 s
+    assert RICH_EXPLORE == 0.5 and plan.next_trial(study, now=460.0).phase == "branch"
+    final = plan.next_trial(study, now=461.0)  # would end past half the budget
     assert (final.phase, final.source) == ("final", 3)  # the best branch at the longest length, not the trunk
