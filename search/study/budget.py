@@ -77,6 +77,7 @@ BRANCH_SHARE = 0.05
 # recipe trial ended past half the budget and no final run fitted.  Such a budget trains
 # the recipe (an early answer, then the final run) however short its epochs are.
 RICH_MIN_SECONDS = 60.0
+FINAL_CLAIM = "final_claim"  # a trial's user attribute: the budget (its start) whose final run it claims
 # Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over
 # EARLY of it, paced: an answer early (a model to use if the run is stopped, and the
 # best a user sees within a quarter of the budget), which costs the final run a fifth of
@@ -275,9 +276,11 @@ class BudgetPlan:
         return TrialPlan("explore", self.short, note="the final run is done; exploring with the time left")
 
     def _finals(self, trials: list[FrozenTrial], states: tuple[TrialState, ...]) -> list[FrozenTrial]:
-        """This budget's final runs (not an earlier run's of a resumed study) in ``states``."""
-        return [t for t in trials if t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start
-                and t.state in states]
+        """This budget's final runs (not an earlier run's of a resumed study) in ``states``,
+        with the trials claiming one (``plan_for``)."""
+        return [t for t in trials if t.state in states and (
+            (t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start)
+            or t.user_attrs.get(FINAL_CLAIM) == self.start)]
 
     def trunk(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:
         """The explore trial of this budget that branches continue: the best completed one

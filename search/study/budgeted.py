@@ -26,6 +26,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from search.study.budget import BudgetPlan, TrialPlan
+from search.study.budgets import plan_for
 from search.study.prior import allows, clip_to
 
 __all__ = ["BudgetedSampler"]
@@ -67,7 +68,7 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
         return self.base.sample_independent(study, trial, name, distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        plan = self.budget.next_trial(study)
+        plan = plan_for(self.budget, study, trial)
         replayed: dict[str, Any] | None = None
         if "fixed_params" in trial.system_attrs:  # queued: its params are its own
             if plan.source is not None:

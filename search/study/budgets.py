@@ -1,6 +1,6 @@
-"""A search's budget around its plan: ``--budget`` read from the command line, and the
+"""A search's budget around its plan: ``--budget`` read from the command line, the
 running budget a study keeps, which every command on that study joins (another terminal,
-another machine, the same command after a kill -9).  The plan itself, what each trial
+another machine, the same command after a kill -9), and the one final run they share.  The plan itself, what each trial
 of a budget trains, is ``search.study.budget``.  No TensorFlow here: the command line
 checks ``--budget`` before anything heavy is imported."""
 
@@ -11,11 +11,12 @@ import re
 import time
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
-from search.study.budget import BudgetPlan
+from search.study.budget import FINAL_CLAIM, BudgetPlan, TrialPlan
 
-__all__ = ["parse_budget", "study_budget", "BUDGET_ATTR", "MIN_BUDGET", "MAX_BUDGET"]
+__all__ = ["parse_budget", "study_budget", "plan_for", "BUDGET_ATTR", "MIN_BUDGET", "MAX_BUDGET"]
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 MIN_BUDGET = 30.0  # the probe, a model's building and tracing, one epoch and its validation
@@ -64,3 +65,22 @@ def study_budget(study: optuna.Study, seconds: float, now: float | None = None, 
     budget = BudgetPlan(seconds, start=now, **plan)
     study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
     return budget, None
+
+
+def plan_for(budget: BudgetPlan, study: optuna.Study, trial: FrozenTrial, branches_left: bool = True) -> TrialPlan:
+    """``budget.next_trial`` for ``trial``, which a sampler is about to draw.  Two commands
+    or workers on one budget may decide its final run at the same moment: each marks its
+    trial as claiming it (``FINAL_CLAIM``, which ``next_trial`` counts as a final run), and
+    the lowest-numbered claim wins; the others are planned again (they explore, or
+    branch, with the time left)."""
+    plan = budget.next_trial(study, branches_left=branches_left)
+    if plan.phase != "final":
+        return plan
+    storage = study._storage  # before the sampler writes the plan: Optuna names no public accessor
+    storage.set_trial_user_attr(trial._trial_id, FINAL_CLAIM, budget.start)
+    rivals = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+              if t.user_attrs.get(FINAL_CLAIM) == budget.start and t.number < trial.number]
+    if not rivals:
+        return plan
+    storage.set_trial_user_attr(trial._trial_id, FINAL_CLAIM, None)
+    return budget.next_trial(study, branches_left=branches_left)

@@ -36,6 +36,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study.budget import BudgetPlan, TrialPlan, rank_trials
+from search.study.budgets import plan_for
 
 __all__ = ["PriorSampler", "Draw"]
 
@@ -157,7 +158,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     # -- deciding a trial ------------------------------------------------------------
 
     def _decide(self, study: optuna.Study, trial: FrozenTrial) -> Draw:
-        plan = self.budget.next_trial(study) if self.budget is not None else None
+        plan = plan_for(self.budget, study, trial) if self.budget is not None else None
         if "fixed_params" in trial.system_attrs:  # queued: the recipe, a warm start, a retry, a promotion
             if plan is not None and plan.source is not None:  # its params are its own: not a replay of another trial
                 plan = TrialPlan("explore", self.budget.short, note="a queued trial", keep=self.budget.rich)
@@ -167,7 +168,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
             branch = self._next_branch(study, plan)
             if branch is not None:
                 return branch
-            plan = self.budget.next_trial(study, branches_left=False)  # every change was tried: the final run
+            plan = plan_for(self.budget, study, trial, branches_left=False)  # every change was tried: the final run
         if plan is not None and plan.phase == "final" and plan.source is None:  # the recipe, with the whole budget
             return Draw("replay", dict(self.prior), plan=plan, centre_name="prior")
         if plan is not None and plan.source is not None:

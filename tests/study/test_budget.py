@@ -281,3 +281,25 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
     assert RICH_EXPLORE == 0.5 and plan.next_trial(study, now=460.0).phase == "branch"
     final = plan.next_trial(study, now=461.0)  # would end past half the budget
     assert (final.phase, final.source) == ("final", 3)  # the best branch at the longest length, not the trunk
+
+
+def test_of_two_trials_deciding_the_final_run_at_once_the_lower_numbered_claim_wins():
+    from search.study.budget import FINAL_CLAIM
+    from search.study.budgets import plan_for
+
+    plan = BudgetPlan(1000.0, probe=50.0)  # 20 epochs of the recipe, from now: the first trial is the final run
+    study = optuna.create_study(direction="maximize")
+    first, second = study.ask(), study.ask()  # two commands asking at the same moment
+    decided = plan.next_trial(study)
+    assert decided.phase == "final"  # each decides the final run before either has marked its trial
+    study._storage.set_trial_user_attr(first._trial_id, FINAL_CLAIM, plan.start)  # the first marks its trial...
+    real, answers = plan.next_trial, [decided]
+    plan.next_trial = lambda study, **kw: answers.pop() if answers else real(study, **kw)  # ...the second decided before
+    lost = plan_for(plan, study, study._storage.get_trial(second._trial_id))
+    assert lost.phase != "final" and study._storage.get_trial(second._trial_id).user_attrs[FINAL_CLAIM] is None
+    plan.next_trial = real
+    # a claim of a higher-numbered trial counts as the final run for anyone planning after it
+    other = optuna.create_study(direction="maximize")
+    low, high = other.ask(), other.ask()
+    assert plan_for(plan, other, other._storage.get_trial(high._trial_id)).phase == "final"
+    assert plan_for(plan, other, other._storage.get_trial(low._trial_id)).phase != "final"
