@@ -141,3 +141,24 @@ def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
     assert len(starts) == 1  # every trial of both commands planned from one budget
     finals = [t for t in study.trials if t.user_attrs.get("phase") == "final"]
     assert len(finals) == 1, [(t.number, t.state.name, t.user_attrs.get("phase")) for t in study.trials]
+
+
+def test_a_rich_budget_keeps_two_workers_busy_and_runs_one_final_run_by_the_deadline(tmp_path):
+    """Two worker processes under one rich budget: they explore and branch at the same
+    time, exactly one of them runs the final run (the other explores with the time left),
+    and every trial ends by the deadline."""
+    budget = 90
+    result = run_cli("--study", "w", "--studies-dir", "studies", "--space", TINY, "--limit-train", "300",
+                     "--budget", f"{budget}s", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'studies' / 'w.db'}")
+    trials = study.get_trials()
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    finals = [t for t in trials if t.user_attrs.get("phase") == "final"]
+    assert len(finals) == 1 and finals[0].state == TrialState.COMPLETE
+    start = study.user_attrs["budget"]["start"]
+    assert max(t.datetime_complete.timestamp() for t in trials) < start + budget + 10  # a validation at most past it
+    spans = sorted((t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in trials)
+    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # two trials at once
+    assert any(t.user_attrs.get("phase") == "branch" for t in trials)
