@@ -351,6 +351,10 @@ def explored_table(results: SearchResults) -> list[str]:
         for e in r.explored:
             change = e.get("change")
             change = ", ".join(f"{k} {v}" for k, v in change.items()) if isinstance(change, dict) else str(change)
+            if e.get("phase") == "branch" and change in ("control", "replay"):  # runs before the control was named
+                change = f"trial {e.get('source')} continued unchanged"
+            elif e.get("phase") == "branch":
+                change = f"trial {e.get('source')} continued with {change}"
             if e.get("phase") == "final":
                 change = f"trial {e.get('source')} again" + (f", continued from its weights" if e.get("continued_from") is not None else "")
             value = f"{e['value']:.4f}" if e.get("value") is not None else e.get("state", "-")

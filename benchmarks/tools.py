@@ -100,7 +100,8 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
 
             rec.explored({
                 "trial": trial.number, "phase": attrs["phase"], "state": OPTUNA_STATES.get(trial.state, "failed"),
-                "change": "recipe" if attrs.get("baseline") else attrs.get("lever") or attrs.get("changed") or attrs.get("draw"),
+                "change": "recipe" if attrs.get("baseline") else "control" if attrs.get("control")
+                else attrs.get("lever") or attrs.get("changed") or attrs.get("draw"),
                 "source": attrs.get("source"), "continued_from": attrs.get("continued_from"),
                 "epochs": trial_epochs(trial), "value": trial.value,
             })

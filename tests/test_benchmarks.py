@@ -386,3 +386,21 @@ def test_merge_joins_results_of_separate_folders_and_refuses_other_settings(tmp_
     SearchResults({**settings, "budget_s": 50.0}, []).save(tmp_path / "other" / "fashion_mnist.json")
     with pytest.raises(UsageError, match="other settings \\(budget_s\\)"):
         merge(tmp_path / "merged", [target, tmp_path / "other" / "fashion_mnist.json"])
+
+
+def test_what_cnn_search_explored_names_the_trunk_its_branches_and_the_final_run():
+    from benchmarks.report import explored_table
+    from benchmarks.results import SearchResults
+
+    run = _run("cnn-search", 0, [(20.0, 0.80), (90.0, 0.88)], test=0.870)
+    run.explored = [
+        {"trial": 0, "phase": "explore", "change": "recipe", "epochs": 30, "value": 0.80, "at_s": 20.0},
+        {"trial": 1, "phase": "branch", "change": "replay", "source": 0, "epochs": 40, "value": 0.81, "at_s": 30.0},
+        {"trial": 2, "phase": "branch", "change": {"cutout": 0.25}, "source": 0, "epochs": 40, "value": 0.82, "at_s": 40.0},
+        {"trial": 3, "phase": "final", "change": "replay", "source": 2, "continued_from": 2, "epochs": 90, "value": 0.88,
+         "at_s": 99.0},
+    ]
+    line = explored_table(SearchResults({"budget_s": 100.0, "dataset": "fashion_mnist"}, [run]))[1]
+    assert line == ("- seed 0: #0 explore (recipe) 30 ep 0.8000 at 20 s; #1 branch (trial 0 continued unchanged) 40 ep 0.8100 "
+                    "at 30 s; #2 branch (trial 0 continued with cutout 0.25) 40 ep 0.8200 at 40 s; #3 final (trial 2 again, "
+                    "continued from its weights) 90 ep 0.8800 at 99 s")
