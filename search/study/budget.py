@@ -28,7 +28,8 @@ sampler, the recipe's explore trial is the trunk and each change to it is a **br
 unchanged), and the final run continues the best branch.
 
 The trial running at the deadline is stopped there; the epochs it finished count
-(``search.core.deadline``).  This module loads no TensorFlow.  A trial whose second epoch shows it cannot finish its epochs before the deadline stops
+(``search.core.deadline``).  This module loads no TensorFlow.  A trial whose second
+epoch shows it cannot finish its epochs before the deadline stops
 there (pruned, with the reason); a promotion or final run is planned from measured
 epoch times, so it is only started when it fits.
 """
@@ -253,10 +254,10 @@ class BudgetPlan:
         if self.rich:
             trunk = self.trunk(study, done) if self.branching else None
             if not final_done and trunk is not None:
-                if branches_left and self._explore_fits(done, now, self.branch_epochs, RICH_EXPLORE):
+                if branches_left and self._explore_fits(done, now, self.branch_epochs):
                     return TrialPlan("branch", self.branch_epochs, trunk.number,
                                      f"trial {trunk.number}'s weights, {self.branch_epochs} more epochs", keep=True)
-            elif not final_done and (not done or self._explore_fits(done, now, self.short, RICH_EXPLORE)):
+            elif not final_done and (not done or self._explore_fits(done, now, self.short)):
                 return TrialPlan("explore", self.short, keep=True)
             if not final_done:
                 plan = self._final(study, done, now)
@@ -287,19 +288,16 @@ class BudgetPlan:
         that kept its weights (the recipe, unless another worker's explore trial beat it)."""
         kept = [t for t in done if t.user_attrs.get("budget_start") == self.start
                 and t.user_attrs.get("phase") == "explore" and t.user_attrs.get("checkpoint")]
-        if not kept:
-            return None
-        sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-        return max(kept, key=lambda t: (trial_epochs(t) or 0, sign * t.value))
+        return rank_trials(study, kept)[0] if kept else None
 
-    def _explore_fits(self, done: list[FrozenTrial], now: float, epochs: int, until: float) -> bool:
-        """At a rich budget: a trial of ``epochs`` ends by ``until`` of the budget, at the
+    def _explore_fits(self, done: list[FrozenTrial], now: float, epochs: int) -> bool:
+        """At a rich budget: a trial of ``epochs`` ends by RICH_EXPLORE of the budget, at the
         slowest pace a trial of this budget took from its start to its end, per epoch it ran
         (sustained epochs, building, tracing and bookkeeping: not the probe's burst)."""
         paces = [(t.datetime_complete - t.datetime_start).total_seconds() / ran for t in done
                  if t.user_attrs.get("budget_start") == self.start and t.datetime_complete and (ran := epochs_run(t))]
         per_epoch = max(paces) if paces else (self.probe or 0.0) * (1 + SETUP_EPOCHS / epochs)
-        return now + epochs * per_epoch <= self.start + until * self.seconds
+        return now + epochs * per_epoch <= self.start + RICH_EXPLORE * self.seconds
 
     def _promotion(self, study: optuna.Study, done: list[FrozenTrial], promoted: set, now: float) -> TrialPlan | None:
         short = [t for t in done if trial_epochs(t) == self.short]
