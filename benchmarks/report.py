@@ -455,7 +455,7 @@ def write_report(results_dir: Path, markdown: Path) -> None:
         elif raw.get("kind") == "pruning":
             sections.append(pruning_section(raw))
     if not any(results_dir.glob("*.json")):
-        sections.append(f"No results in `{results_dir}` yet: run `python benchmarks/run.py` (see README).\n")
+        sections.append(f"No results in `{results_dir}` yet: run `python benchmarks/run.py` (see docs/benchmarking.md).\n")
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(HEADER.format(dir=results_dir.as_posix()) + "\n" + "\n".join(sections))
 

@@ -18,6 +18,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+# The modules that start searches in subprocesses, servers, several workers or benchmark
+# runs: minutes each.  They are marked ``slow`` so that ``pytest -m "not slow"`` is the fast
+# subset to run while working (docs/contributing.md); CI runs everything.
+SLOW_MODULES = {
+    "tests/test_api.py", "tests/test_benchmarks.py", "tests/test_benchmarks_overhead.py",
+    "tests/cli/test_cli.py", "tests/core/test_textdata.py", "tests/final/test_final.py", "tests/final/test_serving.py",
+    "tests/study/test_database_outage.py", "tests/study/test_machines.py", "tests/study/test_objectives.py",
+    "tests/study/test_postgres.py", "tests/study/test_recovery.py", "tests/study/test_search_budget.py",
+    "tests/study/test_workers.py",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if Path(item.path).relative_to(ROOT).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def shared_data(sub: str) -> Path:
     """A folder of ../shared/data, or skip the test saying why."""
     path = SHARED_DATA / sub

@@ -12,15 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_snippet(heading: str) -> str:
-    """The first ```python block after ``heading`` in README.md."""
-    text = (ROOT / "README.md").read_text()
+def readme_snippet(heading: str, path: str = "README.md") -> str:
+    """The first ```python block after ``heading`` in README.md (or another page)."""
+    text = (ROOT / path).read_text()
     section = text[text.index(heading):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_readme_custom_search_runs_as_printed(tmp_path: Path):
-    code = readme_snippet("## Using it from Python")
+    code = readme_snippet("## From Python")
+    assert code == readme_snippet("# Using it from Python", "docs/python-api.md")  # the docs site shows the same
     assert "from_arrays" in code and "run_search" in code and len(code.strip().splitlines()) <= 30
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                             env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})

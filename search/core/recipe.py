@@ -4,7 +4,7 @@ It is what ``train --recipe`` trains with no search, the first trial of every ne
 study, and the centre the prior-guided sampler (``search.study.prior``) draws around.  Every
 value is here, with why it has it, in the way airbench (KellerJordan/cifar10-airbench)
 and Myrtle's "How to train your ResNet" (davidcpage/cifar10-fast) write theirs; the
-numbers measured on this project's 2-core CPU are in README.md ("The default recipe").
+numbers measured on this project's 2-core CPU are in docs/design/recipe.md.
 
 What depends on the data:
 
@@ -16,13 +16,13 @@ What depends on the data:
   digits, handwriting or text, where a mirror image is another symbol; where it flips,
   the model also predicts each image with its mirror image (``flip_tta``): on the
   CIFAR-10 subset +0.8 points of validation and +1.3 of test accuracy for the same
-  training, on Fashion-MNIST +0.2 and +0.3 (README, "The default recipe");
+  training, on Fashion-MNIST +0.2 and +0.3 (docs/design/recipe.md);
 * shifts: 2-pixel pad-and-crop from 24 px up; none on tiny images;
 * batch size: 256 from 8,192 training images, smaller below so an epoch still has
   enough steps for the one-cycle schedule to warm up and anneal;
 * text (captchas, ``textfolder:``): a flatten head (global pooling would erase where
   each character is), per-image standardization and Adam, which is what learned on
-  generated captchas in this project's measurements (README, "Text images").
+  generated captchas in this project's measurements (docs/guide/data.md, "Text images").
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ RECIPE = {
     "schedule": "one_cycle",  # warm up, then anneal: most of the accuracy comes in the last epochs
     "weight_decay": 5e-4,  # as the fast recipes; 5e-3 measured no better on Fashion-MNIST (0.878 both)
     "label_smoothing": 0.2,  # the fast recipes use 0.2; it also keeps confident mistakes cheap
-    "epochs": 15,  # one-cycle over 15 epochs: 0.90 on Fashion-MNIST 10k, see README
+    "epochs": 15,  # one-cycle over 15 epochs: 0.90 on Fashion-MNIST 10k, see docs/design/recipe.md
 }
 
 

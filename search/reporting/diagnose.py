@@ -2,7 +2,7 @@
 
 Pure functions on plain data: no Optuna, no Keras.  ``diagnose_history`` labels one
 trial; ``explain`` turns the labels of many trials and their parameters into
-sentences a user can act on.  Thresholds (documented in README):
+sentences a user can act on.  Thresholds (documented in docs/guide/crashes.md):
 
 * diverged      a NaN/infinite loss (the trial's fail reason says so), or a training
                 loss that grew past 3x its first-epoch value or past 3x ln(classes);

@@ -3,7 +3,7 @@
 objective that trains nothing and writes as much as a real trial does, as fast as it
 can: 5 "epochs", each a report plus history and timing attributes.
 
-    PYTHONPATH=. python bench/sqlite_writers.py WORKERS TRIALS [HEARTBEAT_S]
+    PYTHONPATH=. python benchmarks/sqlite_writers.py WORKERS TRIALS [HEARTBEAT_S]
 
 Prints the trials stored by state, the workers' exit codes and trials per second.  A
 'database is locked' error would fail a trial or stop a worker, and show here.
