@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
         shape = DataShape.of(data, args.dataset)
         if not recipe(shape, cfg).augment.horizontal_flip:
-            raise UsageError(f"the recipe does not flip {args.dataset}, so it has no flip test-time augmentation to measure; "
-                             "pass colour photographs or fashion_mnist")
+            raise UsageError(
+                f"the recipe does not flip {args.dataset}, so it has no flip test-time augmentation to measure; "
+                "pass colour photographs or fashion_mnist"
+            )
     except CnnSearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -56,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         with keras_session():
             start = time.perf_counter()
             result = fit(config, data)
-            row = {"dataset": args.dataset, "seed": seed, "epochs": config.train.epochs,
-                   "train_s": round(time.perf_counter() - start, 1)}
+            row = {
+                "dataset": args.dataset,
+                "seed": seed,
+                "epochs": config.train.epochs,
+                "train_s": round(time.perf_counter() - start, 1),
+            }
             for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
                 row[f"{split}_plain"] = accuracy(result.model, x, y, mirrored=False)
                 row[f"{split}_flip"] = accuracy(result.model, x, y, mirrored=True)

@@ -25,8 +25,8 @@ from typing import Any
 import keras
 import keras_tuner
 
-from benchmarks.kt_space import config_from_values, declare
 from benchmarks.clock import BudgetClock
+from benchmarks.kt_space import config_from_values, declare
 from benchmarks.record import BudgetSpent, Recorder
 from benchmarks.tools import MONITOR, Bench
 from search.core.config import RunConfig
@@ -72,7 +72,9 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         config = self.config(hp)
         data = self.bench.data
         x, y = TensorCache.get(data, data.x_train, data.y_train)
-        train = make_pipeline(x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment)
+        train = make_pipeline(
+            x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment
+        )
         xv, yv = TensorCache.get(data, data.x_val, data.y_val)
         val = make_pipeline(xv, yv, data.num_classes, max(config.train.batch_size, 256), shuffle=False, seed=0)
         _, schedule_callbacks = make_schedule(
@@ -101,7 +103,8 @@ def _budgeted(tuner_cls: type) -> type:
             done = self.oracle.get_trial(trial.trial_id)
             values = dict(done.hyperparameters.values)
             self.recorder.trial_done(
-                KT_STATES.get(done.status, "failed"), done.score,
+                KT_STATES.get(done.status, "failed"),
+                done.score,
                 lambda: config_from_values(values, self.bench.space, self.bench.base),
             )
 
@@ -116,9 +119,14 @@ BudgetedBayesian = _budgeted(keras_tuner.BayesianOptimization)
 def search(kind: str, bench: Bench, recorder: Recorder) -> None:
     """Run KerasTuner ``kind`` ('hyperband' or 'bayesian') until the budget is spent."""
     common: dict[str, Any] = dict(
-        recorder=recorder, bench=bench, hypermodel=SpaceHyperModel(bench, recorder),
-        objective=keras_tuner.Objective(MONITOR, "max"), seed=bench.seed,
-        directory=str(bench.workdir), project_name=f"{kind}-{bench.seed}", overwrite=True,
+        recorder=recorder,
+        bench=bench,
+        hypermodel=SpaceHyperModel(bench, recorder),
+        objective=keras_tuner.Objective(MONITOR, "max"),
+        seed=bench.seed,
+        directory=str(bench.workdir),
+        project_name=f"{kind}-{bench.seed}",
+        overwrite=True,
     )
     if kind == "hyperband":
         tuner = BudgetedHyperband(max_epochs=bench.base.train.epochs, factor=3, hyperband_iterations=1000, **common)

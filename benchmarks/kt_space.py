@@ -23,8 +23,8 @@ from typing import Any
 from optuna.trial import FixedTrial
 
 from search.core.config import MODEL_KINDS, RunConfig
-from search.core.validate import field_names
 from search.core.spaces import Param, Space
+from search.core.validate import field_names
 
 __all__ = ["declare", "conditions", "config_from_values"]
 

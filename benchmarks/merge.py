@@ -34,7 +34,9 @@ def merge(out_dir: Path, files: list[Path]) -> Path:
             merged = SearchResults(dict(part.settings))
         differ = [k for k in SAME if part.settings.get(k) != merged.settings.get(k)]
         if differ:
-            raise UsageError(f"{path}: made with other settings ({', '.join(differ)}) than {files[0]}; merge it elsewhere")
+            raise UsageError(
+                f"{path}: made with other settings ({', '.join(differ)}) than {files[0]}; merge it elsewhere"
+            )
         fingerprint = part.settings.get("space_fingerprint")
         for run in part.runs:
             if fingerprint != merged.settings.get("space_fingerprint"):

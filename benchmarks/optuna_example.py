@@ -39,14 +39,24 @@ def augmentation_layers(cfg: AugmentConfig, shape: tuple[int, int, int]) -> list
         layers.append(keras.layers.RandomFlip("horizontal"))
     if cfg.translate > 0:
         pad = max(1, round(cfg.translate * max(h, w)))
-        layers.append(keras.layers.RandomTranslation(min(1.0, pad / h), min(1.0, pad / w), fill_mode="reflect", interpolation="nearest"))
+        layers.append(
+            keras.layers.RandomTranslation(
+                min(1.0, pad / h), min(1.0, pad / w), fill_mode="reflect", interpolation="nearest"
+            )
+        )
     if cfg.pad_crop > 0:  # pad-and-crop is a shift with zero borders
         p = cfg.pad_crop
-        layers.append(keras.layers.RandomTranslation(min(1.0, p / h), min(1.0, p / w), fill_mode="constant", interpolation="nearest"))
+        layers.append(
+            keras.layers.RandomTranslation(
+                min(1.0, p / h), min(1.0, p / w), fill_mode="constant", interpolation="nearest"
+            )
+        )
     return layers
 
 
-def create_model(config: RunConfig, data: Dataset, steps_per_epoch: int) -> tuple[keras.Model, list[keras.callbacks.Callback]]:
+def create_model(
+    config: RunConfig, data: Dataset, steps_per_epoch: int
+) -> tuple[keras.Model, list[keras.callbacks.Callback]]:
     """The compiled model and the schedule's callbacks (plateau needs one)."""
     model = build_for_data(config, data)
     augment = augmentation_layers(config.augment, data.input_shape)

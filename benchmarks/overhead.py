@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 import typing
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,8 +63,14 @@ def bare_fit(config: RunConfig, data: Dataset, y_train: np.ndarray, y_val: np.nd
     model = compile_model(config, data)
     timer = EpochTimer()
     model.fit(
-        data.x_train, y_train, batch_size=config.train.batch_size, epochs=config.train.epochs,
-        validation_data=(data.x_val, y_val), shuffle=True, verbose=0, callbacks=[timer],
+        data.x_train,
+        y_train,
+        batch_size=config.train.batch_size,
+        epochs=config.train.epochs,
+        validation_data=(data.x_val, y_val),
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
     )
     keras.backend.clear_session()
     return time.perf_counter() - start, timer.seconds
@@ -80,8 +87,8 @@ def _study(name: str, workdir: Path, config: RunConfig, pruner: str, sampler: st
 
 def harness_trial(config: RunConfig, data: Dataset, workdir: Path, name: str) -> tuple[float, list[float]]:
     """One trial of ``config`` through the harness (a space with nothing to sample)."""
-    from search.study.trial import Objective
     from search.core.spaces import Space
+    from search.study.trial import Objective
 
     study = _study(name, workdir, config, "median")
     objective = Objective(Space("fixed", ()), data, config)
@@ -105,7 +112,12 @@ def pipeline_rate(config: RunConfig, data: Dataset) -> float:
 
 
 def pruning_savings(
-    config: RunConfig, data: Dataset, space: Space, trials: int, workdir: Path, pruners: Sequence[str] = (DEFAULT_PRUNER,)
+    config: RunConfig,
+    data: Dataset,
+    space: Space,
+    trials: int,
+    workdir: Path,
+    pruners: Sequence[str] = (DEFAULT_PRUNER,),
 ) -> dict[str, Any]:
     """The default search under each of ``pruners`` and with pruning off ("none"), same
     sampler seed and number of trials: epochs spent, best value, and the share of
@@ -122,14 +134,22 @@ def pruning_savings(
         states = [t.state.name.lower() for t in study.trials]
         best = study.best_value if any(s == "complete" for s in states) else None
         arms[pruner] = {
-            "epochs": epochs, "best_val": best, "wall_s": round(time.perf_counter() - start, 1),
-            "pruned": states.count("pruned"), "failed": states.count("fail"),
+            "epochs": epochs,
+            "best_val": best,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "pruned": states.count("pruned"),
+            "failed": states.count("fail"),
         }
         print(f"pruning arm {pruner}: {arms[pruner]}", flush=True)
     without = arms["none"]["epochs"]
     return {
-        "trials": trials, "epochs_per_trial": config.train.epochs, "default": DEFAULT_PRUNER, "arms": arms,
-        "epochs_saved": {p: round(1 - a["epochs"] / without, 4) if without else None for p, a in arms.items() if p != "none"},
+        "trials": trials,
+        "epochs_per_trial": config.train.epochs,
+        "default": DEFAULT_PRUNER,
+        "arms": arms,
+        "epochs_saved": {
+            p: round(1 - a["epochs"] / without, 4) if without else None for p, a in arms.items() if p != "none"
+        },
     }
 
 
@@ -153,14 +173,17 @@ def measure_overhead(config: RunConfig, data: Dataset, repeats: int) -> dict[str
         bare_fit(warm, data, y_train, y_val)
         harness_trial(warm, data, Path(tmp), "warm-up")
         for i in range(repeats):  # alternate the order: neither always runs first
-            ways = [lambda: bare.append(bare_fit(config, data, y_train, y_val)),
-                    lambda: harness.append(harness_trial(config, data, Path(tmp), f"overhead-{i}"))]
+            ways = [
+                lambda: bare.append(bare_fit(config, data, y_train, y_val)),
+                lambda name=f"overhead-{i}": harness.append(harness_trial(config, data, Path(tmp), name)),
+            ]
             for way in ways if i % 2 == 0 else ways[::-1]:
                 way()
     n = len(data.x_train)
     return {
         "overhead": {
-            "bare_s": [round(t, 2) for t, _ in bare], "harness_s": [round(t, 2) for t, _ in harness],
+            "bare_s": [round(t, 2) for t, _ in bare],
+            "harness_s": [round(t, 2) for t, _ in harness],
             "ratio": round(statistics.median(t for t, _ in harness) / statistics.median(t for t, _ in bare), 4),
             "epoch_ratio": round(statistics.median(_steady(harness)) / statistics.median(_steady(bare)), 4),
         },
@@ -182,11 +205,17 @@ def measure(args: argparse.Namespace, part: str) -> dict[str, Any]:
     if part == "overhead":
         config = RunConfig.load(args.config) if args.config else RunConfig()
         described = f"config `{args.config}`" if args.config else DEFAULT_CONFIG
-        config = config.replace(data=data_cfg, train=dataclasses.replace(config.train, epochs=args.epochs), seed=args.seed)
+        config = config.replace(
+            data=data_cfg, train=dataclasses.replace(config.train, epochs=args.epochs), seed=args.seed
+        )
         result = measure_overhead(config, data, args.repeats)
         result["settings"] = {
-            "dataset": args.dataset, "config": described, "epochs": args.epochs, "repeats": args.repeats,
-            "split": split, "seed": args.seed,
+            "dataset": args.dataset,
+            "config": described,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "split": split,
+            "seed": args.seed,
         }
         return result
     config = RunConfig(data=data_cfg, train=TrainConfig(epochs=args.pruning_epochs), seed=args.seed)
@@ -208,8 +237,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pruning-trials", type=int, default=20, help="trials in each pruning arm (default: 20)")
     p.add_argument("--pruning-epochs", type=int, default=10, help="epochs a trial in the pruning arms (default: 10)")
     p.add_argument(
-        "--pruners", nargs="+", choices=PRUNERS, default=[DEFAULT_PRUNER],
-        help=f"pruners to compare with no pruning, same trials and seed (default: {DEFAULT_PRUNER}, the search's default)",
+        "--pruners",
+        nargs="+",
+        choices=PRUNERS,
+        default=[DEFAULT_PRUNER],
+        help=(
+            "pruners to compare with no pruning, same trials and "
+            f"seed (default: {DEFAULT_PRUNER}, the search's default)"
+        ),
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
@@ -239,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         for part in args.parts:
             result = measure(args, part)
             result.update(
-                kind=part, environment=environment(), command=command,
-                updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                kind=part,
+                environment=environment(),
+                command=command,
+                updated=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             path = args.out / f"{part}-{stem}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,15 @@ def plot(results: SearchResults, png: Path, title: str) -> None:
         curves = [_curve(r, grid) for r in runs]
         for run, c in zip(runs, curves):
             ax.step(grid, c, where="post", color=color, alpha=0.25, linewidth=0.8)
-            ax.plot([t for t, _ in run.timeline], [v for _, v in run.timeline], "o", color=color, alpha=0.8, markersize=4, zorder=3)
+            ax.plot(
+                [t for t, _ in run.timeline],
+                [v for _, v in run.timeline],
+                "o",
+                color=color,
+                alpha=0.8,
+                markersize=4,
+                zorder=3,
+            )
         mean = [math.nan if any(math.isnan(v) for v in vs) else statistics.fmean(vs) for vs in zip(*curves)]
         ax.step(grid, mean, where="post", color=color, linewidth=2, label=f"{tool} ({len(curves)} seeds)")
     ax.set_xlabel("seconds into the budget")
@@ -179,8 +187,17 @@ def _settings_text(results: SearchResults) -> str:
 def table_head(peer_tools: list[str]) -> str:
     """The table's header and rule: one "time to PEER's final best" column per peer."""
     columns = [
-        "tool", "best val @25%", "@50%", "@100%", *(f"time to {p}'s final best" for p in peer_tools),
-        "trials", "pruned", "failed", "cut", "epochs", "test acc of winner",
+        "tool",
+        "best val @25%",
+        "@50%",
+        "@100%",
+        *(f"time to {p}'s final best" for p in peer_tools),
+        "trials",
+        "pruned",
+        "failed",
+        "cut",
+        "epochs",
+        "test acc of winner",
     ]
     return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
 
@@ -196,7 +213,8 @@ def _size_warning(results: SearchResults, rows: list[dict[str, str]]) -> list[st
         trials = ", ".join(f"{r['tool']} {r['trials']}" for r in rows)
         return [
             f"*A short budget ({budget:g} s per tool): each tool ran only a few trials (mean per seed: {trials}), so "
-            "the first configurations a tool happens to try weigh heavily; differences within the ± spread are noise.*\n"
+            "the first configurations a tool happens to try weigh "
+            "heavily; differences within the ± spread are noise.*\n"
         ]
     return []
 
@@ -242,8 +260,9 @@ def _reaches_early(results: SearchResults, peer: str | None) -> str:
     return _reaches_within(results, peer, PEER_TIME, what, ", every seed", show_value=False)
 
 
-def _reaches_within(results: SearchResults, other: str, fraction: float, what: str, qualifier: str = "",
-                    show_value: bool = True) -> str:
+def _reaches_within(
+    results: SearchResults, other: str, fraction: float, what: str, qualifier: str = "", show_value: bool = True
+) -> str:
     """On each seed, whether cnn-search's best so far reached ``other``'s final best within
     ``fraction`` of the budget."""
     ours = {r.seed: r for r in results.runs_of(OURS)}
@@ -256,9 +275,12 @@ def _reaches_within(results: SearchResults, other: str, fraction: float, what: s
     for s in seeds:
         t = ours[s].time_to_reach(theirs[s])
         ok += t is not None and t <= limit
-        per_seed.append(f"seed {s}: {'never' if t is None else f'{t:.0f} s'}"
-                        + (f" ({other} {theirs[s]:.4f})" if show_value else ""))
-    return f"- {what} (≤ {limit:.0f} s{qualifier}): {'; '.join(per_seed)}: {_met(ok == len(seeds))} in {ok}/{len(seeds)} seeds."
+        per_seed.append(
+            f"seed {s}: {'never' if t is None else f'{t:.0f} s'}"
+            + (f" ({other} {theirs[s]:.4f})" if show_value else "")
+        )
+    verdict = f"{_met(ok == len(seeds))} in {ok}/{len(seeds)} seeds"
+    return f"- {what} (≤ {limit:.0f} s{qualifier}): {'; '.join(per_seed)}: {verdict}."
 
 
 REPEAT_POINTS = 1.0  # the retrained winner's validation accuracy within this of its trial value
@@ -286,7 +308,8 @@ def _winner_retrained(results: SearchResults) -> str:
     within = sum(abs(g) <= REPEAT_POINTS for g in gaps)
     return line + (
         f"\n- {OURS}'s winner retrained lands within {REPEAT_POINTS:.0f} point of its trial value (best validation "
-        f"accuracy of the retraining, as `train --keep-val`): " + "; ".join(f"seed {r.seed}: {g:+.2f}" for r, g in zip(again, gaps))
+        f"accuracy of the retraining, as `train --keep-val`): "
+        + "; ".join(f"seed {r.seed}: {g:+.2f}" for r, g in zip(again, gaps))
         + f": {_met(within == len(again))} in {within}/{len(again)} seeds."
     )
 
@@ -309,9 +332,11 @@ def _beats_on_test(results: SearchResults, other: str, points: float, what: str,
         return _cannot(what, f"no seed with both {OURS} and {other} tested")
     a, b = statistics.fmean(ours[s] for s in seeds), statistics.fmean(theirs[s] for s in seeds)
     ahead = 100 * (a - b)
-    line = (f"- {what}: test {a:.4f} against {b:.4f} ({len(seeds)} seed{'s' * (len(seeds) != 1)}; per seed "
-            + ", ".join(f"{100 * (ours[s] - theirs[s]):+.2f}" for s in seeds)
-            + f"), {ahead:+.2f} points: {_met(ahead - points >= -1e-9)} by {abs(ahead - points):.2f}")
+    line = (
+        f"- {what}: test {a:.4f} against {b:.4f} ({len(seeds)} seed{'s' * (len(seeds) != 1)}; per seed "
+        + ", ".join(f"{100 * (ours[s] - theirs[s]):+.2f}" for s in seeds)
+        + f"), {ahead:+.2f} points: {_met(ahead - points >= -1e-9)} by {abs(ahead - points):.2f}"
+    )
     if slack is not None:
         worst = min(100 * (ours[s] - theirs[s]) for s in seeds)
         line += f"; no seed more than {slack:.1f} below: {_met(worst >= -slack - 1e-9)} (worst {worst:+.2f})"
@@ -333,8 +358,11 @@ def rich_targets(results: SearchResults) -> list[str]:
     peer_what = f"{OURS} ≥ the best peer + {RICH_OVER_PEER:.1f} points (test)"
     return [
         "Targets (test accuracy of each winner retrained by the same `fit`; means over the seeds both have):\n",
-        _beats_on_test(results, RECIPE_PACED, points, f"{OURS} ≥ {RECIPE_PACED} + {points:.1f} points", RICH_SEED_SLACK),
-        _beats_on_test(results, best_peer, RICH_OVER_PEER, f"{peer_what} ({best_peer})") if best_peer
+        _beats_on_test(
+            results, RECIPE_PACED, points, f"{OURS} ≥ {RECIPE_PACED} + {points:.1f} points", RICH_SEED_SLACK
+        ),
+        _beats_on_test(results, best_peer, RICH_OVER_PEER, f"{peer_what} ({best_peer})")
+        if best_peer
         else _cannot(peer_what, "no peer tested"),
         _recipe_within(results) + "\n",
     ]
@@ -356,7 +384,9 @@ def explored_table(results: SearchResults) -> list[str]:
             elif e.get("phase") == "branch":
                 change = f"trial {e.get('source')} continued with {change}"
             if e.get("phase") == "final":
-                change = f"trial {e.get('source')} again" + (f", continued from its weights" if e.get("continued_from") is not None else "")
+                change = f"trial {e.get('source')} again" + (
+                    ", continued from its weights" if e.get("continued_from") is not None else ""
+                )
             value = f"{e['value']:.4f}" if e.get("value") is not None else e.get("state", "-")
             parts.append(f"#{e['trial']} {e['phase']} ({change}) {e.get('epochs')} ep {value} at {e['at_s']:.0f} s")
         lines.append(f"- seed {r.seed}: " + "; ".join(parts))
@@ -376,7 +406,8 @@ def targets(results: SearchResults) -> list[str]:
     lines = [
         "Targets (means over the seeds present for both tools; 1 point = 0.01 accuracy):\n",
         _beats(results, RECIPE, OVER_RECIPE, f"{OURS}'s final best ≥ {RECIPE}'s + {OVER_RECIPE:.1f} point"),
-        _beats(results, best_peer, OVER_PEER, f"{peer_what} ({best_peer})") if best_peer
+        _beats(results, best_peer, OVER_PEER, f"{peer_what} ({best_peer})")
+        if best_peer
         else _cannot(peer_what, "no peer with results"),
         _reaches_early(results, best_peer),
         _winner_retrained(results),
@@ -394,8 +425,17 @@ def search_section(results: SearchResults, json_path: Path, png: Path, markdown:
     lines.append(table_head(peer_tools).rstrip("\n"))
     for r in rows:
         cells = [
-            r["tool"], r["25%"], r["50%"], r["100%"], *(r[_to_key(p)] for p in peer_tools),
-            r["trials"], r["pruned"], r["failed"], r["cut"], r["epochs"], r["test"],
+            r["tool"],
+            r["25%"],
+            r["50%"],
+            r["100%"],
+            *(r[_to_key(p)] for p in peer_tools),
+            r["trials"],
+            r["pruned"],
+            r["failed"],
+            r["cut"],
+            r["epochs"],
+            r["test"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
     rel = lambda p: Path(os.path.relpath(p, markdown.parent)).as_posix()  # noqa: E731
@@ -455,7 +495,9 @@ def write_report(results_dir: Path, markdown: Path) -> None:
         elif raw.get("kind") == "pruning":
             sections.append(pruning_section(raw))
     if not any(results_dir.glob("*.json")):
-        sections.append(f"No results in `{results_dir}` yet: run `python benchmarks/run.py` (see docs/benchmarking.md).\n")
+        sections.append(
+            f"No results in `{results_dir}` yet: run `python benchmarks/run.py` (see docs/benchmarking.md).\n"
+        )
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(HEADER.format(dir=results_dir.as_posix()) + "\n" + "\n".join(sections))
 

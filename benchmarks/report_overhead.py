@@ -17,9 +17,13 @@ def overhead_section(raw: dict[str, Any]) -> str:
     lines = [
         f"## Harness overhead and input throughput: {s['dataset']}\n",
         f"{s['config']}, {s['epochs']} epochs, {s['split']}, {s['repeats']} timed run(s) each way after a warm-up; "
-        f"seed {s['seed']}. Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
-        *(["*Smoke-size: fewer than 3 timed runs each way; on a shared machine the ratio is within noise.*\n"]
-          if s["repeats"] < 3 else []),
+        f"seed {s['seed']}. Machine: {env.get('cpus', '?')} CPUs, "
+        f"{env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
+        *(
+            ["*Smoke-size: fewer than 3 timed runs each way; on a shared machine the ratio is within noise.*\n"]
+            if s["repeats"] < 3
+            else []
+        ),
         "| measure | bare `model.fit` | harness trial | ratio (target ≤ 1.03) |",
         "|---|---|---|---|",
         f"| wall time of the run, s (each repeat) | {', '.join(map(str, o['bare_s']))} "
@@ -50,12 +54,21 @@ def pruning_section(raw: dict[str, Any]) -> str:
         f"{p['trials']} trials of up to {p['epochs_per_trial']} epochs in each arm, space `{s['space']}`, TPE, "
         f"seed {s['seed']}, {s['split']} (target: ≥ 50% of epochs saved at an equal best value). "
         f"Machine: {env.get('cpus', '?')} CPUs, {env.get('platform', '?')}. Updated {raw.get('updated', '')}.\n",
-        *([f"*Smoke-size: {p['trials']} trials; the pruners prune little before a few trials "
-            "have finished, so this only shows the measure runs.*\n"] if p["trials"] < 10 else []),
+        *(
+            [
+                f"*Smoke-size: {p['trials']} trials; the pruners prune little before a few trials "
+                "have finished, so this only shows the measure runs.*\n"
+            ]
+            if p["trials"] < 10
+            else []
+        ),
         "| arm | epochs spent | epochs saved | best val acc | pruned | failed | wall s |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "```bash", raw.get("command", ""), "```", "",
+        "```bash",
+        raw.get("command", ""),
+        "```",
+        "",
     ]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,7 @@ class SearchResults:
 
     def save(self, path: Path) -> None:
         self.environment = environment()
-        self.updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.updated = datetime.now(UTC).isoformat(timespec="seconds")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")

@@ -37,7 +37,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["main", "run_tool"]
 
 TOOL_NAMES = ("cnn-search", "recipe-paced", "recipe", "kt-hyperband", "kt-bayesian", "optuna-example", "random")
-EXTRA_TOOLS = ("cnn-search-baseline", "tpe-median")  # run when named: other defaults of cnn-search
+EXTRA_TOOLS = ("cnn-search-tpe", "cnn-search-baseline", "tpe-median")  # run when named: other defaults of cnn-search
 NEEDS = {"kt-hyperband": "keras_tuner", "kt-bayesian": "keras_tuner", "optuna-example": "optuna_integration"}
 
 
@@ -48,8 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10, help="maximum epochs a trial, for every tool (default: 10)")
     p.add_argument("--budget", type=float, default=600, help="wall-clock seconds per tool and seed (default: 600)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    p.add_argument("--tools", nargs="+", choices=TOOL_NAMES + EXTRA_TOOLS, default=list(TOOL_NAMES),
-                   help=f"tools to run (default: {' '.join(TOOL_NAMES)}; also {', '.join(EXTRA_TOOLS)})")
+    p.add_argument(
+        "--tools",
+        nargs="+",
+        choices=TOOL_NAMES + EXTRA_TOOLS,
+        default=list(TOOL_NAMES),
+        help=f"tools to run (default: {' '.join(TOOL_NAMES)}; also {', '.join(EXTRA_TOOLS)})",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="results folder; the report is OUT.md")
     p.add_argument("--rerun", action="store_true", help="run (tool, seed) pairs again that the results already hold")
     p.add_argument("--overwrite", action="store_true", help="discard results made with other settings")
@@ -65,7 +70,9 @@ def check_args(args: argparse.Namespace) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         missing.append("matplotlib")
     if missing:
-        raise UsageError(f"the benchmark needs {', '.join(missing)}: pip install -e '.[cpu,bench]' (or leave those --tools out)")
+        raise UsageError(
+            f"the benchmark needs {', '.join(missing)}: pip install -e '.[cpu,bench]' (or leave those --tools out)"
+        )
 
 
 def run_tool(name: str, bench: Bench, budget: float, retrained: dict[str, tuple[str, float, float]]) -> ToolRun:
@@ -96,7 +103,9 @@ def run_tool(name: str, bench: Bench, budget: float, retrained: dict[str, tuple[
     key = json.dumps(run.best_config, sort_keys=True)
     if key in retrained:
         other, run.test_accuracy, run.retrain_s = retrained[key]
-        run.note = (run.note + "; " if run.note else "") + f"same winning config as {other}: its test accuracy is reused"
+        run.note = (
+            run.note + "; " if run.note else ""
+        ) + f"same winning config as {other}: its test accuracy is reused"
         return run
     try:
         accuracy, seconds, run.retrain_val = retrain_and_test(RunConfig.from_dict(run.best_config), bench.data)
@@ -142,8 +151,14 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     space = load_space(args.space)
     data_cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
     settings = {
-        "dataset": args.dataset, "data_dir": args.data_dir, "space": args.space, "space_fingerprint": space.fingerprint,
-        "budget_s": args.budget, "epochs": args.epochs, "limit_train": args.limit_train, "val_size": args.val_size,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "space": args.space,
+        "space_fingerprint": space.fingerprint,
+        "budget_s": args.budget,
+        "epochs": args.epochs,
+        "limit_train": args.limit_train,
+        "val_size": args.val_size,
         "split": f"{len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test images",
     }
     stem = Path(args.dataset.split(":", 1)[1]).name if ":" in args.dataset else args.dataset
@@ -158,7 +173,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     warm_up(data)
     retrained = {  # winners already tested, in this file: an identical one is not retrained
         json.dumps(r.best_config, sort_keys=True): (f"{r.tool} seed {r.seed}", r.test_accuracy, r.retrain_s)
-        for r in results.runs if r.best_config is not None and r.test_accuracy is not None and r.retrain_s is not None
+        for r in results.runs
+        if r.best_config is not None and r.test_accuracy is not None and r.retrain_s is not None
     }
     for seed in args.seeds:
         for tool in args.tools:

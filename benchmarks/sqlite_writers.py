@@ -58,8 +58,13 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{os.path.join(tmp, 'stress.db')}"
-        settings = StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), direction="minimize",
-                                 pruner="none", heartbeat=heartbeat)
+        settings = StudySettings.of(
+            dataset="digits",
+            space=load_space("cnn").to_dict(),
+            direction="minimize",
+            pruner="none",
+            heartbeat=heartbeat,
+        )
         create_or_load("stress", url, settings)
         job = SearchJob("stress", url, settings, trials, None, no_data, busy_objective, setup=no_setup)
         start = time.perf_counter()

@@ -13,6 +13,8 @@ searches until the recorder's budget ends.
 * ``tpe-median``: the same harness with the defaults it had before the benchmark (TPE,
   median pruner), and ``cnn-search-baseline`` (its defaults with the baseline trial first,
   ``search --baseline``), to weigh defaults against each other (run only when named);
+* ``cnn-search-tpe``: ``search --budget --sampler tpe``, the same plan with TPE drawing
+  (run only when named): what the prior adds under the same plan;
 * ``optuna-example``: a hand-written Optuna script (``optuna_example.py``);
 * ``kt-hyperband``, ``kt-bayesian``: KerasTuner (``keras_tuner_tools.py``), imported
   only when asked for, since keras-tuner is an optional (``bench``) dependency.
@@ -35,20 +37,27 @@ from benchmarks.clock import BudgetClock
 from benchmarks.record import BudgetSpent, Recorder
 from search.core.config import DataConfig, RunConfig
 from search.core.data import Dataset, load_raw, prepare
-from search.errors import DataError
-from search.errors import TrialError
-from search.study.trial import Objective
 from search.core.pipeline import TensorCache, make_pipeline
-from search.core.spaces import Space
-from search.study.budget import BudgetPlan
 from search.core.recipe import DataShape, recipe
+from search.core.spaces import Space
+from search.core.training import fit, keras_session
+from search.errors import DataError, TrialError
+from search.study.budget import BudgetPlan
+from search.study.record import TrialRecord
 from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER
 from search.study.settings import StudySettings
 from search.study.storage import create_or_load, default_storage
-from search.core.training import fit, keras_session
+from search.study.trial import Objective
 
 __all__ = [
-    "Bench", "TOOLS", "KERAS_TUNER_TOOLS", "load_data", "warm_up", "get_tool", "config_from_params", "retrain_and_test",
+    "Bench",
+    "TOOLS",
+    "KERAS_TUNER_TOOLS",
+    "load_data",
+    "warm_up",
+    "get_tool",
+    "config_from_params",
+    "retrain_and_test",
 ]
 
 MONITOR = "val_accuracy"
@@ -75,7 +84,9 @@ def load_data(dataset: str, data_dir: str | None, limit_train: int | None, val_s
     The split seed is always 0: seeds vary the searches, never the data."""
     raw = load_raw(dataset, data_dir)
     if not 0 < val_size < len(raw.x_train):
-        raise DataError(f"--val-size must be between 0 and {len(raw.x_train)} images for {dataset}, received {val_size}")
+        raise DataError(
+            f"--val-size must be between 0 and {len(raw.x_train)} images for {dataset}, received {val_size}"
+        )
     cfg = DataConfig(dataset, data_dir, val_size / len(raw.x_train), limit_train)
     return cfg, prepare(raw, cfg)
 
@@ -89,22 +100,34 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
     def config(trial: optuna.trial.FrozenTrial) -> RunConfig:
         # The config the trial trained, as the objective stored it (with its base config and
         # planned epochs); replaying params through the space for tools that store none.
-        stored = trial.user_attrs.get("config")
+        stored = TrialRecord.of(trial).config
         return RunConfig.from_dict(stored) if isinstance(stored, dict) else config_from_params(bench, trial.params)
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         rec.trial_done(OPTUNA_STATES.get(trial.state, "failed"), trial.value, lambda: config(trial))
-        attrs = trial.user_attrs
-        if "phase" in attrs:  # a budgeted search: what it tried, at which length, and what came of it
+        record = TrialRecord.of(trial)
+        if record.phase is not None:  # a budgeted search: what it tried, at which length, and what came of it
             from search.study.budget import trial_epochs
 
-            rec.explored({
-                "trial": trial.number, "phase": attrs["phase"], "state": OPTUNA_STATES.get(trial.state, "failed"),
-                "change": "recipe" if attrs.get("baseline") else "control" if attrs.get("control")
-                else attrs.get("lever") or attrs.get("changed") or attrs.get("draw"),
-                "source": attrs.get("source"), "continued_from": attrs.get("continued_from"),
-                "epochs": trial_epochs(trial), "value": trial.value,
-            })
+            change = (
+                "recipe"
+                if record.baseline
+                else "control"
+                if record.control
+                else record.lever or record.changed or record.draw
+            )
+            rec.explored(
+                {
+                    "trial": trial.number,
+                    "phase": record.phase,
+                    "state": OPTUNA_STATES.get(trial.state, "failed"),
+                    "change": change,
+                    "source": record.source,
+                    "continued_from": record.continued_from,
+                    "epochs": trial_epochs(trial),
+                    "value": trial.value,
+                }
+            )
 
     return on_trial_end
 
@@ -123,13 +146,20 @@ def run_harness(
     """Search with cnn-search's own code path, as ``search.cli.search.run`` wires it.  ``budgeted``:
     as ``search --budget`` (the recipe as base config, the budget plan over the time left)."""
     base = bench_recipe(bench, epochs=bench.base.train.epochs) if budgeted else bench.base
-    settings = StudySettings(config=base, space=bench.space.to_dict(), sampler=sampler, pruner=pruner, baseline=baseline)
+    settings = StudySettings(
+        config=base, space=bench.space.to_dict(), sampler=sampler, pruner=pruner, baseline=baseline
+    )
     name = f"{rec.run.tool}-{bench.seed}"
     budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS) if budgeted else None
     study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
     objective = Objective(
-        bench.space, bench.data, settings.config, callbacks=[BudgetClock(rec)], deadline=budget.deadline if budget else None,
-        epochs=(1, budget.max_epochs) if budget else None, checkpoint_dir=bench.workdir / "checkpoints" if budget else None,
+        bench.space,
+        bench.data,
+        settings.config,
+        callbacks=[BudgetClock(rec)],
+        deadline=budget.deadline if budget else None,
+        epochs=(1, budget.max_epochs) if budget else None,
+        checkpoint_dir=bench.workdir / "checkpoints" if budget else None,
     )
     if budget is not None:  # as a search's worker does (search.study.loop.probe_budget), within the budget
         from search.core.training import probe_epoch_seconds
@@ -137,7 +167,9 @@ def run_harness(
         budget.probe = probe_epoch_seconds(objective.base, bench.data)
     try:
         study.optimize(
-            objective, timeout=max(rec.remaining(), 1e-9), catch=(TrialError,),
+            objective,
+            timeout=max(rec.remaining(), 1e-9),
+            catch=(TrialError,),
             callbacks=[optuna_recorder_callback(bench, rec), *([_stop_when_finished(budget)] if budget else [])],
         )
     except BudgetSpent:
@@ -147,6 +179,7 @@ def run_harness(
 def _stop_when_finished(budget: BudgetPlan) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     """As a search's worker loop does (search.study.loop.run_trials): no trial after the final
     run when the time left would not finish a short schedule."""
+
     def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if budget.finished(study):
             study.stop()
@@ -157,6 +190,13 @@ def _stop_when_finished(budget: BudgetPlan) -> Callable[[optuna.Study, optuna.tr
 def run_cnn_search(bench: Bench, rec: Recorder) -> None:
     """``search --budget`` with every default: recipe first, prior sampler, budget plan."""
     run_harness(bench, rec, DEFAULT_SAMPLER, "none", baseline=True, budgeted=True)
+
+
+def run_cnn_search_tpe(bench: Bench, rec: Recorder) -> None:
+    """``search --budget --sampler tpe``: the same budget plan (recipe first, its phases and
+    lengths, the final run), TPE drawing the explore trials after the recipe instead of
+    the prior sampler's levers: how much the prior adds under the same plan."""
+    run_harness(bench, rec, "tpe", "none", baseline=True, budgeted=True)
 
 
 def run_recipe(bench: Bench, rec: Recorder) -> None:
@@ -228,8 +268,12 @@ def run_optuna_example(bench: Bench, rec: Recorder) -> None:
 
     try:
         optuna_example.search(
-            bench.data, bench.space, bench.base, timeout=max(rec.remaining(), 1e-9),
-            extra_callbacks=[BudgetClock(rec)], study_callbacks=[optuna_recorder_callback(bench, rec)],
+            bench.data,
+            bench.space,
+            bench.base,
+            timeout=max(rec.remaining(), 1e-9),
+            extra_callbacks=[BudgetClock(rec)],
+            study_callbacks=[optuna_recorder_callback(bench, rec)],
         )
     except BudgetSpent:
         pass
@@ -253,6 +297,7 @@ TOOLS: dict[str, Callable[[Bench, Recorder], None]] = {
     "optuna-example": run_optuna_example,
     "random": run_random,
     "tpe-median": run_tpe_median,
+    "cnn-search-tpe": run_cnn_search_tpe,
     "cnn-search-baseline": run_cnn_search_baseline,
 }
 KERAS_TUNER_TOOLS = ("kt-hyperband", "kt-bayesian")
@@ -271,7 +316,9 @@ def warm_up(data: Dataset) -> None:
 
     from search.core.config import CNNConfig, TrainConfig
 
-    config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=4, dense_units=0), train=TrainConfig(epochs=1))
+    config = RunConfig(
+        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=4, dense_units=0), train=TrainConfig(epochs=1)
+    )
     with keras_session():
         model = fit(config, data).model
         model.fit(data.x_train, keras.utils.to_categorical(data.y_train, data.num_classes), epochs=1, verbose=0)

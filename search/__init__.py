@@ -25,6 +25,8 @@ from search.core.config import (
     ScheduleConfig,
     TrainConfig,
 )
+from search.core.space_files import builtin_spaces, load_space
+from search.core.spaces import Space
 from search.errors import (
     CnnSearchError,
     ConfigError,
@@ -39,8 +41,6 @@ from search.errors import (
     TrialInterrupted,
     UsageError,
 )
-from search.core.space_files import builtin_spaces, load_space
-from search.core.spaces import Space
 
 __version__ = "0.1.0"
 
@@ -64,18 +64,36 @@ _LAZY = {
     "DataShape": "search.core.recipe",
     "PriorSampler": "search.study.prior",
     "BudgetPlan": "search.study.budget",
-    "run_search": "search.study.runner",
+    "run_search": "search.api",
     "from_arrays": "search.core.data",
     "compile_model": "search.core.training",
     "parse_budget": "search.study.budgets",
 }
 
 __all__ = [
-    "AugmentConfig", "CNNConfig", "DataConfig", "OptimizerConfig", "ResNetConfig", "RunConfig",
-    "ScheduleConfig", "TrainConfig",
-    "CnnSearchError", "ConfigError", "DataError", "DivergedError", "MetricNotFoundError", "ResourceError",
-    "SearchInterrupted", "SpaceError", "StorageError", "TrialError", "TrialInterrupted", "UsageError",
-    "Space", "builtin_spaces", "load_space",
+    "AugmentConfig",
+    "CNNConfig",
+    "DataConfig",
+    "OptimizerConfig",
+    "ResNetConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "CnnSearchError",
+    "ConfigError",
+    "DataError",
+    "DivergedError",
+    "MetricNotFoundError",
+    "ResourceError",
+    "SearchInterrupted",
+    "SpaceError",
+    "StorageError",
+    "TrialError",
+    "TrialInterrupted",
+    "UsageError",
+    "Space",
+    "builtin_spaces",
+    "load_space",
     *_LAZY,
 ]
 

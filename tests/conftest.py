@@ -22,10 +22,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # runs: minutes each.  They are marked ``slow`` so that ``pytest -m "not slow"`` is the fast
 # subset to run while working (docs/contributing.md); CI runs everything.
 SLOW_MODULES = {
-    "tests/test_api.py", "tests/test_benchmarks.py", "tests/test_benchmarks_overhead.py",
-    "tests/cli/test_cli.py", "tests/core/test_textdata.py", "tests/final/test_final.py", "tests/final/test_serving.py",
-    "tests/study/test_database_outage.py", "tests/study/test_machines.py", "tests/study/test_objectives.py",
-    "tests/study/test_postgres.py", "tests/study/test_recovery.py", "tests/study/test_search_budget.py",
+    "tests/test_api.py",
+    "tests/test_benchmarks.py",
+    "tests/test_benchmarks_overhead.py",
+    "tests/cli/test_cli.py",
+    "tests/core/test_textdata.py",
+    "tests/final/test_final.py",
+    "tests/final/test_serving.py",
+    "tests/study/test_database_outage.py",
+    "tests/study/test_machines.py",
+    "tests/study/test_objectives.py",
+    "tests/study/test_postgres.py",
+    "tests/study/test_recovery.py",
+    "tests/study/test_search_budget.py",
     "tests/study/test_workers.py",
 }
 
@@ -70,7 +79,12 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, user: int | None = None) 
         env.update(HOME=str(cwd), MPLCONFIGDIR=str(cwd))
     return subprocess.run(
         [sys.executable, str(ROOT / "run_search.py"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, user=user,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        user=user,
     )
 
 
@@ -129,8 +143,20 @@ def tiny_study(tmp_path_factory) -> TinyStudy:
     dashboard).  Successive halving prunes some trials, so pruned ones are there too."""
     cwd = tmp_path_factory.mktemp("tiny")
     result = run_cli(
-        "--study", "tiny-digits", "--studies-dir", "studies", "--space", str(ROOT / "tests" / "spaces" / "tiny.toml"),
-        "--trials", "4", "--epochs", "2", "--limit-train", "300", "--pruner", "successive_halving",
+        "--study",
+        "tiny-digits",
+        "--studies-dir",
+        "studies",
+        "--space",
+        str(ROOT / "tests" / "spaces" / "tiny.toml"),
+        "--trials",
+        "4",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "300",
+        "--pruner",
+        "successive_halving",
         cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -153,18 +179,47 @@ def synthetic_study(direction: str = "maximize"):
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "optimizer": CategoricalDistribution(["adam", "sgd"])}
+    distributions = {
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "optimizer": CategoricalDistribution(["adam", "sgd"]),
+    }
     study = optuna.create_study(direction=direction)
     for value, lr in ((0.5, 0.01), (0.9, 0.02), (0.7, 0.03)):
-        study.add_trial(create_trial(value=value, params={"lr": lr, "optimizer": "adam"}, distributions=distributions,
-                                     intermediate_values={1: value - 0.1, 2: value}, user_attrs={"history": {"val_accuracy": [value - 0.1, value]}}))
-    study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.05, "optimizer": "sgd"}, distributions=distributions,
-                                 intermediate_values={1: 0.3}, user_attrs={"prune_reason": "pruned after epoch 1: val_accuracy=0.3000 ranked below",
-                                                                           "diagnosis": ["stuck"]}))
-    study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.06, "optimizer": "sgd"}, distributions=distributions))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.09, "optimizer": "sgd"}, distributions=distributions,
-                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
-                                             "diagnosis": ["diverged"]}))
+        study.add_trial(
+            create_trial(
+                value=value,
+                params={"lr": lr, "optimizer": "adam"},
+                distributions=distributions,
+                intermediate_values={1: value - 0.1, 2: value},
+                user_attrs={"history": {"val_accuracy": [value - 0.1, value]}},
+            )
+        )
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"lr": 0.05, "optimizer": "sgd"},
+            distributions=distributions,
+            intermediate_values={1: 0.3},
+            user_attrs={
+                "prune_reason": "pruned after epoch 1: val_accuracy=0.3000 ranked below",
+                "diagnosis": ["stuck"],
+            },
+        )
+    )
+    study.add_trial(
+        create_trial(state=TrialState.PRUNED, params={"lr": 0.06, "optimizer": "sgd"}, distributions=distributions)
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"lr": 0.09, "optimizer": "sgd"},
+            distributions=distributions,
+            user_attrs={
+                "fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
+                "diagnosis": ["diverged"],
+            },
+        )
+    )
     return study
 
 
@@ -180,14 +235,35 @@ def synthetic_multi_study(latency: bool = False):
     names = ["val_accuracy", "params", "latency_ms"][: 3 if latency else 2]
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"][: len(names)])
     study.set_metric_names(names)
-    for accuracy, params, ms, lr, filters in ((0.6, 1200, 0.02, 0.01, 8), (0.95, 48000, 0.09, 0.02, 32),
-                                             (0.85, 9000, 0.05, 0.03, 16), (0.8, 50000, 0.1, 0.04, 32)):
+    for accuracy, params, ms, lr, filters in (
+        (0.6, 1200, 0.02, 0.01, 8),
+        (0.95, 48000, 0.09, 0.02, 32),
+        (0.85, 9000, 0.05, 0.03, 16),
+        (0.8, 50000, 0.1, 0.04, 32),
+    ):
         attrs = {"history": {"val_accuracy": [accuracy - 0.1, accuracy]}, "params_count": params, "diagnosis": []}
         if latency:
-            attrs |= {"latency_ms": ms, "latency_measured": {"batch": 32, "warmup": 3, "repeats": 20, "device": "CPU:0", "threads": 0}}
-        study.add_trial(create_trial(values=[accuracy, params, ms][: len(names)], params={"lr": lr, "filters": filters},
-                                     distributions=distributions, user_attrs=attrs))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.09, "filters": 8}, distributions=distributions,
-                                 user_attrs={"fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
-                                             "diagnosis": ["diverged"]}))
+            attrs |= {
+                "latency_ms": ms,
+                "latency_measured": {"batch": 32, "warmup": 3, "repeats": 20, "device": "CPU:0", "threads": 0},
+            }
+        study.add_trial(
+            create_trial(
+                values=[accuracy, params, ms][: len(names)],
+                params={"lr": lr, "filters": filters},
+                distributions=distributions,
+                user_attrs=attrs,
+            )
+        )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"lr": 0.09, "filters": 8},
+            distributions=distributions,
+            user_attrs={
+                "fail_reason": "diverged: training loss became nan at epoch 1, batch 3",
+                "diagnosis": ["diverged"],
+            },
+        )
+    )
     return study

@@ -90,11 +90,36 @@ def throwaway_cluster() -> Iterator[Cluster]:
             raise RuntimeError(f"{' '.join(args)} failed: {out.stderr.strip() or out.stdout.strip()}")
 
     try:
-        call(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "-A", "scram-sha-256", "--no-sync")
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off -c max_connections=50"
+        call(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
+            "-c fsync=off -c max_connections=50"
+        )
 
         def start() -> None:
-            call(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "-t", "60", "start")
+            call(
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
 
         def stop() -> None:  # as a restart for maintenance: clients are disconnected, nothing is lost
             call(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")

@@ -11,13 +11,21 @@ import pytest
 from optuna.trial import FixedTrial
 
 from benchmarks.record import Recorder, ToolRun
-from search.errors import UsageError
 from search.core.config import RunConfig
 from search.core.space_files import load_space
+from search.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACE = ROOT / "tests" / "spaces" / "bench_tiny.toml"
-OPTUNA_TOOLS = ("cnn-search", "recipe", "optuna-example", "random", "tpe-median", "cnn-search-baseline")  # and the recipe: no search
+OPTUNA_TOOLS = (
+    "cnn-search",
+    "recipe",
+    "optuna-example",
+    "random",
+    "tpe-median",
+    "cnn-search-baseline",
+    "cnn-search-tpe",
+)  # and the recipe: no search
 KT_TOOLS = ("kt-hyperband", "kt-bayesian")
 HAS_KT = importlib.util.find_spec("keras_tuner") is not None
 NO_KT = "keras-tuner is not installed: pip install -e '.[cpu,test,bench]' to test the KerasTuner tools"
@@ -48,12 +56,19 @@ def test_tool_run_answers_best_by_a_time_and_time_to_reach_a_value():
     assert ToolRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
 
 
-@pytest.mark.parametrize(("budget", "seeds", "expected"), [
-    (30.0, [0, 1, 2], "A smoke-size run (30 s per tool, 3 seeds)"),
-    (600.0, [0], "A smoke-size run (600 s per tool, 1 seed)"),
-    (180.0, [0, 1, 2], "A short budget (180 s per tool): each tool ran only a few trials (mean per seed: a 2.0, b 5.0)"),
-    (600.0, [0, 1, 2], None),
-])
+@pytest.mark.parametrize(
+    ("budget", "seeds", "expected"),
+    [
+        (30.0, [0, 1, 2], "A smoke-size run (30 s per tool, 3 seeds)"),
+        (600.0, [0], "A smoke-size run (600 s per tool, 1 seed)"),
+        (
+            180.0,
+            [0, 1, 2],
+            "A short budget (180 s per tool): each tool ran only a few trials (mean per seed: a 2.0, b 5.0)",
+        ),
+        (600.0, [0, 1, 2], None),
+    ],
+)
 def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, expected):
     from benchmarks.report import search_section, summary_rows
     from benchmarks.results import SearchResults
@@ -69,8 +84,9 @@ def test_report_says_when_a_run_is_too_small_to_rank_the_tools(budget, seeds, ex
 
 
 def _run(tool, seed, timeline, test=None, budget=100.0):
-    return ToolRun(tool, seed, budget, timeline=timeline, best_val=max((v for _, v in timeline), default=None),
-                   test_accuracy=test)
+    return ToolRun(
+        tool, seed, budget, timeline=timeline, best_val=max((v for _, v in timeline), default=None), test_accuracy=test
+    )
 
 
 def test_report_orders_cnn_search_then_recipe_then_peers_with_a_time_column_per_peer():
@@ -100,8 +116,10 @@ def test_report_orders_cnn_search_then_recipe_then_peers_with_a_time_column_per_
     assert rows["tpe-median"]["to kt-hyperband"] == "never (0/2)"
     assert rows["kt-hyperband"]["to kt-hyperband"] == "60 ± 28 s"
     text = search_section(results, Path("out/d.json"), Path("out/d.png"), Path("out.md"))
-    head = ("| tool | best val @25% | @50% | @100% | time to kt-hyperband's final best | time to random's final best "
-            "| trials | pruned | failed | cut | epochs | test acc of winner |")
+    head = (
+        "| tool | best val @25% | @50% | @100% | time to kt-hyperband's final best | time to random's final best "
+        "| trials | pruned | failed | cut | epochs | test acc of winner |"
+    )
     assert head in text and "Hyperband's final best" not in text
     assert "| cnn-search | 0.6500 (1/2) | 0.7500 ± 0.1414 | 0.7500 ± 0.1414 | 40 s (1/2) | 20 ± 14 s |" in text
     positions = [text.index(f"| {tool} |") for tool in ("cnn-search", "recipe", "tpe-median", "kt-hyperband", "random")]
@@ -138,7 +156,10 @@ def test_report_checks_the_targets_against_the_recipe_and_the_best_peer():
     assert "retrained validation accuracy was not recorded" in text
     runs[0].retrain_val, runs[1].retrain_val = 0.855, 0.82  # -0.50 and -2.00 points from the trial values
     text = "\n".join(targets(SearchResults({"budget_s": 100.0}, runs)))
-    assert "lands within 1 point of its trial value" in text and "seed 0: -0.50; seed 1: -2.00: **missed** in 1/2 seeds" in text
+    assert (
+        "lands within 1 point of its trial value" in text
+        and "seed 0: -0.50; seed 1: -2.00: **missed** in 1/2 seeds" in text
+    )
 
     worse = [runs[0], _run("cnn-search", 1, [(5.0, 0.83)]), *runs[2:]]  # seed 1: not tested
     text = "\n".join(targets(SearchResults({"budget_s": 100.0}, worse)))
@@ -155,7 +176,10 @@ def test_report_checks_the_targets_against_the_recipe_and_the_best_peer():
     assert text.count("cannot be checked yet") == 4
     behind = [runs[0], _run("cnn-search", 1, [(5.0, 0.7)]), *runs[2:4]]
     text = "\n".join(targets(SearchResults({"budget_s": 100.0}, behind)))
-    assert "+ 1.0 point: cnn-search 0.7800 against recipe 0.8350 (2 seeds), -5.50 points: **missed** by 6.50 points" in text
+    assert (
+        "+ 1.0 point: cnn-search 0.7800 against recipe 0.8350 (2 seeds), -5.50 points: **missed** by 6.50 points"
+        in text
+    )
 
 
 # --- KerasTuner translation ---------------------------------------------------------------
@@ -212,7 +236,8 @@ def test_keras_tuner_samples_become_the_configs_the_space_samples(space_name, tm
     if space_name == "mixed":  # model kind chosen; resnet keys only for resnet; a when on a fixed entry
         path = tmp_path / "mixed.toml"
         path.write_text(
-            'extends = "cnn"\n[model]\nkind = { choices = ["cnn", "resnet"] }\nblocks_per_stage = { low = 1, high = 2 }\n'
+            'extends = "cnn"\n[model]\nkind = '
+            '{ choices = ["cnn", "resnet"] }\nblocks_per_stage = { low = 1, high = 2 }\n'
             'version = { choices = [1, 2] }\n[optimizer]\nname = "sgd"\n'
             'momentum = { low = 0.8, high = 0.99, when = { optimizer = "sgd" } }\n'
         )
@@ -244,8 +269,10 @@ def _budget() -> int:
     from benchmarks.tools import load_data, retrain_and_test
     from search.core.config import CNNConfig, TrainConfig
 
-    config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0),
-                       train=TrainConfig(batch_size=128, epochs=2))
+    config = RunConfig(
+        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0),
+        train=TrainConfig(batch_size=128, epochs=2),
+    )
     _, data = load_data("digits", None, 200, 150)
     retrain_and_test(config, data)  # the first fit in a process pays TensorFlow's start-up
     start = time.perf_counter()
@@ -262,8 +289,24 @@ def smoke(tmp_path_factory):
     tools = [*OPTUNA_TOOLS, *(KT_TOOLS if HAS_KT else ())]
     budget = _budget()
     args = [
-        "--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--space", str(TINY_SPACE),
-        "--epochs", "2", "--budget", str(budget), "--seeds", "0", "--tools", *tools, "--out", str(out),
+        "--dataset",
+        "digits",
+        "--limit-train",
+        "200",
+        "--val-size",
+        "150",
+        "--space",
+        str(TINY_SPACE),
+        "--epochs",
+        "2",
+        "--budget",
+        str(budget),
+        "--seeds",
+        "0",
+        "--tools",
+        *tools,
+        "--out",
+        str(out),
     ]
     assert main(args) == 0
     return out, json.loads((out / "digits.json").read_text())
@@ -322,8 +365,28 @@ def test_rerunning_with_other_settings_is_refused(smoke, capsys):
 
     out, results = smoke
     budget = str(results["settings"]["budget_s"])
-    code = main(["--dataset", "digits", "--limit-train", "200", "--val-size", "150", "--space", str(TINY_SPACE),
-                 "--epochs", "3", "--budget", budget, "--seeds", "0", "--tools", "random", "--out", str(out)])
+    code = main(
+        [
+            "--dataset",
+            "digits",
+            "--limit-train",
+            "200",
+            "--val-size",
+            "150",
+            "--space",
+            str(TINY_SPACE),
+            "--epochs",
+            "3",
+            "--budget",
+            budget,
+            "--seeds",
+            "0",
+            "--tools",
+            "random",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     assert "other settings (epochs)" in capsys.readouterr().err
 
@@ -333,7 +396,10 @@ def test_flip_tta_script_measures_both_ways_and_refuses_data_it_does_not_flip(tm
     from tests.conftest import write_tinted_photos
 
     write_tinted_photos(tmp_path / "photos", 30, 16)
-    assert main(["--dataset", f"folder:{tmp_path / 'photos'}", "--limit-train", "60", "--val-size", "24", "--epochs", "2"]) == 0
+    assert (
+        main(["--dataset", f"folder:{tmp_path / 'photos'}", "--limit-train", "60", "--val-size", "24", "--epochs", "2"])
+        == 0
+    )
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["seed"] == 0 and row["epochs"] == 2 and row["train_s"] > 0
     assert all(0 <= row[f"{split}_{way}"] <= 1 for split in ("val", "test") for way in ("plain", "flip"))
@@ -374,12 +440,23 @@ def test_merge_joins_results_of_separate_folders_and_refuses_other_settings(tmp_
     from benchmarks.merge import merge
     from benchmarks.results import SearchResults
 
-    settings = {"dataset": "fashion_mnist", "budget_s": 100.0, "epochs": 10, "limit_train": 1000, "val_size": 200,
-                "split": "s", "space": "cnn", "space_fingerprint": "new"}
+    settings = {
+        "dataset": "fashion_mnist",
+        "budget_s": 100.0,
+        "epochs": 10,
+        "limit_train": 1000,
+        "val_size": 200,
+        "split": "s",
+        "space": "cnn",
+        "space_fingerprint": "new",
+    }
     for name, tool, fingerprint in (("ours", "cnn-search", "new"), ("peer", "kt-hyperband", "old")):
         SearchResults({**settings, "space_fingerprint": fingerprint}, [_run(tool, 0, [(50.0, 0.8)], test=0.8)]).save(
-            tmp_path / name / "fashion_mnist.json")
-    target = merge(tmp_path / "merged", [tmp_path / "ours" / "fashion_mnist.json", tmp_path / "peer" / "fashion_mnist.json"])
+            tmp_path / name / "fashion_mnist.json"
+        )
+    target = merge(
+        tmp_path / "merged", [tmp_path / "ours" / "fashion_mnist.json", tmp_path / "peer" / "fashion_mnist.json"]
+    )
     merged = SearchResults.from_dict(json.loads(target.read_text()))
     assert merged.tools == ["cnn-search", "kt-hyperband"] and merged.settings["space_fingerprint"] == "new"
     assert merged.runs_of("kt-hyperband")[0].note == "searched space fingerprint old"
@@ -396,11 +473,29 @@ def test_what_cnn_search_explored_names_the_trunk_its_branches_and_the_final_run
     run.explored = [
         {"trial": 0, "phase": "explore", "change": "recipe", "epochs": 30, "value": 0.80, "at_s": 20.0},
         {"trial": 1, "phase": "branch", "change": "replay", "source": 0, "epochs": 40, "value": 0.81, "at_s": 30.0},
-        {"trial": 2, "phase": "branch", "change": {"cutout": 0.25}, "source": 0, "epochs": 40, "value": 0.82, "at_s": 40.0},
-        {"trial": 3, "phase": "final", "change": "replay", "source": 2, "continued_from": 2, "epochs": 90, "value": 0.88,
-         "at_s": 99.0},
+        {
+            "trial": 2,
+            "phase": "branch",
+            "change": {"cutout": 0.25},
+            "source": 0,
+            "epochs": 40,
+            "value": 0.82,
+            "at_s": 40.0,
+        },
+        {
+            "trial": 3,
+            "phase": "final",
+            "change": "replay",
+            "source": 2,
+            "continued_from": 2,
+            "epochs": 90,
+            "value": 0.88,
+            "at_s": 99.0,
+        },
     ]
     line = explored_table(SearchResults({"budget_s": 100.0, "dataset": "fashion_mnist"}, [run]))[1]
-    assert line == ("- seed 0: #0 explore (recipe) 30 ep 0.8000 at 20 s; #1 branch (trial 0 continued unchanged) 40 ep 0.8100 "
-                    "at 30 s; #2 branch (trial 0 continued with cutout 0.25) 40 ep 0.8200 at 40 s; #3 final (trial 2 again, "
-                    "continued from its weights) 90 ep 0.8800 at 99 s")
+    assert line == (
+        "- seed 0: #0 explore (recipe) 30 ep 0.8000 at 20 s; #1 branch (trial 0 continued unchanged) 40 ep 0.8100 "
+        "at 30 s; #2 branch (trial 0 continued with cutout 0.25) 40 ep 0.8200 at 40 s; #3 final (trial 2 again, "
+        "continued from its weights) 90 ep 0.8800 at 99 s"
+    )

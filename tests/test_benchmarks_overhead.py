@@ -17,13 +17,33 @@ def test_overhead_and_pruning_parts_write_json_and_report(tmp_path):
     out = tmp_path / "results"
     tiny = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=0))
     (tmp_path / "tiny.json").write_text(tiny.to_json())
-    code = main([
-        "--dataset", "digits", "--limit-train", "100", "--val-size", "100", "--epochs", "1", "--repeats", "1",
-        "--config", str(tmp_path / "tiny.json"),
-        "--space", str(ROOT / "tests" / "spaces" / "bench_tiny.toml"), "--pruning-trials", "2", "--pruning-epochs", "1",
-        "--pruners", "halfway", "successive_halving",
-        "--out", str(out),
-    ])
+    code = main(
+        [
+            "--dataset",
+            "digits",
+            "--limit-train",
+            "100",
+            "--val-size",
+            "100",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--config",
+            str(tmp_path / "tiny.json"),
+            "--space",
+            str(ROOT / "tests" / "spaces" / "bench_tiny.toml"),
+            "--pruning-trials",
+            "2",
+            "--pruning-epochs",
+            "1",
+            "--pruners",
+            "halfway",
+            "successive_halving",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     overhead = json.loads((out / "overhead-digits.json").read_text())
     assert len(overhead["overhead"]["bare_s"]) == len(overhead["overhead"]["harness_s"]) == 1

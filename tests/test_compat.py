@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import optuna
-
 from conftest import run_cli
+
 from search.core.config import RunConfig
 
 DATA = Path(__file__).parent / "data"
@@ -38,7 +38,9 @@ def test_a_study_made_before_resumes_with_its_recorded_split(tmp_path: Path):
 
 
 def test_an_export_made_before_trains_on_its_own_split(tmp_path: Path):
-    result = run_cli("train", "--config", str(DATA / "export-before-layout.json"), "--out", "m", "--keep-val", cwd=tmp_path)
+    result = run_cli(
+        "train", "--config", str(DATA / "export-before-layout.json"), "--out", "m", "--keep-val", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["split_seed"] == 3 and metrics["epochs_run"] == 1 and metrics["trained_on"] == "train"

@@ -65,6 +65,7 @@ def _import_tensorflow_quietly() -> None:
     TF_CPP_MIN_LOG_LEVEL set to 0 or 1 they are shown."""
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
         import tensorflow  # noqa: F401
+
         return
     sys.stderr.flush()
     saved = os.dup(2)

@@ -35,11 +35,17 @@ def run(args: argparse.Namespace) -> int:
         print("no completed trial yet" if board.objectives else "no completed or pruned trial yet")
         return 0
     if board.objectives:
-        shown = f"; the first {len(board.rows)} shown (--top {board.front_size} shows all)" if len(board.rows) < board.front_size else ""
-        print(f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)}, no other trial as good in every "
-              f"objective and better in one; ranked by {board.objectives[0]}{shown}")
+        shown = (
+            f"; the first {len(board.rows)} shown (--top {board.front_size} shows all)"
+            if len(board.rows) < board.front_size
+            else ""
+        )
+        print(
+            f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)}, no other trial as good in every "
+            f"objective and better in one; ranked by {board.objectives[0]}{shown}"
+        )
     print(format_table(board, args.columns))
-    hidden = board.columns[args.columns:]
+    hidden = board.columns[args.columns :]
     if hidden:
         print(f"more parameters differ: {', '.join(hidden)}")
     if board.constant:

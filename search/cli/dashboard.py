@@ -16,8 +16,11 @@ DEFAULT_PORT = 8080
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_study_arguments(p)
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)",
+    )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
 
 
@@ -37,9 +40,14 @@ def run(args: argparse.Namespace) -> int:
     server = make_dashboard_server(storage, args.host, args.port, artifact_dir)
     port = server.server_address[1]  # the real one when --port 0
     print(f"optuna-dashboard on study '{name}' in {safe_url(url)} (artifacts: {artifact_dir})")
-    print(f"open {dashboard_url(args.host, port, storage.get_study_id_from_name(name))}   (Ctrl-C stops it)", flush=True)
+    print(
+        f"open {dashboard_url(args.host, port, storage.get_study_id_from_name(name))}   (Ctrl-C stops it)", flush=True
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"note: listening on {args.host}: anyone who can reach this machine can read and edit the study", file=sys.stderr)
+        print(
+            f"note: listening on {args.host}: anyone who can reach this machine can read and edit the study",
+            file=sys.stderr,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

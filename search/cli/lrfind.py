@@ -34,10 +34,14 @@ def base_config(args: argparse.Namespace) -> tuple[RunConfig, str]:
         config = read_export(args.config).config  # with the trial's split (an older export's source.split_seed)
         if args.data_dir or args.dataset or args.limit_train:
             data = config.data
-            config = config.replace(data=dataclasses.replace(
-                data, dataset=args.dataset or data.dataset, data_dir=args.data_dir or data.data_dir,
-                limit_train=args.limit_train or data.limit_train,
-            ))
+            config = config.replace(
+                data=dataclasses.replace(
+                    data,
+                    dataset=args.dataset or data.dataset,
+                    data_dir=args.data_dir or data.data_dir,
+                    limit_train=args.limit_train or data.limit_train,
+                )
+            )
         return config, "cnn" if config.model.kind == "cnn" else "resnet"
     import optuna
 
@@ -101,15 +105,20 @@ def run(args: argparse.Namespace) -> int:
     from search.core.outputs import atomic_write
 
     data = load_dataset(config.data)
-    print(f"lr-find on {data.describe()}: {config.model.kind} model, {config.optimizer.name}, batch {config.train.batch_size}, "
-          f"{args.steps} steps from {args.min_lr:g} to {args.max_lr:g}")
+    print(
+        f"lr-find on {data.describe()}: {config.model.kind} model, "
+        f"{config.optimizer.name}, batch {config.train.batch_size}, "
+        f"{args.steps} steps from {args.min_lr:g} to {args.max_lr:g}"
+    )
     result = lr_range_test(config, data, args.min_lr, args.max_lr, args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(result, out / "lr-find.png")
     atomic_write(out / "lr-find.json", json.dumps(result.to_dict(), indent=2))
-    print(f"suggested base rate {result.base_lr:.3g}, max rate {result.max_lr:.3g} "
-          f"(cyclic / one-cycle peak factor {result.max_lr / result.base_lr:.3g})")
+    print(
+        f"suggested base rate {result.base_lr:.3g}, max rate {result.max_lr:.3g} "
+        f"(cyclic / one-cycle peak factor {result.max_lr / result.base_lr:.3g})"
+    )
     print(f"curve: {out / 'lr-find.png'}")
     if args.write_space:
         write_space(space_ref, result.base_lr, result.max_lr, Path(args.write_space))

@@ -10,12 +10,25 @@ DEFAULT_TOP_K = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR", help="the folder 'train' wrote (its model.keras, loaded in Keras' safe mode, and labels.json)")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|npz:PATH",
-                   help="image files, folders (every image under them), or npz:PATH with an array x (or x_test), "
-                        "optionally labels y (or y_test): then the accuracy is printed too")
-    p.add_argument("--top-k", type=int, help=f"classes to list per image, most likely first (default: {DEFAULT_TOP_K}); "
-                                             "text models list the string and each position's probability instead")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="the folder 'train' wrote (its model.keras, loaded in Keras' safe mode, and labels.json)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE|FOLDER|npz:PATH",
+        help="image files, folders (every image under them), or npz:PATH with an array x (or x_test), "
+        "optionally labels y (or y_test): then the accuracy is printed too",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help=f"classes to list per image, most likely first (default: {DEFAULT_TOP_K}); "
+        "text models list the string and each position's probability instead",
+    )
     p.add_argument("--out", help="also write the predictions to this .csv or .json file")
 
 
@@ -29,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     info, model_file = read_model_info(args.model)
     k = len(info.class_names)
     if args.top_k is not None and info.text_length:
-        raise UsageError(f"--top-k: {args.model} reads texts ({info.text_length} characters); it prints each position's "
-                         "probability instead of a top-k; leave --top-k out")
+        raise UsageError(
+            f"--top-k: {args.model} reads texts ({info.text_length} characters); it prints each position's "
+            "probability instead of a top-k; leave --top-k out"
+        )
     if args.top_k is not None and args.top_k > k:
         raise UsageError(f"--top-k {args.top_k}: the model has {k} classes; choose 1..{k}")
     top_k = min(args.top_k or DEFAULT_TOP_K, k)

@@ -11,9 +11,12 @@ from search.errors import UsageError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_study_arguments(p, required=False)
-    p.add_argument("--model", metavar="DIR",
-                   help="a folder 'train' wrote: its test scores, per-class precision/recall/F1, confusion matrix and "
-                        "mistakes (with --study: added to the study's report)")
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="a folder 'train' wrote: its test scores, per-class precision/recall/F1, confusion matrix and "
+        "mistakes (with --study: added to the study's report)",
+    )
     p.add_argument("--out", help="HTML file to write (default: <studies-dir>/<study>-report.html, or DIR/report.html)")
     p.add_argument("--top", type=int, default=10, help="best trials to list (default: 10)")
 
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         text = render_report(study, recorded_settings(study, url), safe_url(url), args.top)
         text = text.replace("</body></html>", f"{section}\n</body></html>") if section else text
         write_report(text, out)
-    print(f"wrote {out} ({len(text) / 2**20:.1f} MiB, self-contained: open it in any browser)"
-          + (" (replaced the earlier report there)" if replaced else ""))
+    print(
+        f"wrote {out} ({len(text) / 2**20:.1f} MiB, self-contained: open it in any browser)"
+        + (" (replaced the earlier report there)" if replaced else "")
+    )
     return 0

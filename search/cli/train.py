@@ -13,31 +13,49 @@ from search.errors import TrialError, UsageError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", help="a file written by 'export' (or a bare run config JSON)")
-    what.add_argument("--recipe", metavar="DATASET",
-                      help="train the default recipe for DATASET (as --dataset of a search), no search and no config file")
+    what.add_argument(
+        "--recipe",
+        metavar="DATASET",
+        help="train the default recipe for DATASET (as --dataset of a search), no search and no config file",
+    )
     p.add_argument("--out", help="output folder (default: the config's path without .json, plus -model)")
-    p.add_argument("--keep-val", action="store_true",
-                   help="keep the validation split apart (reproduces the trial); default: train on train+validation")
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                   help="with --keep-val: stop after PATIENCE epochs without improvement, keep the best weights")
+    p.add_argument(
+        "--keep-val",
+        action="store_true",
+        help="keep the validation split apart (reproduces the trial); default: train on train+validation",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="PATIENCE",
+        help="with --keep-val: stop after PATIENCE epochs without improvement, keep the best weights",
+    )
     p.add_argument("--epochs", type=int, help="train this many epochs instead of the config's")
-    p.add_argument("--full-train", action="store_true",
-                   help="use every training image (drop the --limit-train the search used)")
+    p.add_argument(
+        "--full-train", action="store_true", help="use every training image (drop the --limit-train the search used)"
+    )
     p.add_argument("--data-dir", help="where the dataset's files are on this machine (overrides the config's)")
-    p.add_argument("--split-seed", type=int,
-                   help="seed of the validation split (default: the study's seed recorded in the export, else 0)")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the validation split (default: the study's seed recorded in the export, else 0)",
+    )
 
 
 def _stem(dataset: str) -> str:
-    return Path(dataset.split(":", 1)[1]).name if ":" in dataset and not dataset.startswith("captcha:") else dataset.replace(":", "")
+    return (
+        Path(dataset.split(":", 1)[1]).name
+        if ":" in dataset and not dataset.startswith("captcha:")
+        else dataset.replace(":", "")
+    )
 
 
 def recipe_export(dataset: str, data_dir: str | None, split_seed: int):
     """The default recipe for ``dataset`` as an export (its source says it is the recipe)."""
     from search.core.config import DataConfig
     from search.core.data import load_dataset
-    from search.reporting.export import Export
     from search.core.recipe import DataShape, recipe
+    from search.reporting.export import Export
 
     data_cfg = DataConfig(dataset, str(Path(data_dir).resolve()) if data_dir else None, split_seed=split_seed)
     data = load_dataset(data_cfg)  # a bad dataset stops here, before any folder is made
@@ -65,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
         export = read_export(args.config)
         if export.defaulted:
             sections = ", ".join(f"[{s}]" for s in export.defaulted)
-            print(f"note: {args.config} has no {sections} section; {'it takes its' if len(export.defaulted) == 1 else 'they take their'} defaults")
+            print(
+                f"note: {args.config} has no {sections} section; "
+                f"{'it takes its' if len(export.defaulted) == 1 else 'they take their'} defaults"
+            )
     config = export.config
     if args.epochs is not None:
         config = config.replace(train=dataclasses.replace(config.train, epochs=args.epochs))
@@ -89,25 +110,42 @@ def run(args: argparse.Namespace) -> int:
     from search.final.train import train_final
 
     where = "train split, validation kept apart" if args.keep_val else "train + validation splits"
-    print(f"training {config.model.kind} on {config.data.dataset} ({where}) for up to {config.train.epochs} epochs, seed {config.seed}")
+    print(
+        f"training {config.model.kind} on {config.data.dataset} ({where}) "
+        f"for up to {config.train.epochs} epochs, seed {config.seed}"
+    )
     try:
         result = train_final(
-            config, out, keep_val=args.keep_val, early_stopping=args.early_stopping, source=export.source, verbose=2,
+            config,
+            out,
+            keep_val=args.keep_val,
+            early_stopping=args.early_stopping,
+            source=export.source,
+            verbose=2,
         )
     except TrialError as e:  # diverged or out of memory: nothing was saved
         print(f"error: training failed, nothing saved: {e}", file=sys.stderr)
         return 1
     test = result.metrics["test"]
     if "char_accuracy" in test:
-        print(f"test: whole-text accuracy {test['accuracy']:.4f}, per-character accuracy {test['char_accuracy']:.4f}, "
-              f"loss {test['loss']:.4f} on {test['images']} images")
+        print(
+            f"test: whole-text accuracy {test['accuracy']:.4f}, per-character accuracy {test['char_accuracy']:.4f}, "
+            f"loss {test['loss']:.4f} on {test['images']} images"
+        )
     else:
         print(f"test: accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['images']} images")
     validation = result.metrics.get("validation")
     if validation:
         trial_value = export.source.get("value")
-        versus = f" (trial {export.source.get('trial')}: {trial_value:.4f})" if config.train.monitor == "val_accuracy" and trial_value is not None else ""
-        print(f"validation: best accuracy {validation['best_accuracy']:.4f} at epoch {validation['best_accuracy_epoch']}{versus}")
+        versus = (
+            f" (trial {export.source.get('trial')}: {trial_value:.4f})"
+            if config.train.monitor == "val_accuracy" and trial_value is not None
+            else ""
+        )
+        print(
+            f"validation: best accuracy {validation['best_accuracy']:.4f} "
+            f"at epoch {validation['best_accuracy_epoch']}{versus}"
+        )
     from search.final.train import FILES
 
     for note in result.notes:

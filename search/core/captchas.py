@@ -48,9 +48,15 @@ class CaptchaSpec:
 
     def __post_init__(self) -> None:
         if self.count < MIN_COUNT:
-            raise DataError(f"captcha:{self.count}: expected at least {MIN_COUNT} images (test and validation splits need some), received {self.count}")
+            raise DataError(
+                f"captcha:{self.count}: expected at least {MIN_COUNT} images "
+                f"(test and validation splits need some), received {self.count}"
+            )
         if self.length < 1 or len(set(self.alphabet)) < 2 or len(set(self.alphabet)) != len(self.alphabet):
-            raise DataError(f"captcha: expected length >= 1 and an alphabet of 2+ distinct characters, received {self.length}, {self.alphabet!r}")
+            raise DataError(
+                "captcha: expected length >= 1 and an alphabet of 2+ distinct "
+                f"characters, received {self.length}, {self.alphabet!r}"
+            )
         if any(not c.isalnum() for c in self.alphabet):  # the text goes into the file name
             raise DataError(f"captcha: expected an alphabet of letters and digits, received {self.alphabet!r}")
 
@@ -88,7 +94,9 @@ def _seeded_captcha() -> Iterator[_SeededRandom]:
     try:
         import captcha.image as module
     except ImportError as e:
-        raise DataError("the captcha dataset needs the captcha package: pip install captcha (or pip install -e '.[text]')") from e
+        raise DataError(
+            "the captcha dataset needs the captcha package: pip install captcha (or pip install -e '.[text]')"
+        ) from e
     names = [n for n in ("secrets", "random") if hasattr(module, n)]
     if not names:
         raise DataError("this version of the captcha package cannot be seeded; pip install 'captcha>=0.5,<=0.7.1'")

@@ -14,8 +14,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
+from search.core.metrics import METRICS, TEXT_METRICS, is_loss, is_text_dataset, metric_names
 from search.core.validate import check_value, fail, require, section_from_dict
 from search.errors import ConfigError
 
@@ -42,30 +43,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 MAX_SEED = 2**31 - 1  # NumPy, TensorFlow and Optuna seeds must stay below 2**32 once trial numbers are added
 
-# The metrics every training run logs; with validation each also appears with a ``val_``
-# prefix.  Here rather than in ``training`` so that checking --monitor needs no TensorFlow.
-METRICS = ("loss", "accuracy")
-# Text datasets also log per-character accuracy; their ``accuracy`` is whole-string accuracy.
-TEXT_METRICS = ("char_accuracy",)
-
 Initializer = Literal["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal"]
 Activation = Literal["relu", "elu", "selu", "swish", "gelu", "leaky_relu"]
-
-
-def is_loss(metric: str) -> bool:
-    """Whether lower is better for ``metric`` (a loss), rather than higher (an accuracy)."""
-    return metric.removeprefix("val_") == "loss"
-
-
-def metric_names(text: bool = False) -> list[str]:
-    """Every metric a run logs, with and without the ``val_`` prefix."""
-    metrics = [*METRICS, *(TEXT_METRICS if text else ())]
-    return [*metrics, *(f"val_{m}" for m in metrics)]
-
-
-def is_text_dataset(spec: str) -> bool:
-    """Whether a dataset spec names text images (a label string per image)."""
-    return spec == "captcha" or spec.startswith(("captcha:", "textfolder:"))
 
 
 @dataclass(frozen=True)
@@ -83,7 +62,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         require(0.0 < self.val_split < 1.0, "data.val_split", "a fraction in (0, 1)", self.val_split)
-        require(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"an integer from 0 to {MAX_SEED}", self.split_seed)
+        require(
+            0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"an integer from 0 to {MAX_SEED}", self.split_seed
+        )
         if self.limit_train is not None:
             require(self.limit_train >= 20, "data.limit_train", "at least 20 images", self.limit_train)
 
@@ -175,7 +156,9 @@ class ResNetConfig:
     activation: Activation = "relu"
 
     def __post_init__(self) -> None:
-        require(1 <= self.blocks_per_stage <= 18, "model.blocks_per_stage", "an integer in [1, 18]", self.blocks_per_stage)
+        require(
+            1 <= self.blocks_per_stage <= 18, "model.blocks_per_stage", "an integer in [1, 18]", self.blocks_per_stage
+        )
         require(1 <= self.base_filters <= 256, "model.base_filters", "an integer in [1, 256]", self.base_filters)
         require(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", self.head_dropout)
 
@@ -186,7 +169,7 @@ class ResNetConfig:
         return 3 * per_block * self.blocks_per_stage + 2
 
 
-ModelConfig = Union[CNNConfig, ResNetConfig]
+ModelConfig = CNNConfig | ResNetConfig
 MODEL_KINDS: dict[str, type] = {"cnn": CNNConfig, "resnet": ResNetConfig}
 
 
@@ -235,7 +218,12 @@ class TrainConfig:
     monitor: str = "val_accuracy"
 
     def __post_init__(self) -> None:
-        require(self.monitor in metric_names(text=True), "train.monitor", "one of " + ", ".join(metric_names(text=True)), self.monitor)
+        require(
+            self.monitor in metric_names(text=True),
+            "train.monitor",
+            "one of " + ", ".join(metric_names(text=True)),
+            self.monitor,
+        )
         require(1 <= self.batch_size <= 8192, "train.batch_size", "an integer in [1, 8192]", self.batch_size)
         require(1 <= self.epochs <= 10000, "train.epochs", "an integer in [1, 10000]", self.epochs)
         require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "a value in [0, 1)", self.label_smoothing)
@@ -266,9 +254,17 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.augment.horizontal_flip and is_text_dataset(self.data.dataset):  # spaces never sample it for text
-            fail("augment.horizontal_flip", f"false for the text dataset '{self.data.dataset}' (a mirrored text is not its text)", True)
+            fail(
+                "augment.horizontal_flip",
+                f"false for the text dataset '{self.data.dataset}' (a mirrored text is not its text)",
+                True,
+            )
         if self.train.monitor not in metric_names(is_text_dataset(self.data.dataset)):
-            fail("train.monitor", "one of " + ", ".join(metric_names()) + f" for the image dataset '{self.data.dataset}'", self.train.monitor)
+            fail(
+                "train.monitor",
+                "one of " + ", ".join(metric_names()) + f" for the image dataset '{self.data.dataset}'",
+                self.train.monitor,
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
@@ -298,7 +294,9 @@ class RunConfig:
                 fail(where, "sections " + ", ".join(SECTIONS) + " and seed", name)
             if not isinstance(value, dict):
                 fail(f"{where}.{name}", "a table of settings", value)
-            section_cls = model_class(value.get("kind", "cnn"), f"{where}.model.kind") if name == "model" else SECTIONS[name]
+            section_cls = (
+                model_class(value.get("kind", "cnn"), f"{where}.model.kind") if name == "model" else SECTIONS[name]
+            )
             sections[name] = section_from_dict(section_cls, value, f"{where}.{name}")
         return cls(seed=seed, **sections)
 
@@ -324,12 +322,12 @@ class RunConfig:
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}); pass a file written by 'export'") from e
+            raise ConfigError(
+                f"{where}: not valid JSON ({e.msg} at line {e.lineno}); pass a file written by 'export'"
+            ) from e
 
 
 def model_class(kind: Any, where: str) -> type:
     if not isinstance(kind, str) or kind not in MODEL_KINDS:
         fail(where, "one of " + ", ".join(map(repr, MODEL_KINDS)), kind)
     return MODEL_KINDS[kind]
-
-

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from search.core import cifar, loaders
 from search.core.config import DataConfig
-from search.errors import DataError
-from search.core import loaders
 from search.core.loaders import RawData
+from search.errors import DataError
 
 __all__ = ["BUILTIN_DATASETS", "RawData", "Dataset", "load_raw", "prepare", "load_dataset", "from_arrays", "parse_spec"]
 
@@ -66,9 +66,13 @@ class Dataset:
 
     def describe(self) -> str:
         h, w, c = self.input_shape
-        labels = (f"texts of {self.text_length} characters from {self.alphabet!r}" if self.text_length
-                  else f"{self.num_classes} classes")
-        return f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, {h}x{w}x{c}, {labels}"
+        labels = (
+            f"texts of {self.text_length} characters from {self.alphabet!r}"
+            if self.text_length
+            else f"{self.num_classes} classes"
+        )
+        sizes = f"{len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test"
+        return f"{self.name}: {sizes}, {h}x{w}x{c}, {labels}"
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -99,7 +103,7 @@ def load_raw(spec: str, data_dir: str | None = None) -> RawData:
     elif kind in ("mnist", "fashion_mnist"):
         raw = loaders.load_idx_dataset(kind, data_dir)
     elif kind in ("cifar10", "cifar100"):
-        raw = loaders.load_cifar(kind, data_dir)
+        raw = cifar.load_cifar(kind, data_dir)
     elif kind == "folder":
         raw = loaders.load_folder(Path(path))  # type: ignore[arg-type]
     elif kind == "textfolder":
@@ -127,7 +131,11 @@ def prepare(raw: RawData, cfg: DataConfig) -> Dataset:
             f"{cfg.val_split}; lower --val-split or add images"
         )
     x_tr, x_val, y_tr, y_val = train_test_split(
-        raw.x_train, raw.y_train, test_size=n_val, stratify=loaders.stratify_labels(raw.y_train), random_state=cfg.split_seed
+        raw.x_train,
+        raw.y_train,
+        test_size=n_val,
+        stratify=loaders.stratify_labels(raw.y_train),
+        random_state=cfg.split_seed,
     )
     if cfg.limit_train is not None and cfg.limit_train < len(x_tr):
         x_tr, _, y_tr, _ = train_test_split(
@@ -177,7 +185,11 @@ def from_arrays(
     where = Path(name)
     x = loaders.as_images(np.asarray(x_train), where, "x_train")
     y = loaders.as_labels(np.asarray(y_train).reshape(-1), len(x), where, "y_train")
-    names = tuple(str(c) for c in class_names) if class_names is not None else tuple(str(i) for i in range(int(y.max()) + 1))
+    names = (
+        tuple(str(c) for c in class_names)
+        if class_names is not None
+        else tuple(str(i) for i in range(int(y.max()) + 1))
+    )
     if pixel_max is None:
         pixel_max = 255.0 if np.issubdtype(x.dtype, np.integer) else max(1.0, float(x.max()))
     if x_test is None:
@@ -210,4 +222,6 @@ def _check_arrays(raw: RawData, spec: str) -> None:
     counts = np.bincount(raw.y_train, minlength=n)
     if (counts < 2).any():
         empty = [raw.class_names[i] for i in np.flatnonzero(counts < 2)]
-        raise DataError(f"dataset '{spec}': classes {empty} have fewer than 2 training images; add images or drop the class")
+        raise DataError(
+            f"dataset '{spec}': classes {empty} have fewer than 2 training images; add images or drop the class"
+        )

@@ -36,9 +36,17 @@ class Deadline(keras.callbacks.Callback):
         epochs = int(self.params.get("epochs") or 0)
         remaining = epochs - (epoch + 1)
         # Judged on the second epoch: the first one also builds and traces the model.
-        if self.project and self.reason is None and epoch == 1 and remaining > 0 and now + remaining * (now - self._epoch_start) > self.deadline:
-            self.reason = (f"would not finish its {epochs} epochs before the deadline "
-                           f"({now - self._epoch_start:.0f}s an epoch, {self.deadline - now:.0f}s left)")
+        if (
+            self.project
+            and self.reason is None
+            and epoch == 1
+            and remaining > 0
+            and now + remaining * (now - self._epoch_start) > self.deadline
+        ):
+            self.reason = (
+                f"would not finish its {epochs} epochs before the deadline "
+                f"({now - self._epoch_start:.0f}s an epoch, {self.deadline - now:.0f}s left)"
+            )
             self.model.stop_training = True
 
 

@@ -30,13 +30,16 @@ def image_error(path: Path, e: Exception, fix: str = "delete or replace the file
     from PIL import Image
 
     if isinstance(e, Image.DecompressionBombError):  # checked from the header, before any pixel is decoded
-        return DataError(f"{path}: its header claims more pixels than an image of this tool's sizes can have "
-                         "(a decompression bomb); it was not decoded; delete it or replace it with the real image")
+        return DataError(
+            f"{path}: its header claims more pixels than an image of this tool's sizes can have "
+            "(a decompression bomb); it was not decoded; delete it or replace it with the real image"
+        )
     return DataError(f"{path}: not a readable image ({type(e).__name__}); {fix}")
 
 
-def read_image(path: Path, mode: str | None = None, size: tuple[int, int] | None = None,
-               fix: str = "delete or replace the file") -> np.ndarray:
+def read_image(
+    path: Path, mode: str | None = None, size: tuple[int, int] | None = None, fix: str = "delete or replace the file"
+) -> np.ndarray:
     """One image as (H, W, C) uint8: C is 1 for grey, 3 for colour.
 
     ``mode`` ("L" or "RGB") converts to that; by default grey modes stay grey and any

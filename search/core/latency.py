@@ -34,8 +34,9 @@ WARMUP = 3
 REPEATS = 20
 
 
-def measure_latency(model: keras.Model, images: np.ndarray, batch: int = BATCH, warmup: int = WARMUP,
-                    repeats: int = REPEATS) -> tuple[float, dict[str, Any]]:
+def measure_latency(
+    model: keras.Model, images: np.ndarray, batch: int = BATCH, warmup: int = WARMUP, repeats: int = REPEATS
+) -> tuple[float, dict[str, Any]]:
     """Median milliseconds per image of ``model`` on ``images[:batch]``, and how it was measured:
     ``{"batch", "warmup", "repeats", "device", "threads"}`` (threads 0: TensorFlow's default, all cores)."""
     if len(images) == 0:
@@ -56,6 +57,11 @@ def measure_latency(model: keras.Model, images: np.ndarray, batch: int = BATCH, 
             seconds.append(time.perf_counter() - start)
     except tf.errors.ResourceExhaustedError as e:  # fails this trial, not the study
         raise ResourceError(f"out of memory measuring latency on a batch of {n} images") from e
-    how = {"batch": n, "warmup": warmup, "repeats": repeats, "device": out.device.rsplit("device:", 1)[-1],
-           "threads": tf.config.threading.get_intra_op_parallelism_threads()}
+    how = {
+        "batch": n,
+        "warmup": warmup,
+        "repeats": repeats,
+        "device": out.device.rsplit("device:", 1)[-1],
+        "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    }
     return statistics.median(seconds) * 1000.0 / n, how

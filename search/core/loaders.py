@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,21 +49,36 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte.gz",
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def load_idx_dataset(kind: str, data_dir: str | None) -> RawData:
     names = FASHION_CLASSES if kind == "fashion_mnist" else tuple(str(i) for i in range(10))
     if data_dir is None:
-        arrays = _keras_download(kind)
+        arrays = keras_download(kind)
     else:
         folder = existing_dir(data_dir, kind)
         missing = [f for f in IDX_FILES.values() if not (folder / f).is_file()]
         if missing:
-            raise DataError(f"--data-dir {folder}: missing {', '.join(missing)}; point it at the folder with the four idx .gz files")
+            raise DataError(
+                f"--data-dir {folder}: missing {', '.join(missing)}; point it at the folder with the four idx .gz files"
+            )
         arrays = tuple(_read_idx(folder / IDX_FILES[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
     x_train, y_train, x_test, y_test = arrays
-    return RawData(x_train[..., None], y_train.astype(np.int64), x_test[..., None], y_test.astype(np.int64), names, 255.0)
+    return RawData(
+        x_train[..., None], y_train.astype(np.int64), x_test[..., None], y_test.astype(np.int64), names, 255.0
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -82,80 +96,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable idx file ({e}); replace it with the original download") from e
 
 
-def load_cifar(kind: str, data_dir: str | None) -> RawData:
-    if data_dir is None:
-        x_train, y_train, x_test, y_test = _keras_download(kind)
-        meta_names = None
-    else:
-        sub = "cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python"
-        folder = existing_dir(data_dir, kind)
-        if (folder / sub).is_dir():
-            folder = folder / sub
-        label_key = b"labels" if kind == "cifar10" else b"fine_labels"
-        train_files = [f"data_batch_{i}" for i in range(1, 6)] if kind == "cifar10" else ["train"]
-        test_file = "test_batch" if kind == "cifar10" else "test"
-        missing = [f for f in [*train_files, test_file] if not (folder / f).is_file()]
-        if missing:
-            raise DataError(f"--data-dir {folder}: missing {', '.join(missing)}; point it at the '{sub}' folder of the python version")
-        batches = [_read_pickle_batch(folder / f, label_key) for f in train_files]
-        x_train = np.concatenate([b[0] for b in batches])
-        y_train = np.concatenate([b[1] for b in batches])
-        x_test, y_test = _read_pickle_batch(folder / test_file, label_key)
-        meta_names = _cifar_names(folder, kind)
-    y_train, y_test = y_train.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
-    n = 10 if kind == "cifar10" else 100
-    names = meta_names or tuple(str(i) for i in range(n))
-    return RawData(x_train, y_train, x_test, y_test, names, 255.0)
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what the official CIFAR batches hold (a dict of bytes, ints, lists
-    and one uint8 array): any other global, such as ``os.system`` in a crafted file, is
-    refused before it can run."""
-
-    ALLOWED = {
-        (f"numpy{core}.{module}", name)
-        for core in (".core", "._core")  # NumPy 1 and NumPy 2 names of the same functions
-        for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
-    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it asks to load {module}.{name}, which a CIFAR batch never holds")
-        return super().find_class(module, name)
-
-
-def _safe_pickle_load(f) -> object:
-    return _CifarUnpickler(f, encoding="bytes").load()
-
-
-def _read_pickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    # CIFAR's "python version" is distributed as pickles: read with an unpickler that
-    # admits only what those files hold, so a crafted file cannot run code.
-    try:
-        with open(path, "rb") as f:
-            batch = _safe_pickle_load(f)
-    except pickle.UnpicklingError as e:
-        raise DataError(f"{path}: not a CIFAR batch ({e}); nothing in it was run; replace it with the original download") from e
-    except Exception as e:  # a truncated or corrupt file can raise almost anything
-        raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}); replace it with the original download") from e
-    try:
-        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        return np.ascontiguousarray(x), np.asarray(batch[label_key])
-    except Exception as e:  # a corrupt pickle can raise almost anything
-        raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}); replace it with the original download") from e
-
-
-def _cifar_names(folder: Path, kind: str) -> tuple[str, ...] | None:
-    meta, key = (folder / "batches.meta", b"label_names") if kind == "cifar10" else (folder / "meta", b"fine_label_names")
-    try:
-        with open(meta, "rb") as f:
-            return tuple(n.decode() for n in _safe_pickle_load(f)[key])
-    except Exception:
-        return None
-
-
-def _keras_download(kind: str) -> tuple[np.ndarray, ...]:
+def keras_download(kind: str) -> tuple[np.ndarray, ...]:
     import keras
 
     loader = getattr(keras.datasets, kind)
@@ -187,7 +128,9 @@ def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.n
     if names is None:
         names = tuple(p.name for p in class_dirs)
         if len(names) < 2:
-            raise DataError(f"{root}: found {len(names)} class folders; put each class's images in its own sub-folder (two or more)")
+            raise DataError(
+                f"{root}: found {len(names)} class folders; put each class's images in its own sub-folder (two or more)"
+            )
     else:
         unknown = [p.name for p in class_dirs if p.name not in names]
         if unknown:
@@ -205,7 +148,8 @@ def _read_class_folders(root: Path, names: tuple[str, ...] | None) -> tuple[np.n
                 first = (path, arr.shape)
             elif arr.shape[:2] != first[1][:2]:
                 raise DataError(
-                    f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but {first[0].name} is {first[1][1]}x{first[1][0]}; "
+                    f"{path}: image is {arr.shape[1]}x{arr.shape[0]} but "
+                    f"{first[0].name} is {first[1][1]}x{first[1][0]}; "
                     "resize all images to one size"
                 )
             images.append(arr)
@@ -255,7 +199,10 @@ def load_npz(path: Path) -> RawData:
         yt = as_labels(np.asarray(arrays["y_test"]).reshape(-1), len(xt), path, "y_test")
         same_image_shape(x, xt, path)
         if yt.max() >= len(names):
-            raise DataError(f"{path}: y_test has label {int(yt.max())} but y_train's labels stop at {len(names) - 1}; fix the labels")
+            raise DataError(
+                f"{path}: y_test has label {int(yt.max())} but y_train's "
+                f"labels stop at {len(names) - 1}; fix the labels"
+            )
         return RawData(x, y, xt, yt, names, pixel_max)
     return with_carved_test(x, y, names, pixel_max)
 
@@ -283,7 +230,6 @@ def as_labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
     if y.min() < 0:
         raise DataError(f"{path}: {key} has label {int(y.min())}; labels must be integers 0..K-1")
     return y.astype(np.int64)
-
 
 
 def same_image_shape(a: np.ndarray, b: np.ndarray, where: Path) -> None:

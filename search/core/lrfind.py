@@ -23,9 +23,9 @@ import numpy as np
 
 from search.core.config import RunConfig
 from search.core.data import Dataset
-from search.errors import UsageError
 from search.core.pipeline import TensorCache, make_pipeline
 from search.core.training import compile_model, keras_session
+from search.errors import UsageError
 
 __all__ = ["LRFindResult", "LRRangeSchedule", "lr_range_test", "suggest", "plot", "write_space"]
 
@@ -42,8 +42,13 @@ class LRFindResult:
     max_lr: float
 
     def to_dict(self) -> dict:
-        return {"base_lr": self.base_lr, "max_lr": self.max_lr, "lrs": list(self.lrs), "losses": list(self.losses),
-                "smoothed": list(self.smoothed)}
+        return {
+            "base_lr": self.base_lr,
+            "max_lr": self.max_lr,
+            "lrs": list(self.lrs),
+            "losses": list(self.losses),
+            "smoothed": list(self.smoothed),
+        }
 
 
 class LRRangeSchedule(keras.callbacks.Callback):
@@ -116,12 +121,19 @@ def lr_range_test(
     with keras_session():
         model = compile_model(config, data, min_lr)
         x, y = TensorCache.get(data, data.x_train, data.y_train)
-        ds = make_pipeline(x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed,
-                           augment=config.augment)
+        ds = make_pipeline(
+            x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment
+        )
         per_epoch = math.ceil(int(x.shape[0]) / config.train.batch_size)
         schedule = LRRangeSchedule(min_lr, max_lr, steps)
-        model.fit(ds.repeat(), steps_per_epoch=per_epoch, epochs=math.ceil(steps / per_epoch),
-                  callbacks=[schedule], shuffle=False, verbose=0)
+        model.fit(
+            ds.repeat(),
+            steps_per_epoch=per_epoch,
+            epochs=math.ceil(steps / per_epoch),
+            callbacks=[schedule],
+            shuffle=False,
+            verbose=0,
+        )
     base, peak = suggest(schedule.lrs, schedule.losses)
     return LRFindResult(tuple(schedule.lrs), tuple(schedule.losses), tuple(smooth(schedule.losses)), base, peak)
 

@@ -26,7 +26,16 @@ from search.core.config import CNNConfig, ModelConfig, ResNetConfig
 # evaluation catch up; short trials on small data evaluate with stale statistics.
 BN_MOMENTUM = 0.9
 
-__all__ = ["InputStats", "PerImageStandardization", "FlipBatch", "MeanOfFlips", "build_model", "normalization_layer", "string_accuracy", "compile_metrics"]
+__all__ = [
+    "InputStats",
+    "PerImageStandardization",
+    "FlipBatch",
+    "MeanOfFlips",
+    "build_model",
+    "normalization_layer",
+    "string_accuracy",
+    "compile_metrics",
+]
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,10 @@ def compile_metrics(text: bool) -> list:
     ``accuracy`` is whole-string accuracy, so the default monitor means the same thing)."""
     if not text:
         return ["accuracy"]
-    return [keras.metrics.MeanMetricWrapper(string_accuracy, name="accuracy"), keras.metrics.CategoricalAccuracy(name="char_accuracy")]
+    return [
+        keras.metrics.MeanMetricWrapper(string_accuracy, name="accuracy"),
+        keras.metrics.CategoricalAccuracy(name="char_accuracy"),
+    ]
 
 
 def _cnn_body(cfg: CNNConfig, x):
@@ -145,7 +157,10 @@ def _cnn_body(cfg: CNNConfig, x):
     for b in range(cfg.blocks):
         for i in range(cfg.convs_per_block):
             x = layers.Conv2D(
-                cfg.filters(b), cfg.kernel_size, padding="same", use_bias=not cfg.batch_norm,
+                cfg.filters(b),
+                cfg.kernel_size,
+                padding="same",
+                use_bias=not cfg.batch_norm,
                 kernel_initializer=cfg.initializer,
             )(x)
             if cfg.early_pool and i == 0 and size >= 2:  # airbench: conv, pool, norm, activation
@@ -159,7 +174,9 @@ def _cnn_body(cfg: CNNConfig, x):
             size //= 2
         if cfg.block_dropout > 0:
             x = layers.Dropout(cfg.block_dropout)(x)
-    x = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D, "avg": layers.GlobalAveragePooling2D}[cfg.pooling]()(x)
+    x = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D, "avg": layers.GlobalAveragePooling2D}[
+        cfg.pooling
+    ]()(x)
     if cfg.dense_units:
         x = layers.Dense(cfg.dense_units, activation=cfg.activation, kernel_initializer=cfg.initializer)(x)
     if cfg.head_dropout > 0:
@@ -175,7 +192,9 @@ def _conv(filters: int, kernel: int, strides: int, cfg: ResNetConfig):
         conv = _conv(filters, 1, 1, cfg)
         pool = layers.MaxPooling2D(1, strides=strides, padding="same")
         return lambda x: conv(pool(x))
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=cfg.initializer)
+    return layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=cfg.initializer
+    )
 
 
 def _bn_act(x, cfg: ResNetConfig):

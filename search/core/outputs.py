@@ -30,7 +30,14 @@ from pathlib import Path
 from search.errors import UsageError
 
 __all__ = [
-    "KINDS", "is_model_folder", "check_output_file", "check_output_folder", "atomic_write", "staged_folder", "is_sqlite", "check_input_file",
+    "KINDS",
+    "is_model_folder",
+    "check_output_file",
+    "check_output_folder",
+    "atomic_write",
+    "staged_folder",
+    "is_sqlite",
+    "check_input_file",
 ]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -70,7 +77,9 @@ def _is_export(path: Path) -> bool:
 
 def _is_report(path: Path) -> bool:
     head = _head(path)
-    return head.startswith(b"<!DOCTYPE html>") and (b"<title>cnn-search report" in head or b"<title>cnn-search model" in head)
+    return head.startswith(b"<!DOCTYPE html>") and (
+        b"<title>cnn-search report" in head or b"<title>cnn-search model" in head
+    )
 
 
 def _is_predictions(path: Path) -> bool:
@@ -113,8 +122,10 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
 def _refuse_special(path: Path, option: str, want: str) -> None:
     """One line for a link, a pipe or a device at ``path`` (``want``: 'file' or 'folder')."""
     if path.is_symlink():
-        raise UsageError(f"{option} {path}: is a symbolic link; cnn-search does not write through links: "
-                         f"name the {want} itself or another path")
+        raise UsageError(
+            f"{option} {path}: is a symbolic link; cnn-search does not write through links: "
+            f"name the {want} itself or another path"
+        )
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -126,7 +137,9 @@ def _refuse_special(path: Path, option: str, want: str) -> None:
     if want == "folder" and not stat.S_ISDIR(mode) and stat.S_ISREG(mode):
         raise UsageError(f"{option} {path}: is a file; name a folder (a new one, or one this command wrote)")
     if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        raise UsageError(f"{option} {path}: is not a regular {want} (a named pipe, socket or device); name a regular {want}")
+        raise UsageError(
+            f"{option} {path}: is not a regular {want} (a named pipe, socket or device); name a regular {want}"
+        )
 
 
 def _check_parent(path: Path, option: str) -> None:
@@ -147,11 +160,15 @@ def check_output_file(path: str | Path, option: str, kind: str) -> bool:
     if not p.exists():
         return False
     if is_sqlite(p):
-        raise UsageError(f"{option} {p}: is an SQLite database (a study's, or another program's); writing there would "
-                         "destroy it: choose another file name")
+        raise UsageError(
+            f"{option} {p}: is an SQLite database (a study's, or another program's); writing there would "
+            "destroy it: choose another file name"
+        )
     if not ours(p):
-        raise UsageError(f"{option} {p}: exists and is not {what} cnn-search wrote; choose another file name, "
-                         "or move that file away first")
+        raise UsageError(
+            f"{option} {p}: exists and is not {what} cnn-search wrote; choose another file name, "
+            "or move that file away first"
+        )
     return True
 
 
@@ -165,7 +182,9 @@ def check_output_folder(path: str | Path, option: str, ours: Callable[[Path], bo
     if not any(p.iterdir()):
         return False
     if not ours(p):
-        raise UsageError(f"{option} {p}: holds files that are not {what}; choose a new folder, or move those files away first")
+        raise UsageError(
+            f"{option} {p}: holds files that are not {what}; choose a new folder, or move those files away first"
+        )
     return True
 
 
@@ -181,7 +200,9 @@ def check_input_file(path: str | Path, option: str) -> Path:
     if stat.S_ISDIR(mode):
         raise UsageError(f"{option} {p}: is a folder; name a file")
     if not stat.S_ISREG(mode):
-        raise UsageError(f"{option} {p}: is not a regular file (a named pipe, socket or device); save it to a file first")
+        raise UsageError(
+            f"{option} {p}: is not a regular file (a named pipe, socket or device); save it to a file first"
+        )
     return p
 
 

@@ -28,11 +28,18 @@ What depends on the data:
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
-from search.core.config import AugmentConfig, CNNConfig, DataConfig, OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
-from search.core.config import is_text_dataset
+from search.core.config import (
+    AugmentConfig,
+    CNNConfig,
+    DataConfig,
+    OptimizerConfig,
+    RunConfig,
+    ScheduleConfig,
+    TrainConfig,
+    is_text_dataset,
+)
 
 __all__ = ["DataShape", "RECIPE", "recipe", "default_recipe", "no_flip_dataset"]
 
@@ -129,12 +136,16 @@ def recipe(shape: DataShape, data: DataConfig | None = None, epochs: int | None 
     return RunConfig(
         data=dataclasses.replace(data, normalization=normalization),  # the caller's dataset and split, its seed too
         augment=AugmentConfig(
-            horizontal_flip=(flip := not no_flip_dataset(shape)), pad_crop=2 if small >= 24 and not text else 0, flip_tta=flip
+            horizontal_flip=(flip := not no_flip_dataset(shape)),
+            pad_crop=2 if small >= 24 and not text else 0,
+            flip_tta=flip,
         ),
         model=model,
         optimizer=optimizer,
         schedule=schedule,
-        train=TrainConfig(batch_size=batch, epochs=epochs or r["epochs"], label_smoothing=0.0 if text else r["label_smoothing"]),
+        train=TrainConfig(
+            batch_size=batch, epochs=epochs or r["epochs"], label_smoothing=0.0 if text else r["label_smoothing"]
+        ),
         seed=seed,
     )
 

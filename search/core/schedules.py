@@ -67,7 +67,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return keras.ops.where(s < warm, up, down)
 
     def get_config(self):
-        return {"low": self.low, "high": self.high, "total_steps": self.total_steps, "warmup_fraction": self.warmup_fraction}
+        return {
+            "low": self.low,
+            "high": self.high,
+            "total_steps": self.total_steps,
+            "warmup_fraction": self.warmup_fraction,
+        }
 
 
 def make_schedule(
@@ -83,7 +88,9 @@ def make_schedule(
     if cfg.name == "cosine":
         return keras.optimizers.schedules.CosineDecay(base_lr, decay_steps=total, alpha=0.01), []
     if cfg.name == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(base_lr, decay_steps=steps_per_epoch, decay_rate=cfg.decay_rate), []
+        return keras.optimizers.schedules.ExponentialDecay(
+            base_lr, decay_steps=steps_per_epoch, decay_rate=cfg.decay_rate
+        ), []
     if cfg.name == "one_cycle":
         return OneCycle(base_lr, peak, total), []
     if cfg.name == "cyclic":

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from search.core.config import MODEL_KINDS, SECTIONS
-from search.core.validate import check_value, field_names, field_type
 from search.core.spaces import NOT_IN_SPACES, Param, Space
+from search.core.validate import check_value, field_names, field_type
 from search.errors import ConfigError, SpaceError
 
 __all__ = ["builtin_dir", "builtin_spaces", "load_space"]
@@ -73,8 +73,9 @@ def _load(spec: str, seen: tuple[str, ...]) -> Space:
     if where in seen:
         raise SpaceError(f"{where}: 'extends' loops back to itself ({' -> '.join(seen)}); remove the cycle")
     if len(seen) >= MAX_EXTENDS:
-        raise SpaceError(f"{seen[0]}: 'extends' chains more than {MAX_EXTENDS} files (at {where}); "
-                         "merge some of them into one file")
+        raise SpaceError(
+            f"{seen[0]}: 'extends' chains more than {MAX_EXTENDS} files (at {where}); merge some of them into one file"
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -94,8 +95,10 @@ def _parse(raw: dict[str, Any], where: str, name: str, seen: tuple[str, ...]) ->
         base = {(p.section, p.key): p for p in _load(parent_path, seen).params}
     drop = raw.pop("drop", [])
     if not isinstance(drop, list) or not all(isinstance(item, str) for item in drop):
-        raise SpaceError(f"{where}: drop: expected a list of \"section.key\" strings, received {drop!r}; "
-                         "write e.g. drop = [\"augment.translate\"]")
+        raise SpaceError(
+            f'{where}: drop: expected a list of "section.key" strings, received {drop!r}; '
+            'write e.g. drop = ["augment.translate"]'
+        )
     for item in drop:
         section, _, key = str(item).partition(".")
         if (section, key) not in base:
@@ -112,8 +115,10 @@ def _parse(raw: dict[str, Any], where: str, name: str, seen: tuple[str, ...]) ->
     ordered = sorted(base.values(), key=lambda p: (list(SECTIONS).index(p.section), p.key != "kind"))
     _check_space(ordered, where)
     if not seen[1:] and not any(p.kind != "fixed" for p in ordered):  # a file of its own, not a part others extend
-        raise SpaceError(f"{where}: samples nothing (no range or choice), so every trial would train the same config; "
-                         "add a range or choices, or train one config with 'train --config'")
+        raise SpaceError(
+            f"{where}: samples nothing (no range or choice), so every trial would train the same config; "
+            "add a range or choices, or train one config with 'train --config'"
+        )
     return Space(name, tuple(ordered), where)
 
 
@@ -156,17 +161,23 @@ def _param(section: str, key: str, spec: Any, where: str) -> Param:
     if prior is not None:
         prior = check(prior, f"{section}.{key}.prior")
         if not param.allows(prior):
-            raise SpaceError(f"{at}: prior {prior!r} is outside what the parameter takes ({param.describe()}); "
-                             "move the prior inside, or widen the range")
+            raise SpaceError(
+                f"{at}: prior {prior!r} is outside what the parameter takes ({param.describe()}); "
+                "move the prior inside, or widen the range"
+            )
         param = dataclasses.replace(param, prior=prior)
     return param
 
 
-def _param_range(section: str, key: str, spec: dict[str, Any], at: str, check: Any, annotation: Any, when: Any) -> Param:
+def _param_range(
+    section: str, key: str, spec: dict[str, Any], at: str, check: Any, annotation: Any, when: Any
+) -> Param:
     if "choices" in spec:
         choices = spec.pop("choices")
         if spec:
-            raise SpaceError(f"{at}: unexpected {sorted(spec)} beside 'choices'; a choice takes only choices, prior and when")
+            raise SpaceError(
+                f"{at}: unexpected {sorted(spec)} beside 'choices'; a choice takes only choices, prior and when"
+            )
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{at}: choices must be a non-empty list, received {choices!r}")
         checked = tuple(check(c, f"{section}.{key} choice") for c in choices)
@@ -176,7 +187,9 @@ def _param_range(section: str, key: str, spec: dict[str, Any], at: str, check: A
     if "low" in spec or "high" in spec:
         extra = set(spec) - {"low", "high", "log", "step"}
         if extra or "low" not in spec or "high" not in spec:
-            raise SpaceError(f"{at}: a range takes low, high and optionally log, step, prior; received keys {sorted(spec)}")
+            raise SpaceError(
+                f"{at}: a range takes low, high and optionally log, step, prior; received keys {sorted(spec)}"
+            )
         base_type = typing.get_args(annotation)[0] if typing.get_origin(annotation) is not None else annotation
         if base_type not in (int, float):
             raise SpaceError(f"{at}: a range needs a number, but this setting is {_type_name(annotation)}; use choices")
@@ -200,7 +213,9 @@ def _param_range(section: str, key: str, spec: dict[str, Any], at: str, check: A
 
 
 def _try_section(section: str, key: str, value: Any, at: str) -> None:
-    classes = [cls for cls in MODEL_KINDS.values() if key in field_names(cls)] if section == "model" else [SECTIONS[section]]
+    classes = (
+        [cls for cls in MODEL_KINDS.values() if key in field_names(cls)] if section == "model" else [SECTIONS[section]]
+    )
     try:
         classes[0](**{key: value})
     except ConfigError as e:
@@ -209,7 +224,7 @@ def _try_section(section: str, key: str, value: Any, at: str) -> None:
 
 def _when(raw: Any, at: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(raw, dict):
-        raise SpaceError(f"{at}: when must be a table like {{ optimizer = \"sgd\" }}, received {raw!r}")
+        raise SpaceError(f'{at}: when must be a table like {{ optimizer = "sgd" }}, received {raw!r}')
     return tuple((k, tuple(v) if isinstance(v, list) else (v,)) for k, v in raw.items())
 
 
@@ -222,7 +237,10 @@ def _check_space(params: list[Param], where: str) -> None:
             raise SpaceError(f"{where}: {p.section}.{p.key} and {other.section}.{other.key} share the name '{p.name}'")
         if p.section == "model" and p.key != "kind":
             if not any(p.key in field_names(MODEL_KINDS[k]) for k in kinds):
-                raise SpaceError(f"{where}: model.{p.key} belongs to no model kind this space builds ({', '.join(kinds)}); remove it or add the kind")
+                raise SpaceError(
+                    f"{where}: model.{p.key} belongs to no model kind this space "
+                    f"builds ({', '.join(kinds)}); remove it or add the kind"
+                )
         for ref, allowed in p.when:
             if ref not in seen:
                 raise SpaceError(
@@ -233,7 +251,9 @@ def _check_space(params: list[Param], where: str) -> None:
             if possible is not None:
                 bad = [v for v in allowed if v not in possible]
                 if bad:
-                    raise SpaceError(f"{where}: {p.section}.{p.key}: when {ref} = {bad!r}, but {ref} takes only {list(possible)}")
+                    raise SpaceError(
+                        f"{where}: {p.section}.{p.key}: when {ref} = {bad!r}, but {ref} takes only {list(possible)}"
+                    )
         seen[p.name] = p
 
 

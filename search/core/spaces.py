@@ -16,11 +16,11 @@ import hashlib
 import json
 import math
 import typing
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from search.core.config import MODEL_KINDS, RunConfig, SECTIONS, is_text_dataset
+from search.core.config import MODEL_KINDS, SECTIONS, RunConfig, is_text_dataset
 from search.core.validate import field_names
 
 if typing.TYPE_CHECKING:
@@ -29,7 +29,10 @@ if typing.TYPE_CHECKING:
 __all__ = ["Param", "Space", "NOT_IN_SPACES", "RENAMED"]
 
 # Set by the command line, not by a space: where the data comes from, and run length.
-NOT_IN_SPACES = {"data": {"dataset", "data_dir", "val_split", "limit_train", "split_seed"}, "train": {"epochs", "monitor"}}
+NOT_IN_SPACES = {
+    "data": {"dataset", "data_dir", "val_split", "limit_train", "split_seed"},
+    "train": {"epochs", "monitor"},
+}
 RENAMED = {("optimizer", "name"): "optimizer", ("schedule", "name"): "schedule", ("model", "kind"): "model"}
 
 
@@ -143,7 +146,9 @@ class Space:
                 continue
             if p.section == "model" and kind is None:
                 continue  # the sampler picks the model kind, and with it these parameters
-            section = MODEL_KINDS[kind]() if p.section == "model" and kind != base.model.kind else getattr(base, p.section)
+            section = (
+                MODEL_KINDS[kind]() if p.section == "model" and kind != base.model.kind else getattr(base, p.section)
+            )
             value = getattr(section, p.key, _ABSENT)
             if value is not _ABSENT and p.allows(value):
                 taken[p.name] = value
@@ -169,7 +174,11 @@ class Space:
             for p in self.params:
                 if p.kind == "fixed" or not p.applies(centre) or (text and (p.section, p.key) == TEXT_SKIPS):
                     continue
-                if p.section == "model" and p.key != "kind" and p.key not in field_names(MODEL_KINDS.get(kind, type(base.model))):
+                if (
+                    p.section == "model"
+                    and p.key != "kind"
+                    and p.key not in field_names(MODEL_KINDS.get(kind, type(base.model)))
+                ):
                     continue
                 out.append(p.name)
             return out
@@ -214,5 +223,3 @@ class Space:
 
 _ABSENT = object()
 TEXT_SKIPS = ("augment", "horizontal_flip")  # not sampled for text data: a mirrored text is not its text
-
-

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search.errors import DataError
 from search.core.images import IMAGE_SUFFIXES, image_error, read_image
+from search.errors import DataError
 
 __all__ = ["LABELS_CSV", "text_of", "read_text_split", "alphabet_of", "encode", "decode", "image_error"]
 
@@ -36,7 +36,10 @@ def text_of(path: Path) -> str:
     """The text a file name gives: its stem up to the first ``_`` or ``-``."""
     text = _SUFFIX.split(path.stem, maxsplit=1)[0]
     if not text:
-        raise DataError(f"{path}: the file name gives no text (it starts with '_' or '-'); rename it TEXT.png or TEXT_N.png, or list it in {LABELS_CSV}")
+        raise DataError(
+            f"{path}: the file name gives no text (it starts with '_' or '-'); "
+            f"rename it TEXT.png or TEXT_N.png, or list it in {LABELS_CSV}"
+        )
     return text
 
 
@@ -44,24 +47,34 @@ def _entries(folder: Path) -> list[tuple[Path, str]]:
     """(image path, text) pairs of one folder, from labels.csv when present, else from file names."""
     table = folder / LABELS_CSV
     if not table.is_file():
-        images = sorted(p for p in folder.iterdir()
-                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        images = sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
         return [(p, text_of(p)) for p in images]
     try:
         with open(table, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"file", "text"} <= set(reader.fieldnames):
-                raise DataError(f"{table}: expected a header row with columns file,text, received {reader.fieldnames}; add the header")
+                raise DataError(
+                    f"{table}: expected a header row with columns file,text, "
+                    f"received {reader.fieldnames}; add the header"
+                )
             rows = [(row["file"], row["text"]) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{table}: not a readable CSV file ({e}); write it as UTF-8 with columns file,text") from e
     entries = []
     for line, (name, text) in enumerate(rows, start=2):
         if not name or not text:
-            raise DataError(f"{table}: line {line} has an empty file or text ({name!r}, {text!r}); fill it in or delete the line")
+            raise DataError(
+                f"{table}: line {line} has an empty file or text ({name!r}, {text!r}); fill it in or delete the line"
+            )
         path = folder / name
         if not path.is_file():
-            raise DataError(f"{table}: line {line} names {name}, which is not in {folder}; fix the name or delete the line")
+            raise DataError(
+                f"{table}: line {line} names {name}, which is not in {folder}; fix the name or delete the line"
+            )
         entries.append((path, text))
     return entries
 
@@ -84,7 +97,8 @@ def read_text_split(
         if len(text) != length:
             raise DataError(
                 f"{path}: text '{text}' has {len(text)} characters but {entries[0][0].name} has {length}; every text "
-                f"must have {length} (pad shorter ones with a filler character in {LABELS_CSV}, or split the folder by length)"
+                f"must have {length} (pad shorter ones with a filler "
+                f"character in {LABELS_CSV}, or split the folder by length)"
             )
         arr = read_image(path, mode, size)
         size = size or arr.shape[:2]
@@ -98,7 +112,10 @@ def alphabet_of(texts: Sequence[str], where: Path) -> str:
     """The sorted set of characters in ``texts``; at least two, or there is nothing to learn."""
     alphabet = "".join(sorted(set("".join(texts))))
     if len(alphabet) < 2:
-        raise DataError(f"{where}: the texts use {len(alphabet)} distinct character(s) ({alphabet!r}); a text dataset needs two or more")
+        raise DataError(
+            f"{where}: the texts use {len(alphabet)} distinct character(s) "
+            f"({alphabet!r}); a text dataset needs two or more"
+        )
     return alphabet
 
 

@@ -20,13 +20,20 @@ import tensorflow as tf
 from search.core.config import METRICS, OptimizerConfig, RunConfig
 from search.core.data import Dataset
 from search.core.deadline import Pace
-from search.errors import DivergedError, ResourceError
 from search.core.models import InputStats, build_model, compile_metrics
 from search.core.pipeline import TensorCache, make_pipeline
 from search.core.schedules import make_schedule
+from search.errors import DivergedError, ResourceError
 
 __all__ = [
-    "FitResult", "NanGuard", "EpochTimer", "build_for_data", "make_optimizer", "fit", "keras_session", "probe_epoch_seconds",
+    "FitResult",
+    "NanGuard",
+    "EpochTimer",
+    "build_for_data",
+    "make_optimizer",
+    "fit",
+    "keras_session",
+    "probe_epoch_seconds",
     "METRICS",
 ]
 
@@ -111,7 +118,12 @@ def build_for_data(config: RunConfig, data: Dataset) -> keras.Model:
     """The model ``config`` describes, sized and normalized for ``data``."""
     stats = InputStats(data.pixel_max, data.mean, data.variance)
     return build_model(
-        config.model, data.input_shape, data.num_classes, config.data.normalization, stats, data.text_length,
+        config.model,
+        data.input_shape,
+        data.num_classes,
+        config.data.normalization,
+        stats,
+        data.text_length,
         flip_tta=config.augment.predicts_flips,
     )
 
@@ -164,12 +176,17 @@ def fit(
         y = tf.concat([y, tf.convert_to_tensor(data.y_val)], axis=0)
     steps = math.ceil(int(x.shape[0]) / config.train.batch_size)
     lr, schedule_callbacks = make_schedule(
-        config.schedule, config.optimizer.learning_rate, steps, config.train.epochs,
+        config.schedule,
+        config.optimizer.learning_rate,
+        steps,
+        config.train.epochs,
         monitor=config.train.monitor if validate else config.train.monitor.removeprefix("val_"),
     )
     epochs = config.train.epochs
     if until is not None:
-        pace = Pace(until, lr if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) else None, steps * epochs)
+        pace = Pace(
+            until, lr if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) else None, steps * epochs
+        )
         lr = pace.rate(0.0) if pace.schedule is not None else lr  # a plain rate the pacer can set
         schedule_callbacks = [*schedule_callbacks, pace]
         epochs = PACED_EPOCHS_CAP  # the clock ends it, however many epochs fit
@@ -205,7 +222,9 @@ def fit(
             verbose=verbose,
         )
     except tf.errors.ResourceExhaustedError as e:
-        raise ResourceError(f"out of memory with {model.count_params():,} parameters at batch size {config.train.batch_size}") from e
+        raise ResourceError(
+            f"out of memory with {model.count_params():,} parameters at batch size {config.train.batch_size}"
+        ) from e
     if guard.reason:
         raise DivergedError(guard.reason)
     logs = {k: [float(v) for v in values] for k, values in history.history.items() if k != "learning_rate"}
@@ -239,7 +258,7 @@ def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 16) -> fl
         ds = make_pipeline(x, y, data.num_classes, batch, shuffle=True, seed=config.seed, augment=config.augment)
         timer = _StepTimer()
         model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
-    late = timer.seconds[len(timer.seconds) // 2:] or timer.seconds
+    late = timer.seconds[len(timer.seconds) // 2 :] or timer.seconds
     per_step = sum(late) / len(late)
     train_steps = math.ceil(len(data.x_train) / batch)
     return per_step * (train_steps + len(data.x_val) / batch / 3)

@@ -44,11 +44,13 @@ def evaluate_test(model: keras.Model, data: Dataset, batch_size: int = 256) -> T
     if data.text_length:
         right = predicted == truth
         texts, guesses = decode(truth, data.alphabet), decode(predicted, data.alphabet)
-        metrics.update({
-            "char_accuracy": float(scores["char_accuracy"]),
-            "per_position_accuracy": [round(float(a), 6) for a in right.mean(axis=0)],
-            "examples": [{"text": t, "predicted": g} for t, g in zip(texts[:10], guesses[:10])],
-        })
+        metrics.update(
+            {
+                "char_accuracy": float(scores["char_accuracy"]),
+                "per_position_accuracy": [round(float(a), 6) for a in right.mean(axis=0)],
+                "examples": [{"text": t, "predicted": g} for t, g in zip(texts[:10], guesses[:10])],
+            }
+        )
     metrics.update(class_metrics(truth.ravel(), predicted.ravel(), data.class_names))
     return TestResult(metrics, probabilities)
 
@@ -71,8 +73,9 @@ def class_metrics(truth: np.ndarray, predicted: np.ndarray, class_names: Sequenc
     labels = list(range(len(class_names)))
     confusion = confusion_matrix(truth, predicted, labels=labels)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    report = classification_report(truth, predicted, labels=labels, target_names=list(class_names),
-                                   output_dict=True, zero_division=0)
+    report = classification_report(
+        truth, predicted, labels=labels, target_names=list(class_names), output_dict=True, zero_division=0
+    )
     return {
         "per_class_accuracy": {name: round(float(a), 6) for name, a in zip(class_names, per_class)},
         "classification_report": _rounded(report),

@@ -32,11 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from search.errors import DataError, UsageError
 from search.core.images import IMAGE_SUFFIXES, read_image
+from search.errors import DataError, UsageError
 from search.final.serving import ModelInfo
 
-__all__ = ["Inputs", "read_inputs", "load_checked", "predict_probabilities", "prediction_rows", "format_row", "write_rows", "OUT_SUFFIXES"]
+__all__ = [
+    "Inputs",
+    "read_inputs",
+    "load_checked",
+    "predict_probabilities",
+    "prediction_rows",
+    "format_row",
+    "write_rows",
+    "OUT_SUFFIXES",
+]
 
 OUT_SUFFIXES = (".csv", ".json")
 
@@ -73,10 +82,17 @@ def read_inputs(specs: Sequence[str], info: ModelInfo) -> Inputs:
             continue
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not files:
-                raise DataError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); check the folder")
+                raise DataError(
+                    f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); check the folder"
+                )
         elif path.is_file():
             files = [path]
         else:
@@ -91,10 +107,14 @@ def read_inputs(specs: Sequence[str], info: ModelInfo) -> Inputs:
             inputs.truth.append(None)
     h, w, _ = info.input_shape
     if resized:
-        inputs.notes.append(f"note: resized {len(resized)} image(s) to {w}x{h} (width x height) as training resized "
-                            f"text images, e.g. {resized[0]}")
+        inputs.notes.append(
+            f"note: resized {len(resized)} image(s) to {w}x{h} (width x height) as training resized "
+            f"text images, e.g. {resized[0]}"
+        )
     if info.pixel_max != 255 and files_read:
-        inputs.notes.append(f"note: the model was trained on pixels 0..{info.pixel_max:g}; image files' 0..255 were scaled to that")
+        inputs.notes.append(
+            f"note: the model was trained on pixels 0..{info.pixel_max:g}; image files' 0..255 were scaled to that"
+        )
     return inputs
 
 
@@ -107,14 +127,18 @@ def _fit_image(path: Path, info: ModelInfo) -> tuple[np.ndarray, bool]:
     else:
         image, resized = read_image(path, fix=NOT_AN_IMAGE), False
         if image.shape[:2] != (h, w):
-            raise DataError(f"{path}: image is {_shape(image.shape)} but the model takes {_shape(info.input_shape)} "
-                            f"(height x width x channels); resize it to {w}x{h} (width x height) first")
+            raise DataError(
+                f"{path}: image is {_shape(image.shape)} but the model takes {_shape(info.input_shape)} "
+                f"(height x width x channels); resize it to {w}x{h} (width x height) first"
+            )
         if c == 3 and image.shape[-1] == 1:
             image = np.repeat(image, 3, axis=-1)
         elif c == 1 and image.shape[-1] == 3:
             if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])):
-                raise DataError(f"{path}: image is {_shape(image.shape)} (colour) but the model takes "
-                                f"{_shape(info.input_shape)} (grey; height x width x channels); convert it to greyscale first")
+                raise DataError(
+                    f"{path}: image is {_shape(image.shape)} (colour) but the model takes "
+                    f"{_shape(info.input_shape)} (grey; height x width x channels); convert it to greyscale first"
+                )
             image = image[..., :1]
     pixels = image.astype(np.float32)
     if info.pixel_max != 255:
@@ -139,17 +163,19 @@ def _read_npz(path: Path, spec: str, info: ModelInfo, inputs: Inputs) -> None:
             arrays = {k: f[k] for k in f.files}
     except Exception as e:  # a truncated or foreign file can raise almost anything
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}); save it with numpy.savez") from e
-    for x_key, y_key in (("x", "y"), ("x_test", "y_test")):
-        if x_key in arrays:
-            break
-    else:
-        if len(arrays) != 1:
-            raise DataError(f"{path}: holds arrays {sorted(arrays)}; name the images x (or x_test), labels y (or y_test)")
+    named = [(x_key, y_key) for x_key, y_key in (("x", "y"), ("x_test", "y_test")) if x_key in arrays]
+    if named:
+        x_key, y_key = named[0]
+    elif len(arrays) == 1:
         x_key, y_key = next(iter(arrays)), ""
+    else:
+        raise DataError(f"{path}: holds arrays {sorted(arrays)}; name the images x (or x_test), labels y (or y_test)")
     x = as_images(arrays[x_key], path, x_key)
     if x.shape[1:] != tuple(info.input_shape):
-        raise DataError(f"{path}: {x_key} holds images of {_shape(x.shape[1:])} but the model takes {_shape(info.input_shape)} "
-                        "(height x width x channels); save images of that shape")
+        raise DataError(
+            f"{path}: {x_key} holds images of {_shape(x.shape[1:])} but the model takes {_shape(info.input_shape)} "
+            "(height x width x channels); save images of that shape"
+        )
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise DataError(f"{path}: {x_key} has NaN or infinite pixels; clean or drop those images")
     truth: list[str | None] = [None] * len(x)
@@ -166,16 +192,23 @@ def _labels(y: np.ndarray, n: int, path: Path, key: str, info: ModelInfo) -> lis
     if length and y.dtype.kind in "US":
         texts = [str(t) for t in y.reshape(-1)]
         if len(texts) != n:
-            raise DataError(f"{path}: {key} has {len(texts)} texts for {n} images; give one text per image, or leave {key} out")
+            raise DataError(
+                f"{path}: {key} has {len(texts)} texts for {n} images; give one text per image, or leave {key} out"
+            )
         return texts  # type: ignore[return-value]
     expected = (n, length) if length else (n,)
     if not np.issubdtype(y.dtype, np.integer) or y.size != int(np.prod(expected)):
         what = f"integers of shape {expected}" + (" or texts" if length else "")
-        raise DataError(f"{path}: {key} has shape {y.shape}, dtype {y.dtype}; labels must be {what}, or leave {key} out")
+        raise DataError(
+            f"{path}: {key} has shape {y.shape}, dtype {y.dtype}; labels must be {what}, or leave {key} out"
+        )
     y = y.reshape(expected)
     if y.size and (y.min() < 0 or y.max() >= k):
         bad = int(y.max()) if y.max() >= k else int(y.min())
-        raise DataError(f"{path}: {key} holds label {bad}; the model's labels are 0..{k - 1} ({k} classes); fix it, or leave {key} out")
+        raise DataError(
+            f"{path}: {key} holds label {bad}; the model's labels are "
+            f"0..{k - 1} ({k} classes); fix it, or leave {key} out"
+        )
     if length:
         chars = np.asarray(info.class_names)
         return ["".join(row) for row in chars[y]]
@@ -257,7 +290,10 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
         header = ["image", *(f"{what}_{i + 1}" for i in range(len(first["top"])) for what in ("class", "probability"))]
     writer.writerow(header + (["true", "right"] if labelled else []))
     for r in rows:
-        cells = ([r["image"], r["text"], *r["confidence"]] if "text" in r
-                 else [r["image"], *(v for t in r["top"] for v in (t["class"], t["probability"]))])
+        cells = (
+            [r["image"], r["text"], *r["confidence"]]
+            if "text" in r
+            else [r["image"], *(v for t in r["top"] for v in (t["class"], t["probability"]))]
+        )
         writer.writerow(cells + ([r.get("true", ""), r.get("right", "")] if labelled else []))
     atomic_write(path, f.getvalue())

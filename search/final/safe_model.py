@@ -38,7 +38,9 @@ def read_config(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as z:
             info = z.getinfo("config.json")
             if info.file_size > _CONFIG_LIMIT:
-                raise UsageError(f"{path}: its config.json is {info.file_size / 2**20:.0f} MiB, not a model's; train the model again")
+                raise UsageError(
+                    f"{path}: its config.json is {info.file_size / 2**20:.0f} MiB, not a model's; train the model again"
+                )
             config = json.loads(z.read(info).decode("utf-8"))
     except UsageError:
         raise
@@ -71,12 +73,16 @@ def check_classes(config: dict[str, Any], where: Path) -> None:
         if name == "function" and isinstance(obj.get("config"), str) and obj["config"].startswith(f"{OUR_PACKAGE}>"):
             continue  # a function cnn-search registered, named by its registered name
         if name in REFUSED:
-            raise UsageError(f"{where}: holds a {name} layer, which runs code from the file; cnn-search loads only its own "
-                             "models: train the model again with 'train'")
+            raise UsageError(
+                f"{where}: holds a {name} layer, which runs code from the file; cnn-search loads only its own "
+                "models: train the model again with 'train'"
+            )
         if isinstance(module, str) and not module.split(".", 1)[0] == "keras":
             if not (isinstance(registered, str) and registered.startswith(f"{OUR_PACKAGE}>")):
-                raise UsageError(f"{where}: holds class {name!r} from module {module!r}, neither Keras' nor cnn-search's; "
-                                 "cnn-search loads only its own models: train the model again with 'train'")
+                raise UsageError(
+                    f"{where}: holds class {name!r} from module {module!r}, neither Keras' nor cnn-search's; "
+                    "cnn-search loads only its own models: train the model again with 'train'"
+                )
 
 
 def load_safe(path: Path) -> Any:
@@ -99,11 +105,16 @@ def check_against_labels(model: Any, info: Any, where: Path) -> None:
     fix = "labels.json was edited or belongs to another model; train the model again"
     input_shape = tuple(int(v) for v in model.input_shape[1:])
     if input_shape != tuple(info.input_shape):
-        raise UsageError(f"{where}: labels.json says input_shape {list(info.input_shape)} but the model takes "
-                         f"{list(input_shape)}; {fix}")
+        raise UsageError(
+            f"{where}: labels.json says input_shape {list(info.input_shape)} but the model takes "
+            f"{list(input_shape)}; {fix}"
+        )
     output = tuple(model.output_shape[1:])
     expected = (info.text_length, len(info.class_names)) if info.text_length else (len(info.class_names),)
     if output != expected:
-        what = (f"{info.text_length} positions of {len(info.class_names)} characters" if info.text_length
-                else f"{len(info.class_names)} classes")
+        what = (
+            f"{info.text_length} positions of {len(info.class_names)} characters"
+            if info.text_length
+            else f"{len(info.class_names)} classes"
+        )
         raise UsageError(f"{where}: labels.json says {what} but the model outputs {list(output)}; {fix}")

@@ -58,8 +58,13 @@ class ModelInfo:
     @classmethod
     def of(cls, data: Any) -> ModelInfo:
         """From a loaded ``search.core.data.Dataset``."""
-        return cls(data.name, tuple(int(v) for v in data.input_shape), tuple(data.class_names),  # type: ignore[arg-type]
-                   float(data.pixel_max), data.text_length)
+        return cls(
+            data.name,
+            tuple(int(v) for v in data.input_shape),
+            tuple(data.class_names),  # type: ignore[arg-type]
+            float(data.pixel_max),
+            data.text_length,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,14 +87,26 @@ class ModelInfo:
         try:
             shape = tuple(int(v) for v in d["input_shape"])
             names = tuple(str(n) for n in d["class_names"])
-            info = cls(str(d.get("dataset", "?")), shape, names, float(d["pixel_max"]),  # type: ignore[arg-type]
-                       int(d["text_length"]) if d.get("text_length") else None)
+            info = cls(
+                str(d.get("dataset", "?")),
+                shape,
+                names,
+                float(d["pixel_max"]),  # type: ignore[arg-type]
+                int(d["text_length"]) if d.get("text_length") else None,
+            )
         except (KeyError, TypeError, ValueError) as e:
-            raise UsageError(f"{where}: not a labels.json written by 'train' ({type(e).__name__}: {e}); train the model again") from e
+            raise UsageError(
+                f"{where}: not a labels.json written by 'train' ({type(e).__name__}: {e}); train the model again"
+            ) from e
         if len(shape) != 3 or len(names) < 2 or min(shape) < 1:
-            raise UsageError(f"{where}: input_shape {list(shape)} or {len(names)} class names is not a model's; train the model again")
+            raise UsageError(
+                f"{where}: input_shape {list(shape)} or {len(names)} "
+                "class names is not a model's; train the model again"
+            )
         if not math.isfinite(info.pixel_max) or info.pixel_max <= 0:
-            raise UsageError(f"{where}: pixel_max {info.pixel_max} must be a finite number above 0; train the model again")
+            raise UsageError(
+                f"{where}: pixel_max {info.pixel_max} must be a finite number above 0; train the model again"
+            )
         return info
 
 
@@ -107,7 +124,10 @@ def write_serving(model: Any, out_dir: Path, info: ModelInfo) -> list[str]:
     try:
         model.export(str(out_dir / TFLITE), format="litert", verbose=False)
     except Exception as e:  # the converter's failures have no common type; the SavedModel stands
-        notes.append(f"note: {TFLITE} not written: the LiteRT converter failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        notes.append(
+            f"note: {TFLITE} not written: the LiteRT converter failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        )
     (out_dir / LABELS).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
     return notes
 
@@ -120,13 +140,18 @@ def read_model_info(model_dir: str | Path) -> tuple[ModelInfo, Path]:
     if not folder.exists():
         raise UsageError(f"--model {folder}: no such folder; pass the folder 'train' wrote (its --out)")
     if not folder.is_dir():
-        raise UsageError(f"--model {folder}: is a file; pass the folder 'train' wrote (its --out), which holds {LABELS} and {MODEL}")
+        raise UsageError(
+            f"--model {folder}: is a file; pass the folder 'train' wrote (its --out), which holds {LABELS} and {MODEL}"
+        )
     labels, model = folder / LABELS, folder / MODEL
     missing = [name for name, p in ((LABELS, labels), (MODEL, model)) if not p.is_file()]
     if missing:
         config = folder / "config.json"
-        fix = (f"it was written before 'train' wrote them: train it again with train --config {config} --out {folder}"
-               if config.is_file() else "pass the folder 'train' wrote (its --out)")
+        fix = (
+            f"it was written before 'train' wrote them: train it again with train --config {config} --out {folder}"
+            if config.is_file()
+            else "pass the folder 'train' wrote (its --out)"
+        )
         raise UsageError(f"--model {folder}: no {' or '.join(missing)} in it; {fix}")
     try:
         d = json.loads(labels.read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ stopping.  Nothing here touches Optuna.
   comes out (``search.final.serving``);
 * ``metrics.json``: test loss and accuracy, scikit-learn's per-class precision, recall
   and F1, the confusion matrix (``search.final.evaluation``);
-* ``confusion.png`` and ``mistakes.png`` (``search.final.figures``), ``curves.png``;
+* ``confusion.png`` and ``mistakes.png`` (``search.core.figures``), ``curves.png``;
 * ``history.json`` and ``config.json`` (the run config it trained, re-trainable).
 
 On a text dataset ``accuracy`` is whole-string accuracy; ``metrics.json`` adds
@@ -37,20 +37,30 @@ import numpy as np
 
 from search.core.config import RunConfig, is_loss
 from search.core.data import Dataset, load_dataset
+from search.core.figures import save_confusion, save_mistakes
 from search.core.outputs import check_output_folder, is_model_folder, staged_folder
-from search.errors import UsageError
-from search.reporting.export import Export
-from search.final.evaluation import confidence, confident_mistakes, evaluate_test, test_metrics
-from search.reporting.plots import save_curves
-from search.final.figures import save_confusion, save_mistakes
-from search.final.serving import LABELS, SAVED_MODEL, TFLITE, ModelInfo, write_serving
+from search.core.plots import save_curves
 from search.core.textdata import decode
 from search.core.training import fit
+from search.errors import UsageError
+from search.final.evaluation import confidence, confident_mistakes, evaluate_test, test_metrics
+from search.final.serving import LABELS, SAVED_MODEL, TFLITE, ModelInfo, write_serving
+from search.reporting.export import Export
 
 __all__ = ["FILES", "FinalResult", "train_final", "test_metrics", "load_model"]
 
-FILES = ("model.keras", SAVED_MODEL, TFLITE, LABELS, "history.json", "metrics.json", "curves.png", "confusion.png",
-         "mistakes.png", "config.json")
+FILES = (
+    "model.keras",
+    SAVED_MODEL,
+    TFLITE,
+    LABELS,
+    "history.json",
+    "metrics.json",
+    "curves.png",
+    "confusion.png",
+    "mistakes.png",
+    "config.json",
+)
 MISTAKES_SHOWN = 16
 
 
@@ -97,12 +107,22 @@ def train_final(
     return dataclasses.replace(result, out_dir=out)
 
 
-def _train_into(out: Path, config: RunConfig, data: Dataset, keep_val: bool, early_stopping: int | None, monitor: str,
-                source: dict[str, Any] | None, verbose: int) -> FinalResult:
+def _train_into(
+    out: Path,
+    config: RunConfig,
+    data: Dataset,
+    keep_val: bool,
+    early_stopping: int | None,
+    monitor: str,
+    source: dict[str, Any] | None,
+    verbose: int,
+) -> FinalResult:
     callbacks = []
     if early_stopping is not None:
         mode = "min" if is_loss(monitor) else "max"
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=early_stopping, mode=mode, restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=early_stopping, mode=mode, restore_best_weights=True)
+        )
     result = fit(config, data, callbacks, validate=keep_val, train_on_val=not keep_val, verbose=verbose)
     metrics: dict[str, Any] = {
         "trained_on": "train" if keep_val else "train+validation",
@@ -120,13 +140,20 @@ def _train_into(out: Path, config: RunConfig, data: Dataset, keep_val: bool, ear
         metrics["validation"] = _validation_summary(result.history)
     result.model.save(out / "model.keras")
     notes = write_serving(result.model, out, ModelInfo.of(data))
-    _write_json(out / "history.json", {"history": result.history, "epoch_seconds": [round(s, 3) for s in result.epoch_seconds]})
+    _write_json(
+        out / "history.json", {"history": result.history, "epoch_seconds": [round(s, 3) for s in result.epoch_seconds]}
+    )
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "config.json", Export(config, {**(source or {}), "split_seed": config.data.split_seed}).to_dict())
     title = f"{_short_name(config.data.dataset)}: {result.model.name}, seed {config.seed}"
     save_curves(result.history, out / "curves.png", title=title)
-    save_confusion(test.metrics["confusion_matrix"], data.class_names, out / "confusion.png", title=title,
-                   what="character" if data.text_length else "class")
+    save_confusion(
+        test.metrics["confusion_matrix"],
+        data.class_names,
+        out / "confusion.png",
+        title=title,
+        what="character" if data.text_length else "class",
+    )
     _save_mistakes(data, test.probabilities, out / "mistakes.png", title)
     return FinalResult(result.model, result.history, metrics, out, notes)
 
@@ -147,8 +174,17 @@ def _save_mistakes(data: Dataset, probabilities: np.ndarray, path: Path, title: 
     else:
         truth = [data.class_names[i] for i in data.y_test[shown]]
         guesses = [data.class_names[i] for i in predicted]
-    save_mistakes(data.x_test[shown], truth, guesses, confidence(probabilities[shown]).tolist(), path,
-                  pixel_max=data.pixel_max, total_wrong=len(mistakes), title=title, what="text" if data.text_length else "label")
+    save_mistakes(
+        data.x_test[shown],
+        truth,
+        guesses,
+        confidence(probabilities[shown]).tolist(),
+        path,
+        pixel_max=data.pixel_max,
+        total_wrong=len(mistakes),
+        title=title,
+        what="text" if data.text_length else "label",
+    )
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -24,12 +24,21 @@ from typing import TYPE_CHECKING, Any
 from search.core.config import RunConfig
 from search.errors import ConfigError, UsageError
 from search.study.objectives import is_multi_objective
+from search.study.record import TrialRecord
 
 if TYPE_CHECKING:  # reading and writing export files needs no Optuna
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["EXPORT_SCHEMA_VERSION", "Export", "choose_trial", "export_trial", "write_export", "read_export", "package_versions"]
+__all__ = [
+    "EXPORT_SCHEMA_VERSION",
+    "Export",
+    "choose_trial",
+    "export_trial",
+    "write_export",
+    "read_export",
+    "package_versions",
+]
 
 EXPORT_SCHEMA_VERSION = 1
 EXPORTABLE = ("COMPLETE", "PRUNED")
@@ -60,7 +69,9 @@ def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"cnn-search": __version__}
     for name, dists in {
         "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos"),
-        "keras": ("keras",), "optuna": ("optuna",), "numpy": ("numpy",),
+        "keras": ("keras",),
+        "optuna": ("optuna",),
+        "numpy": ("numpy",),
     }.items():
         versions[name] = None
         for dist in dists:
@@ -84,13 +95,18 @@ def choose_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
         if not front:
             raise UsageError(f"study '{study.study_name}' has no completed trial yet; run more trials")
         raise UsageError(
-            f"study '{study.study_name}' optimizes {len(study.directions)} objectives ({', '.join(study_metric_names(study))}), "
+            f"study '{study.study_name}' optimizes {len(study.directions)} "
+            f"objectives ({', '.join(study_metric_names(study))}), "
             f"so it has no single best trial; pick a point of its Pareto front with --trial N, N one of "
             f"{', '.join(map(str, front))} (python run_search.py best --study {study.study_name} shows them)"
         )
     if number is None:
         if not any(t.state == TrialState.COMPLETE for t in trials):
-            counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState if any(t.state == s for t in trials))
+            counts = ", ".join(
+                f"{sum(t.state == s for t in trials)} {s.name.lower()}"
+                for s in TrialState
+                if any(t.state == s for t in trials)
+            )
             raise UsageError(
                 f"study '{study.study_name}' has no completed trial yet ({counts or 'no trials'}); "
                 "run more trials, or pick one with --trial N"
@@ -110,13 +126,13 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> E
     from search.study.storage import recorded_settings, safe_url
 
     settings = recorded_settings(study, storage_url)
-    raw = trial.user_attrs.get("config")
+    raw = TrialRecord.of(trial).config
     if isinstance(raw, dict):  # what it trained, as stored when it started (and, paced, the epochs it ran)
         config = RunConfig.from_dict(raw, where=f"trial {trial.number} config")
         config = _with_legacy(config, raw, settings.seed, settings.monitor)  # stored before the config held them
     else:  # no stored config (a trial added by hand): its params replayed through the study's space
         config = replay(settings, trial)
-    history = trial.user_attrs.get("history") or {}
+    history = TrialRecord.of(trial).history or {}
     multi = is_multi_objective(study)
     values = list(trial.values) if multi and trial.values else None  # trial.value raises with several objectives
     source = {
@@ -132,7 +148,7 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> E
         "seed": config.seed,
         "split_seed": config.data.split_seed,
         "packages": package_versions(),
-        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if multi:
         source["objectives"] = settings.objectives
@@ -150,8 +166,10 @@ def replay(settings: Any, trial: FrozenTrial) -> RunConfig:
     try:
         return trial_config(settings.space_obj, settings.config, optuna.trial.FixedTrial(trial.params, trial.number))
     except ValueError as e:  # FixedTrial: a parameter the space samples that the trial never had
-        raise UsageError(f"trial {trial.number} has no stored run config and its params do not fit the study's space "
-                         f"({e}); export another --trial") from e
+        raise UsageError(
+            f"trial {trial.number} has no stored run config and its params do not fit the study's space "
+            f"({e}); export another --trial"
+        ) from e
 
 
 def write_export(export: Export, path: str | Path) -> Path:
@@ -171,8 +189,14 @@ def read_export(path: str | Path) -> Export:
     source = raw.get("source") if isinstance(raw, dict) and "config" in raw else None
     if source is not None and not isinstance(source, dict):
         raise ConfigError(f"{path}: 'source' must be a JSON object, received {type(source).__name__}")
-    if isinstance(raw, dict) and "config" in raw and raw.get("schema_version", EXPORT_SCHEMA_VERSION) != EXPORT_SCHEMA_VERSION:
-        raise ConfigError(f"{path}.schema_version: expected {EXPORT_SCHEMA_VERSION}, received {raw['schema_version']!r}")
+    if (
+        isinstance(raw, dict)
+        and "config" in raw
+        and raw.get("schema_version", EXPORT_SCHEMA_VERSION) != EXPORT_SCHEMA_VERSION
+    ):
+        raise ConfigError(
+            f"{path}.schema_version: expected {EXPORT_SCHEMA_VERSION}, received {raw['schema_version']!r}"
+        )
     _check_source(source or {}, str(path))
     from search.core.config import SECTIONS
 
@@ -199,12 +223,14 @@ def _with_legacy(config: RunConfig, body: dict[str, Any], split_seed: int | None
 
 def _check_source(source: dict[str, Any], where: str) -> None:
     """The fields of ``source`` that ``train`` uses, checked before anything is trained or written."""
-    from search.core.config import METRICS, MAX_SEED, TEXT_METRICS
+    from search.core.config import MAX_SEED, METRICS, TEXT_METRICS
 
     monitor = source.get("monitor")
     known = [*METRICS, *TEXT_METRICS]
     if monitor is not None and (not isinstance(monitor, str) or monitor.removeprefix("val_") not in known):
-        raise ConfigError(f"{where}: source.monitor: expected one of {', '.join(known)} (optionally val_...), received {monitor!r}")
+        raise ConfigError(
+            f"{where}: source.monitor: expected one of {', '.join(known)} (optionally val_...), received {monitor!r}"
+        )
     seed = source.get("split_seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
         raise ConfigError(f"{where}: source.split_seed: expected an integer from 0 to {MAX_SEED}, received {seed!r}")

@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
+from search.study.record import TrialRecord
 
 __all__ = ["Row", "Leaderboard", "leaderboard", "param_importances", "format_value", "table_cells", "format_table"]
 
@@ -33,7 +34,7 @@ class Row:
     value: float | None  # the trial's value; for a pruned trial its best reported value
     epochs: int
     params: dict[str, Any]
-    diagnosis: tuple[str, ...] = ()  # labels from search.reporting.diagnose
+    diagnosis: tuple[str, ...] = ()  # labels from search.core.diagnose
     values: tuple[float, ...] = ()  # every objective's value, in a multi-objective study
 
 
@@ -55,7 +56,7 @@ def _best_reported(trial: FrozenTrial, maximize: bool) -> float | None:
 
 
 def _epochs(trial: FrozenTrial) -> int:
-    history = trial.user_attrs.get("history")
+    history = TrialRecord.of(trial).history
     if isinstance(history, dict) and history:
         return max(len(v) for v in history.values() if isinstance(v, list))
     return len(trial.intermediate_values)
@@ -91,8 +92,16 @@ def leaderboard(study: optuna.Study, top: int = 10, importances: dict[str, float
         pruned.sort(key=lambda tv: math.inf if tv[1] is None else sign * tv[1])
         chosen = [(t, t.value) for t in complete] + pruned
     rows = [
-        Row(rank, t.number, t.state.name, value, _epochs(t), dict(t.params), tuple(t.user_attrs.get("diagnosis", [])),
-            tuple(t.values) if objectives else ())
+        Row(
+            rank,
+            t.number,
+            t.state.name,
+            value,
+            _epochs(t),
+            dict(t.params),
+            tuple(TrialRecord.of(t).diagnosis or []),
+            tuple(t.values) if objectives else (),
+        )
         for rank, (t, value) in enumerate(chosen[:top], start=1)
     ]
     if importances is None:
@@ -105,8 +114,14 @@ def leaderboard(study: optuna.Study, top: int = 10, importances: dict[str, float
     differ = [n for n in names if len({repr(r.params.get(n)) for r in rows}) > 1]
     constant = {n: rows[0].params.get(n) for n in names if n not in differ} if rows else {}
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    return Leaderboard(rows, differ if len(rows) > 1 else names, constant if len(rows) > 1 else {}, counts,
-                       objectives, len(chosen) if objectives else 0)
+    return Leaderboard(
+        rows,
+        differ if len(rows) > 1 else names,
+        constant if len(rows) > 1 else {},
+        counts,
+        objectives,
+        len(chosen) if objectives else 0,
+    )
 
 
 def format_value(value: Any) -> str:
@@ -129,8 +144,15 @@ def table_cells(board: Leaderboard, max_columns: int) -> tuple[list[str], list[l
         return ["-" if r.value is None else f"{r.value:.4f}"]
 
     body = [
-        [str(r.rank), str(r.number), *values(r), r.state, str(r.epochs),
-         ",".join(r.diagnosis) or "-", *(format_value(r.params.get(c)) for c in columns)]
+        [
+            str(r.rank),
+            str(r.number),
+            *values(r),
+            r.state,
+            str(r.epochs),
+            ",".join(r.diagnosis) or "-",
+            *(format_value(r.params.get(c)) for c in columns),
+        ]
         for r in board.rows
     ]
     return header, body

@@ -13,9 +13,10 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
+from search.core.diagnose import Finding, explain
 from search.study.budget import trial_epochs
-from search.reporting.diagnose import Finding, explain
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
+from search.study.record import TrialRecord
 
 __all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
 
@@ -48,7 +49,7 @@ class TrialPrinter:
         if trial.state == TrialState.PRUNED:
             note = f"  at epoch {trial.last_step}"
         elif trial.state == TrialState.FAIL:
-            note = "  " + str(trial.user_attrs.get("fail_reason", "failed"))
+            note = "  " + str(TrialRecord.of(trial).fail_reason or "failed")
         note += _plan_note(trial)
         print(
             f"trial {trial.number:>4}  {trial.state.name:<8}  {value_text}  {best_text}  {seconds:6.1f}s{note}",
@@ -59,44 +60,56 @@ class TrialPrinter:
 
 def _plan_note(trial: optuna.trial.FrozenTrial) -> str:
     """``  [explore, 3 epochs, local around trial 4: lr, batch_size]`` for prior-sampled trials."""
-    attrs = trial.user_attrs
+    rec = TrialRecord.of(trial)
     parts = []
-    if attrs.get("phase"):
-        parts.append(f"{attrs['phase']}, {trial_epochs(trial) or '?'} epochs" + (", paced by the clock" if attrs.get("paced") else ""))
-    if attrs.get("baseline"):
+    if rec.phase:
+        parts.append(
+            f"{rec.phase}, {trial_epochs(trial) or '?'} epochs" + (", paced by the clock" if rec.paced else "")
+        )
+    if rec.baseline:
         parts.append("the recipe")
-    elif attrs.get("warm_start"):
-        parts.append(f"warm start {attrs['warm_start']}")
-    elif attrs.get("lever"):
-        parts.append(f"{attrs.get('centre')} with " + ", ".join(f"{k} {v}" for k, v in attrs["lever"].items())
-                     + (", continued" if attrs.get("continued_from") is not None else ""))
-    elif attrs.get("draw") == "local":
-        parts.append(f"near {attrs.get('centre')}: " + ", ".join(attrs.get("changed") or []))
-    elif attrs.get("draw") == "replay" and attrs.get("continued_from") is not None:
-        parts.append(f"trial {attrs['continued_from']} continued" + (" unchanged" if attrs.get("control") else ""))
-    elif attrs.get("draw") in ("global", "replay"):
-        parts.append("from the whole space" if attrs["draw"] == "global" else f"{attrs.get('centre')} again")
-    elif attrs.get("draw") == "sampled":
+    elif rec.warm_start:
+        parts.append(f"warm start {rec.warm_start}")
+    elif rec.lever:
+        parts.append(
+            f"{rec.centre} with "
+            + ", ".join(f"{k} {v}" for k, v in rec.lever.items())
+            + (", continued" if rec.continued_from is not None else "")
+        )
+    elif rec.draw == "local":
+        parts.append(f"near {rec.centre}: " + ", ".join(rec.changed or []))
+    elif rec.draw == "replay" and rec.continued_from is not None:
+        parts.append(f"trial {rec.continued_from} continued" + (" unchanged" if rec.control else ""))
+    elif rec.draw in ("global", "replay"):
+        parts.append("from the whole space" if rec.draw == "global" else f"{rec.centre} again")
+    elif rec.draw == "sampled":
         parts.append("drawn by the sampler")
-    if attrs.get("stopped", "").startswith("stopped at"):
+    if (rec.stopped or "").startswith("stopped at"):
         parts.append("stopped at the deadline")
     return f"  [{'; '.join(parts)}]" if parts else ""
 
 
 def budget_summary(study: optuna.Study, budget) -> str:
     """What a budgeted run bought: trials and epochs per phase, and where the best came from."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("budget_start") == budget.start]
-    lines = [f"budget {budget.seconds:g}s bought {len(trials)} trials, "
-             f"{sum(len(t.intermediate_values) for t in trials)} epochs:"]
+    trials = [t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).budget_start == budget.start]
+    lines = [
+        f"budget {budget.seconds:g}s bought {len(trials)} trials, "
+        f"{sum(len(t.intermediate_values) for t in trials)} epochs:"
+    ]
     for phase in ("early", "explore", "branch", "promote", "final"):
-        these = [t for t in trials if t.user_attrs.get("phase") == phase]
+        these = [t for t in trials if TrialRecord.of(t).phase == phase]
         if these:
             done = [t for t in these if t.state == TrialState.COMPLETE and t.value is not None]
-            best = max((t.value for t in done), default=None) if study.direction.name == "MAXIMIZE" else \
-                min((t.value for t in done), default=None)
+            best = (
+                max((t.value for t in done), default=None)
+                if study.direction.name == "MAXIMIZE"
+                else min((t.value for t in done), default=None)
+            )
             epochs = sorted({e for e in map(trial_epochs, these) if e})  # a paced run: the epochs it ran
-            lines.append(f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
-                         f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}")
+            lines.append(
+                f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
+                f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}"
+            )
     return "\n".join(lines + learned(study, trials))
 
 
@@ -109,34 +122,40 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list
     lines = []
     for t in done:
         control = recipe.get(trial_epochs(t))
-        if t.user_attrs.get("phase") not in ("explore", "branch") or _is_recipe(t) or control is None:
+        if TrialRecord.of(t).phase not in ("explore", "branch") or _is_recipe(t) or control is None:
             continue
-        what = t.user_attrs.get("lever") or {name: t.params.get(name) for name in t.user_attrs.get("changed", [])}
+        what = TrialRecord.of(t).lever or {name: t.params.get(name) for name in (TrialRecord.of(t).changed or [])}
         if not what:
             continue
         change = ", ".join(f"{k} {v}" for k, v in what.items())
         delta = sign * (t.value - control.value)
         verdict = "helped" if delta > 0 else "did not help"
-        lines.append(f"  {change}: {_fmt(t.value)} against the recipe's {_fmt(control.value)} at {trial_epochs(t)} "
-                     f"epochs ({delta * 100:+.1f} points): {verdict}")
-    finals = [t for t in trials if t.user_attrs.get("phase") == "final"]
+        lines.append(
+            f"  {change}: {_fmt(t.value)} against the recipe's {_fmt(control.value)} at {trial_epochs(t)} "
+            f"epochs ({delta * 100:+.1f} points): {verdict}"
+        )
+    finals = [t for t in trials if TrialRecord.of(t).phase == "final"]
     if finals and lines:
-        source = finals[-1].user_attrs.get("source")
+        source = TrialRecord.of(finals[-1]).source
         by_number = {t.number: t for t in trials}
         picked = by_number.get(source)
         if picked is not None and _is_recipe(picked):
             lines.append("  the final run trained the recipe: no change beat it at the same schedule length")
         elif picked is not None:
-            what = picked.user_attrs.get("lever") or picked.user_attrs.get("changed") or "its configuration"
-            lines.append(f"  the final run trained trial {picked.number} ({what}), which beat the recipe at "
-                         f"{trial_epochs(picked)} epochs")
+            what = TrialRecord.of(picked).lever or TrialRecord.of(picked).changed or "its configuration"
+            lines.append(
+                f"  the final run trained trial {picked.number} ({what}), which beat the recipe at "
+                f"{trial_epochs(picked)} epochs"
+            )
     return (["learned (each explored change against the recipe at the same schedule length):"] + lines) if lines else []
 
 
 def _is_recipe(trial: optuna.trial.FrozenTrial) -> bool:
     """The recipe's own explore trial, or its branch that continues it unchanged (the control)."""
-    return bool((trial.user_attrs.get("baseline") and trial.user_attrs.get("phase") == "explore")
-                or (trial.user_attrs.get("control") and trial.user_attrs.get("phase") == "branch"))
+    return bool(
+        (TrialRecord.of(trial).baseline and TrialRecord.of(trial).phase == "explore")
+        or (TrialRecord.of(trial).control and TrialRecord.of(trial).phase == "branch")
+    )
 
 
 def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
@@ -150,9 +169,9 @@ def _values_and_front(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> t
 
 
 def findings(trials: list[optuna.trial.FrozenTrial]) -> list[Finding]:
-    """What the finished trials' diagnoses add up to (see search.reporting.diagnose)."""
+    """What the finished trials' diagnoses add up to (see search.core.diagnose)."""
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
-    return explain([(t.user_attrs.get("diagnosis", []), t.params) for t in finished])
+    return explain([((TrialRecord.of(t).diagnosis or []), t.params) for t in finished])
 
 
 def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout, *, location_args: str = "") -> None:
@@ -186,8 +205,11 @@ def summary(study: optuna.Study, storage_display: str, out: TextIO = sys.stdout,
     print(f"dashboard: python run_search.py dashboard {where}", file=out)
     if front:
         numbers = ", ".join(str(t.number) for t in front)
-        print(f"export:    python run_search.py export {where} --trial {front[0].number}   (any point of the front: {numbers})",
-              file=out)
+        print(
+            f"export:    python run_search.py export {where} --trial "
+            f"{front[0].number}   (any point of the front: {numbers})",
+            file=out,
+        )
     elif counts[TrialState.COMPLETE]:
         print(f"export:    python run_search.py export {where}", file=out)
 
@@ -199,6 +221,8 @@ def front_text(study: optuna.Study, front: list[optuna.trial.FrozenTrial]) -> st
     rows = [[f"#{t.number}", *(format_objective(n, v) for n, v in zip(names, t.values))] for t in front]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
-    title = (f"Pareto front of {names[0]} against {' and '.join(names[1:])}: {len(front)} trial{'s' * (len(front) != 1)} "
-             "(no other trial is as good in every objective and better in one)")
+    title = (
+        f"Pareto front of {names[0]} against {' and '.join(names[1:])}: {len(front)} trial{'s' * (len(front) != 1)} "
+        "(no other trial is as good in every objective and better in one)"
+    )
     return "\n".join([title, *lines])

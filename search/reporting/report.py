@@ -22,8 +22,9 @@ import optuna
 from optuna.trial import TrialState
 
 from search.reporting.leaderboard import Leaderboard, format_value, leaderboard, param_importances, table_cells
-from search.study.objectives import describe_objectives, is_multi_objective, study_metric_names
 from search.reporting.progress import findings, learned
+from search.study.objectives import describe_objectives, is_multi_objective, study_metric_names
+from search.study.record import TrialRecord
 from search.study.settings import StudySettings
 
 __all__ = ["FIGURES", "MULTI_OBJECTIVE_FIGURES", "render_report", "write_report"]
@@ -61,17 +62,27 @@ def _figures(study: optuna.Study, importances: dict[str, float], target: str) ->
     first: dict = {"target": lambda t: t.values[0]} if multi else {}
     out: dict[str, Callable[[], object] | str] = {}
     if multi:
-        out["plot-pareto"] = (lambda: vis.plot_pareto_front(study, target_names=study_metric_names(study))) if complete \
+        out["plot-pareto"] = (
+            (lambda: vis.plot_pareto_front(study, target_names=study_metric_names(study)))
+            if complete
             else "no completed trial yet"
+        )
     out |= {
-        "plot-history": (lambda: vis.plot_optimization_history(study, target_name=target, **first)) if complete else "no completed trial yet",
-        "plot-importances": (lambda: vis.plot_param_importances(study, params=list(importances), target_name=target)) if importances
+        "plot-history": (lambda: vis.plot_optimization_history(study, target_name=target, **first))
+        if complete
+        else "no completed trial yet",
+        "plot-importances": (lambda: vis.plot_param_importances(study, params=list(importances), target_name=target))
+        if importances
         else "needs at least two completed trials whose parameters differ",
-        "plot-parallel": (lambda: vis.plot_parallel_coordinate(study, params=top_params, target_name=target, **first)) if complete >= 2
+        "plot-parallel": (lambda: vis.plot_parallel_coordinate(study, params=top_params, target_name=target, **first))
+        if complete >= 2
         else "needs at least two completed trials",
-        "plot-intermediate": (lambda: vis.plot_intermediate_values(study)) if has_intermediate
-        else "a multi-objective study reports no per-epoch values (Optuna cannot prune it); each trial's history is in the dashboard"
-        if multi else "no trial has reported an epoch yet",
+        "plot-intermediate": (lambda: vis.plot_intermediate_values(study))
+        if has_intermediate
+        else "a multi-objective study reports no per-epoch values (Optuna cannot prune it); "
+        "each trial's history is in the dashboard"
+        if multi
+        else "no trial has reported an epoch yet",
     }
     return out
 
@@ -87,7 +98,9 @@ def _figure_html(draw: Callable[[], object], div_id: str, with_js: bool) -> str:
 def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=num' if i in numeric else ''}>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{' class=num' if i in numeric else ''}>{html.escape(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -98,7 +111,8 @@ def _best_table(board: Leaderboard, max_columns: int = 10) -> str:
     values = len(board.objectives) or 1
     text = _table(header, rows, numeric={0, 1, *range(2, 2 + values), 3 + values})
     if len(board.rows) < board.front_size:
-        text += f"<p class=meta>The first {len(board.rows)} of {board.front_size} trials on the front (--top shows more).</p>"
+        shown = f"The first {len(board.rows)} of {board.front_size} trials on the front"
+        text += f"<p class=meta>{shown} (--top shows more).</p>"
     if board.columns[max_columns:]:
         text += f"<p class=meta>More parameters differ: {html.escape(', '.join(board.columns[max_columns:]))}</p>"
     if board.constant:
@@ -108,8 +122,10 @@ def _best_table(board: Leaderboard, max_columns: int = 10) -> str:
 
 
 def _front_note(board: Leaderboard) -> str:
-    return ("<p class=meta>The trials no other trial matches in every objective and beats in one, by "
-            f"{html.escape(board.objectives[0])}; export any of them with <code>export --trial N</code>.</p>")
+    return (
+        "<p class=meta>The trials no other trial matches in every objective and beats in one, by "
+        f"{html.escape(board.objectives[0])}; export any of them with <code>export --trial N</code>.</p>"
+    )
 
 
 def _outcomes(study: optuna.Study) -> str:
@@ -121,24 +137,24 @@ def _outcomes(study: optuna.Study) -> str:
     if pruned:
         by_epoch: dict[str, list[int]] = defaultdict(list)
         for t in pruned:
-            match = PRUNED_AT.search(str(t.user_attrs.get("prune_reason", "")))
+            match = PRUNED_AT.search(str(TrialRecord.of(t).prune_reason or ""))
             by_epoch[f"after epoch {match.group(1)}" if match else "no reason recorded"].append(t.number)
         rows = [[when, str(len(ns)), ", ".join(f"#{n}" for n in ns)] for when, ns in sorted(by_epoch.items())]
         parts.append("<h3>Pruned</h3>" + _table(["when", "trials", "which"], rows, numeric={1}))
-        detail = [[f"#{t.number}", str(t.user_attrs.get("prune_reason", "-"))] for t in pruned]
+        detail = [[f"#{t.number}", str(TrialRecord.of(t).prune_reason or "-")] for t in pruned]
         parts.append(_table(["trial", "reason"], detail))
     if failed:
-        reasons = Counter(str(t.user_attrs.get("fail_reason", "no reason recorded")) for t in failed)
+        reasons = Counter(str(TrialRecord.of(t).fail_reason or "no reason recorded") for t in failed)
         which: dict[str, list[int]] = defaultdict(list)
         for t in failed:
-            which[str(t.user_attrs.get("fail_reason", "no reason recorded"))].append(t.number)
+            which[str(TrialRecord.of(t).fail_reason or "no reason recorded")].append(t.number)
         rows = [[reason, str(n), ", ".join(f"#{x}" for x in which[reason])] for reason, n in reasons.most_common()]
         parts.append("<h3>Failed</h3>" + _table(["reason", "trials", "which"], rows, numeric={1}))
     return "\n".join(parts)
 
 
 def _findings(trials: list) -> str:
-    """The diagnoses of all trials, as sentences (see search.reporting.diagnose for the thresholds)."""
+    """The diagnoses of all trials, as sentences (see search.core.diagnose for the thresholds)."""
     found = findings(trials)
     if not found:
         return "<p class=note>No trial diverged, stayed near chance, overfitted or dropped sharply.</p>"
@@ -150,25 +166,45 @@ def _budget_section(study: optuna.Study, trials: list) -> str:
     the recipe at the same schedule length (the end-of-search summary's lines)."""
     from search.study.budget import trial_epochs
 
-    budgets = sorted({t.user_attrs["budget_start"] for t in trials if t.user_attrs.get("budget_start")})
+    budgets = sorted({TrialRecord.of(t).budget_start for t in trials if TrialRecord.of(t).budget_start})
     if not budgets:
         return ""
     parts = []
     for start in budgets:
-        mine = [t for t in trials if t.user_attrs.get("budget_start") == start]
-        when = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        rows = [[f"#{t.number}", str(t.user_attrs.get("phase", "")), str(trial_epochs(t) or ""),
-                 format_value(t.value) if t.value is not None else t.state.name.lower(),
-                 ("the recipe" if t.user_attrs.get("baseline") else
-                  f"trial {t.user_attrs.get('source')} continued unchanged" if t.user_attrs.get("control") else
-                  ", ".join(f"{k} {v}" for k, v in (t.user_attrs.get("lever") or {}).items())
-                  or (f"trial {t.user_attrs['source']} again" + (", continued from its weights" if t.user_attrs.get("continued_from") is not None else "")
-                      if t.user_attrs.get("source") is not None else ", ".join(t.user_attrs.get("changed") or []) or "drawn"))]
-                for t in mine]
+        mine = [t for t in trials if TrialRecord.of(t).budget_start == start]
+        when = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        rows = [
+            [
+                f"#{t.number}",
+                str(TrialRecord.of(t).phase or ""),
+                str(trial_epochs(t) or ""),
+                format_value(t.value) if t.value is not None else t.state.name.lower(),
+                (
+                    "the recipe"
+                    if TrialRecord.of(t).baseline
+                    else f"trial {TrialRecord.of(t).source} continued unchanged"
+                    if TrialRecord.of(t).control
+                    else ", ".join(f"{k} {v}" for k, v in (TrialRecord.of(t).lever or {}).items())
+                    or (
+                        f"trial {TrialRecord.of(t).source} again"
+                        + (", continued from its weights" if TrialRecord.of(t).continued_from is not None else "")
+                        if TrialRecord.of(t).source is not None
+                        else ", ".join(TrialRecord.of(t).changed or []) or "drawn"
+                    )
+                ),
+            ]
+            for t in mine
+        ]
         lines = learned(study, mine)
-        parts.append(f"<h3>Budget started {html.escape(when)}</h3>"
-                     + _table(["trial", "phase", "epochs", "value", "what"], rows, numeric={2, 3})
-                     + ("<ul>" + "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:]) + "</ul>" if lines else ""))
+        parts.append(
+            f"<h3>Budget started {html.escape(when)}</h3>"
+            + _table(["trial", "phase", "epochs", "value", "what"], rows, numeric={2, 3})
+            + (
+                "<ul>" + "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:]) + "</ul>"
+                if lines
+                else ""
+            )
+        )
     return "<section><h2>What the budget bought</h2>" + "".join(parts) + "</section>"
 
 
@@ -180,9 +216,13 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in board.counts.items() if n) or "no trials"
     multi = is_multi_objective(study)
     if multi:
-        best_text = (f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)} "
-                     f"({', '.join(f'#{r.number}' for r in board.rows)}"
-                     f"{', ...' if len(board.rows) < board.front_size else ''})" if board.rows else "no completed trial yet")
+        best_text = (
+            f"Pareto front: {board.front_size} trial{'s' * (board.front_size != 1)} "
+            f"({', '.join(f'#{r.number}' for r in board.rows)}"
+            f"{', ...' if len(board.rows) < board.front_size else ''})"
+            if board.rows
+            else "no completed trial yet"
+        )
         target = describe_objectives(settings)
     else:
         target = f"{settings.monitor} ({settings.direction})"
@@ -201,18 +241,20 @@ def render_report(study: optuna.Study, settings: StudySettings, storage_display:
             body = _figure_html(draw, div_id, with_js=not js_done)
             js_done = True
         sections.append(f"<section><h2>{title}</h2><p class=meta>{html.escape(what)}</p>{body}</section>")
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     name = html.escape(study.study_name)
+    front_note = _front_note(board) if multi else ""
+    best_table = _best_table(board) if board.rows else "<p class=note>No completed or pruned trial yet.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cnn-search report: {name}</title>
 <style>{_STYLE}</style></head>
 <body>
 <h1>Study {name}</h1>
-<p class=meta>dataset {html.escape(settings.dataset)}; space {html.escape(str(settings.space.get('name', '?')))};
+<p class=meta>dataset {html.escape(settings.dataset)}; space {html.escape(str(settings.space.get("name", "?")))};
 {html.escape(target)}; {len(trials)} trials: {html.escape(counts)};
 {html.escape(best_text)}<br>storage {html.escape(storage_display)}; generated {generated}</p>
-<section><h2>{'Pareto front' if multi else 'Best trials'}</h2>{_front_note(board) if multi else ''}{_best_table(board) if board.rows else '<p class=note>No completed or pruned trial yet.</p>'}</section>
-{''.join(sections)}
+<section><h2>{"Pareto front" if multi else "Best trials"}</h2>{front_note}{best_table}</section>
+{"".join(sections)}
 {_budget_section(study, trials)}
 <section><h2>What went wrong</h2>{_findings(trials)}</section>
 <section><h2>Pruned and failed trials</h2>{_outcomes(study)}</section>

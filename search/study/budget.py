@@ -5,11 +5,10 @@ and the epoch times it has measured, instead of judging long schedules on their 
 epochs:
 
 1. **explore** (the first ``EXPLORE`` of the budget): complete short schedules of
-   ``short`` epochs (3 by default): the learning-rate schedule spans those epochs, so
-   every trial is judged after its annealing, never in its warm-up;
-2. **promote** (until ``PROMOTE`` of the budget): the best explored configurations not
-   yet promoted train again with a 3x longer schedule, each only when it can finish
-   before the final phase (its epoch time is known from its short run);
+   ``short`` epochs: the learning-rate schedule spans those epochs, so every trial is
+   judged after its annealing, never in its warm-up;
+2. **promote** (until ``PROMOTE``): the best explored configurations not yet promoted
+   train again with a 3x longer schedule, each only when it can finish in time;
 3. **final** (the rest, at least half of the budget): the best configuration, ranked
    at the longest schedule it ran, trains once more with the time left, its schedule
    paced by the clock (``search.core.deadline.Pace``); with ``capped`` (``--epochs``) and
@@ -17,21 +16,17 @@ epochs:
 
 Exploring is worth its time only when the final run still gets a long schedule.
 Before the first trial a few timed training steps of the recipe (``probe``) tell how
-many of its epochs the budget buys: under ``RICH`` (60) there is no exploring at all,
-and the first trial is the final one: the recipe with every epoch the budget allows
-(on one CPU core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe and 8 minutes
-about 35 of Fashion-MNIST's; three-epoch trials would only shorten the run that
-matters).  The search says so when it starts.  From RICH epochs on, the explore trials
-are long (RUNG_SHARE of what the budget buys) and keep their weights; with the prior
-sampler, the recipe's explore trial is the trunk and each change to it is a **branch**
-(its weights continued a few epochs with the change, beside the trunk continued
-unchanged), and the final run continues the best branch.
+many of its epochs the budget buys: under ``RICH`` (60) nothing is explored and the
+first trial is the final one, the recipe with every epoch the budget allows (on one CPU
+core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe).  From RICH epochs on, the
+explore trials are long (RUNG_SHARE of what the budget buys) and keep their weights;
+with the prior sampler, the recipe's explore trial is the trunk and each change to it
+is a **branch** (its weights continued a few epochs with the change, beside the trunk
+continued unchanged), and the final run continues the best branch.
 
 The trial running at the deadline is stopped there; the epochs it finished count
-(``search.core.deadline``).  This module loads no TensorFlow.  A trial whose second
-epoch shows it cannot finish its epochs before the deadline stops
-there (pruned, with the reason); a promotion or final run is planned from measured
-epoch times, so it is only started when it fits.
+(``search.core.deadline``).  A trial whose second epoch shows it cannot finish before
+the deadline stops there (pruned, with the reason).  This module loads no TensorFlow.
 """
 
 from __future__ import annotations
@@ -43,6 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study.ranking import epoch_seconds, epochs_run, rank_trials, trial_epochs
+from search.study.record import TrialRecord, attrs
 
 __all__ = ["BudgetPlan", "TrialPlan", "epoch_seconds", "epochs_run", "trial_epochs", "rank_trials"]
 
@@ -52,51 +48,48 @@ SHORT_EPOCHS = 3
 PROMOTE_FACTOR = 3
 PROMOTE_TOP = 2  # explored configurations promoted at most
 RICH = 60  # epochs of the recipe the budget must buy before any of it goes to exploring
-# At a rich budget, explore trials are judged at a length that decides: a configuration
-# that wins at 3 epochs (smaller, less regularized nets learn fastest early) is not the one
-# that wins at 50.  Each gets RUNG_SHARE of the epochs the budget buys (15 of 100), and
-# one starts only while it should end, at the pace measured so far, by RICH_EXPLORE of
-# the budget; the final run continues the winner's weights with the rest, so the
-# recipe's explore trial is not spent, and its model is as good as the 15-epoch
-# recipe's within about a quarter of the budget.  Measured on Fashion-MNIST 10k at
-# 1200 s on one core (2026-12-06): with 15% and 40% and the final run from scratch, the
-# recipe's explore trial took 310 s (17 s an epoch against the probe's 10) and no
-# change was tried at all; the final run trained the recipe again.
+# At a rich budget, explore trials are judged at a length that decides: a configuration that wins at 3
+# epochs (smaller, less regularized nets learn fastest early) is not the one that wins at 50.  Each gets
+# RUNG_SHARE of the epochs the budget buys (15 of 100), and one starts only while it should end, at the
+# pace measured so far, by RICH_EXPLORE of the budget; the final run continues the winner's weights with
+# the rest, so the recipe's explore trial is not spent, and its model is as good as the 15-epoch recipe's
+# within about a quarter of the budget.  Measured on Fashion-MNIST 10k at 1200 s on one core (2026-12-06):
+# with 15% and 40% and the final run from scratch, the recipe's explore trial took 310 s (17 s an epoch
+# against the probe's 10) and no change was tried at all; the final run trained the recipe again.
 RUNG_SHARE = 0.15
 RICH_EXPLORE = 0.5
-# With the prior sampler, the changes it tries at a rich budget keep the weights' shapes
-# (augmentation, dropout, ...), so each is judged by continuing the recipe's explore trial
-# (the trunk) for BRANCH_SHARE of the affordable epochs (5 of 100): a branch, as
-# freeze-thaw methods continue a run instead of starting it again.  The recipe itself
-# continued as long is the control, so every change is compared at the same schedule
-# length, and the final run continues the best branch's weights.  A losing branch costs
-# its few epochs, not a whole explore trial: on the CIFAR-10 subset at 2400 s the one
-# change tried from scratch (cutout 0.5, 23 epochs) took 17% of the budget and lost.
+# With the prior sampler, the changes it tries at a rich budget keep the weights' shapes (augmentation,
+# dropout, ...), so each is judged by continuing the recipe's explore trial (the trunk) for BRANCH_SHARE
+# of the affordable epochs (5 of 100): a branch, as freeze-thaw methods continue a run instead of starting
+# it again.  The recipe itself continued as long is the control, so every change is compared at the same
+# schedule length, and the final run continues the best branch's weights.  A losing branch costs its few
+# epochs, not a whole explore trial: on the CIFAR-10 subset at 2400 s the one change tried from scratch
+# (cutout 0.5, 23 epochs) took 17% of the budget and lost.
 BRANCH_SHARE = 0.05
-# Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat
-# the share a second trial would have: a 45 s digits search tried one change, its
-# recipe trial ended past half the budget and no final run fitted.  Such a budget trains
-# the recipe (an early answer, then the final run) however short its epochs are.
+# Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat the share a
+# second trial would have: a 45 s digits search tried one change, its recipe trial ended past half the
+# budget and no final run fitted.  Such a budget trains the recipe (an early answer, then the final run)
+# however short its epochs are.
 RICH_MIN_SECONDS = 60.0
-FINAL_CLAIM = "final_claim"  # a trial's user attribute: the budget (its start) whose final run it claims
-# Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over
-# EARLY of it, paced: an answer early (a model to use if the run is stopped, and the
-# best a user sees within a quarter of the budget), which costs the final run a fifth of
-# its epochs.  Below EARLY_MIN the early run gets under 6 epochs by the probe (fewer
-# still by the clock: sustained epochs run slower): on the CIFAR-10 benchmark (24 by
-# the probe) it reached 0.42 in 3 epochs and cost the final run 3 of its 16.
+# Under RICH, a budget that buys at least EARLY_MIN epochs first trains the recipe over EARLY of it,
+# paced: an answer early (a model to use if the run is stopped, and the best a user sees within a quarter
+# of the budget), which costs the final run a fifth of its epochs.  Below EARLY_MIN the early run gets
+# under 6 epochs by the probe (fewer still by the clock: sustained epochs run slower): on the CIFAR-10
+# benchmark (24 by the probe) it reached 0.42 in 3 epochs and cost the final run 3 of its 16.
 EARLY = 0.2
 EARLY_MIN = 30
 SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
-# The final run is paced (``search.core.deadline.Pace``): its learning-rate schedule runs on
-# the clock and ends FINISH_EPOCHS of an epoch plus FINISH_SECONDS before the deadline,
-# which leaves time for the validation of the epoch it stops in and the trial's
-# bookkeeping (curves, model summary, storage): with a quarter epoch alone, benchmark
-# runs finished 2 s (Fashion-MNIST, 2.7 s left) and 2-5 s (CIFAR, 10 s left) past their budget.  Its epochs only size the schedule: on one CPU
-# core the CIFAR recipe's sustained epochs took 1.7x what the probe measured, and a
-# schedule planned in epochs from the probe was cut by the deadline before it annealed.
+# The final run is paced (``search.core.deadline.Pace``): its learning-rate schedule runs on the clock and
+# ends FINISH_EPOCHS of an epoch plus FINISH_SECONDS before the deadline, which leaves time for the
+# validation of the epoch it stops in and the trial's bookkeeping (curves, model summary, storage): with a
+# quarter epoch alone, benchmark runs finished 2 s (Fashion-MNIST, 2.7 s left) and 2-5 s (CIFAR, 10 s
+# left) past their budget.  Its epochs only size the schedule: on one CPU core the CIFAR recipe's
+# sustained epochs took 1.7x what the probe measured, and a schedule planned in epochs from the probe was
+# cut by the deadline before it annealed.
 FINISH_EPOCHS = 0.25
 FINISH_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class TrialPlan:
     """What the sampler gives one trial: where it came from and how long it trains."""
@@ -110,13 +103,13 @@ class TrialPlan:
 
     def attrs(self, budget_start: float | None) -> dict[str, object]:
         """The user attributes a sampler stores for this plan (the objective and the summaries read them)."""
-        out: dict[str, object] = {"phase": self.phase, "budget_start": budget_start}
+        out = attrs(phase=self.phase, budget_start=budget_start)
         if self.source is not None:
-            out["source"] = self.source
+            out.update(attrs(source=self.source))
         if self.until is not None:
-            out["pace_until"] = self.until
+            out.update(attrs(pace_until=self.until))
         if self.keep:
-            out["keep_weights"] = True  # the final run may continue from this trial's weights
+            out.update(attrs(keep_weights=True))  # the final run may continue from this trial's weights
         return out
 
 
@@ -125,7 +118,8 @@ class BudgetPlan:
     """The phases of a budgeted search; shared by every trial of one run (one process).
 
     ``max_epochs`` bounds the ``epochs`` param (a paced final run's is only nominal: it
-    trains as many as the clock allows unless ``capped``).  ``probe``: seconds an epoch of the recipe takes, measured before the first trial
+    trains as many as the clock allows unless ``capped``).  ``probe``: seconds an epoch of the
+    recipe takes, measured before the first trial
     (``search.core.training.probe_epoch_seconds``); None until measured."""
 
     seconds: float
@@ -133,7 +127,9 @@ class BudgetPlan:
     max_epochs: int = 100
     short_epochs: int = SHORT_EPOCHS
     probe: float | None = None
-    capped: bool = False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
+    capped: bool = (
+        False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
+    )
     sampler: str = "prior"  # what draws the explore trials: the prior sampler moves the recipe's levers first
 
     @property
@@ -195,31 +191,6 @@ class BudgetPlan:
         affordable = self.affordable_epochs(done)
         return affordable is None or (affordable >= RICH and self.seconds >= RICH_MIN_SECONDS)
 
-    def describe(self) -> str:
-        affordable = self.affordable_epochs()
-        if self.branching:
-            return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
-                    f"the recipe trains {self.short} epochs, then its weights continue {self.branch_epochs} more as they are "
-                    "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
-                    f"until about {RICH_EXPLORE:.0%} of the budget; the best of them (the recipe unless a change "
-                    "beat it) continues with the time left")
-        if self.rich:
-            then = ("the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
-                    if self.sampler == "prior" else f"configurations the {self.sampler} sampler draws")
-            return (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
-                    f"the recipe, then {then}, each trains {self.short} epochs until about {RICH_EXPLORE:.0%} of the "
-                    "budget; the best of them (the recipe unless another beat it) continues with the time left")
-        if affordable is not None and not self.rich:
-            head = (f"budget {self.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({self.probe:.1f}s each): "
-                    + (f"too few to spend on exploring (under {RICH}); " if affordable < RICH
-                       else f"too short to spend on exploring (under {RICH_MIN_SECONDS:g}s, each trial's set-up would eat it); "))
-            if affordable >= EARLY_MIN:
-                return head + (f"the recipe trains over the first {EARLY:.0%} for an early answer, "
-                               "then again with the time left")
-            return head + "the recipe trains once with the whole budget"
-        return (f"budget {self.seconds:g}s: short schedules of {self.short} epochs until {self.seconds * EXPLORE:.0f}s, "
-                f"the best again with {self.promoted_epochs} until {self.seconds * PROMOTE:.0f}s, then the best with the time left")
-
     def finished(self, study: optuna.Study, now: float | None = None) -> bool:
         """True once this budget's final run is done and the time left would not finish a
         short schedule: a search stops there instead of starting a trial the deadline cuts."""
@@ -236,27 +207,38 @@ class BudgetPlan:
         now = time.time() if now is None else now
         spent = (now - self.start) / self.seconds
         trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.datetime_start is not None]
+        done = [
+            t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.datetime_start is not None
+        ]
         final_done = bool(self._finals(trials, (TrialState.COMPLETE, TrialState.RUNNING)))
         if not self.explores(done):
-            mine = [t for t in trials if t.user_attrs.get("budget_start") == self.start]
+            mine = [t for t in trials if TrialRecord.of(t).budget_start == self.start]
             if not mine and spent < EARLY / 2 and (self.affordable_epochs(done) or 0) >= EARLY_MIN:
                 per_epoch = self.probe or epoch_seconds(min(done, key=lambda t: t.number))
                 end = self.start + EARLY * self.seconds
                 epochs = max(1, min(self.max_epochs, int((end - now) / per_epoch)))
-                return TrialPlan("early", epochs, note=f"the recipe over the first {EARLY:.0%} of the budget", until=end)
+                return TrialPlan(
+                    "early", epochs, note=f"the recipe over the first {EARLY:.0%} of the budget", until=end
+                )
             if not final_done:
                 plan = self._final(study, done, now)
                 if plan is not None:
                     return plan
-            return TrialPlan("explore", self.short, note="the final run is done or does not fit; exploring with the time left")
-        promoted = {t.user_attrs.get("source") for t in trials if t.user_attrs.get("source") is not None}
+            return TrialPlan(
+                "explore", self.short, note="the final run is done or does not fit; exploring with the time left"
+            )
+        promoted = {TrialRecord.of(t).source for t in trials if TrialRecord.of(t).source is not None}
         if self.rich:
             trunk = self.trunk(study, done) if self.branching else None
             if not final_done and trunk is not None:
                 if branches_left and self._explore_fits(done, now, self.branch_epochs):
-                    return TrialPlan("branch", self.branch_epochs, trunk.number,
-                                     f"trial {trunk.number}'s weights, {self.branch_epochs} more epochs", keep=True)
+                    return TrialPlan(
+                        "branch",
+                        self.branch_epochs,
+                        trunk.number,
+                        f"trial {trunk.number}'s weights, {self.branch_epochs} more epochs",
+                        keep=True,
+                    )
             elif not final_done and (not done or self._explore_fits(done, now, self.short)):
                 return TrialPlan("explore", self.short, keep=True)
             if not final_done:
@@ -279,23 +261,37 @@ class BudgetPlan:
     def _finals(self, trials: list[FrozenTrial], states: tuple[TrialState, ...]) -> list[FrozenTrial]:
         """This budget's final runs (not an earlier run's of a resumed study) in ``states``,
         with the trials claiming one (``plan_for``)."""
-        return [t for t in trials if t.state in states and (
-            (t.user_attrs.get("phase") == "final" and t.user_attrs.get("budget_start") == self.start)
-            or t.user_attrs.get(FINAL_CLAIM) == self.start)]
+        return [
+            t
+            for t in trials
+            if t.state in states
+            and (
+                (TrialRecord.of(t).phase == "final" and TrialRecord.of(t).budget_start == self.start)
+                or TrialRecord.of(t).final_claim == self.start
+            )
+        ]
 
     def trunk(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:
         """The explore trial of this budget that branches continue: the best completed one
         that kept its weights (the recipe, unless another worker's explore trial beat it)."""
-        kept = [t for t in done if t.user_attrs.get("budget_start") == self.start
-                and t.user_attrs.get("phase") == "explore" and t.user_attrs.get("checkpoint")]
+        kept = [
+            t
+            for t in done
+            if TrialRecord.of(t).budget_start == self.start
+            and TrialRecord.of(t).phase == "explore"
+            and TrialRecord.of(t).checkpoint
+        ]
         return rank_trials(study, kept)[0] if kept else None
 
     def _explore_fits(self, done: list[FrozenTrial], now: float, epochs: int) -> bool:
         """At a rich budget: a trial of ``epochs`` ends by RICH_EXPLORE of the budget, at the
         slowest pace a trial of this budget took from its start to its end, per epoch it ran
         (sustained epochs, building, tracing and bookkeeping: not the probe's burst)."""
-        paces = [(t.datetime_complete - t.datetime_start).total_seconds() / ran for t in done
-                 if t.user_attrs.get("budget_start") == self.start and t.datetime_complete and (ran := epochs_run(t))]
+        paces = [
+            (t.datetime_complete - t.datetime_start).total_seconds() / ran
+            for t in done
+            if TrialRecord.of(t).budget_start == self.start and t.datetime_complete and (ran := epochs_run(t))
+        ]
         per_epoch = max(paces) if paces else (self.probe or 0.0) * (1 + SETUP_EPOCHS / epochs)
         return now + epochs * per_epoch <= self.start + RICH_EXPLORE * self.seconds
 
@@ -310,7 +306,9 @@ class BudgetPlan:
             per_epoch = epoch_seconds(t)
             if per_epoch is None or per_epoch * self.promoted_epochs > self.left(now) - final_reserve:
                 continue  # would eat into the final run's time
-            return TrialPlan("promote", self.promoted_epochs, t.number, f"trial {t.number} again with {self.promoted_epochs} epochs")
+            return TrialPlan(
+                "promote", self.promoted_epochs, t.number, f"trial {t.number} again with {self.promoted_epochs} epochs"
+            )
         return None
 
     def _final(self, study: optuna.Study, done: list[FrozenTrial], now: float) -> TrialPlan | None:
@@ -323,11 +321,16 @@ class BudgetPlan:
         epochs = min(self.max_epochs, fits)
         # no longer schedule than it already had fits in the time left (a run that continues
         # the trial's kept weights trains longer than it with any epoch more)
-        had = 0 if best is None or best.user_attrs.get("checkpoint") else trial_epochs(best) or 0
+        had = 0 if best is None or TrialRecord.of(best).checkpoint else trial_epochs(best) or 0
         if epochs <= had:
             return None
         what = f"trial {best.number}" if best is not None else "the recipe"
         if fits > self.max_epochs and self.capped:  # --epochs caps it: a plain schedule of that many epochs
             return TrialPlan("final", epochs, best.number if best is not None else None, f"{what} with {epochs} epochs")
-        return TrialPlan("final", epochs, best.number if best is not None else None,
-                         f"{what} with the time left (about {epochs} epochs)", until=self.deadline - self.finish(per_epoch))
+        return TrialPlan(
+            "final",
+            epochs,
+            best.number if best is not None else None,
+            f"{what} with the time left (about {epochs} epochs)",
+            until=self.deadline - self.finish(per_epoch),
+        )

@@ -28,12 +28,15 @@ from optuna.trial import FrozenTrial
 from search.study.budget import BudgetPlan, TrialPlan
 from search.study.budgets import plan_for
 from search.study.prior import allows, clip_to
+from search.study.record import attrs, write_to
 
 __all__ = ["BudgetedSampler"]
 
 
 class BudgetedSampler(optuna.samplers.BaseSampler):
-    def __init__(self, base: optuna.samplers.BaseSampler, budget: BudgetPlan, prior: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, base: optuna.samplers.BaseSampler, budget: BudgetPlan, prior: dict[str, Any] | None = None
+    ) -> None:
         self.base = base
         self.budget = budget
         self.prior = dict(prior or {})
@@ -53,12 +56,16 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
         space.pop("epochs", None)
         return space
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         return self.base.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution
+    ) -> Any:
         entry = self._plans.get(trial.number)
         if entry is not None and name == "epochs":
             return clip_to(entry[0].epochs, distribution)
@@ -79,11 +86,13 @@ class BudgetedSampler(optuna.samplers.BaseSampler):
             source = next(t for t in study.get_trials(deepcopy=False) if t.number == plan.source)
             replayed = dict(source.params)
         self._plans[trial.number] = (plan, replayed)
-        attrs: dict[str, Any] = {**plan.attrs(self.budget.start), "draw": "replay" if replayed is not None else "sampled"}
+        out: dict[str, Any] = {
+            **plan.attrs(self.budget.start),
+            **attrs(draw="replay" if replayed is not None else "sampled"),
+        }
         if replayed is not None:
-            attrs["centre"] = f"trial {plan.source}" if plan.source is not None else "the recipe"
-        for key, value in attrs.items():
-            study._storage.set_trial_user_attr(trial._trial_id, key, value)  # as the prior sampler: before the objective reads them
+            out.update(attrs(centre=f"trial {plan.source}" if plan.source is not None else "the recipe"))
+        write_to(study, trial, **out)  # as the prior sampler: before the objective reads them
         self.base.before_trial(study, trial)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state, values) -> None:

@@ -14,9 +14,20 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
-from search.study.budget import FINAL_CLAIM, BudgetPlan, TrialPlan
+from search.study import record
+from search.study.budget import (
+    EARLY,
+    EARLY_MIN,
+    EXPLORE,
+    PROMOTE,
+    RICH,
+    RICH_EXPLORE,
+    RICH_MIN_SECONDS,
+    BudgetPlan,
+    TrialPlan,
+)
 
-__all__ = ["parse_budget", "study_budget", "plan_for", "BUDGET_ATTR", "MIN_BUDGET", "MAX_BUDGET"]
+__all__ = ["parse_budget", "study_budget", "plan_for", "describe_plan", "BUDGET_ATTR", "MIN_BUDGET", "MAX_BUDGET"]
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 MIN_BUDGET = 30.0  # the probe, a model's building and tracing, one epoch and its validation
@@ -32,19 +43,25 @@ def parse_budget(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise UsageError(f"--budget {text!r} must be more than 0 seconds; write e.g. 90s, 10m, 2h")
     if seconds < MIN_BUDGET:
-        raise UsageError(f"--budget {text!r} is under {MIN_BUDGET:g}s: timing the recipe, building a model and one "
-                         f"epoch with its validation need about that on a CPU; write at least {MIN_BUDGET:g}s")
+        raise UsageError(
+            f"--budget {text!r} is under {MIN_BUDGET:g}s: timing the recipe, building a model and one "
+            f"epoch with its validation need about that on a CPU; write at least {MIN_BUDGET:g}s"
+        )
     if seconds > MAX_BUDGET:
-        raise UsageError(f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
-                         "(a stopped search resumes with the same command)")
+        raise UsageError(
+            f"--budget {text!r} is over 30 days ({MAX_BUDGET:g}s); write a shorter budget "
+            "(a stopped search resumes with the same command)"
+        )
     return seconds
 
 
-BUDGET_ATTR = "budget"  # a study's running budget: {"start": time.time(), "seconds": ...}
+BUDGET_ATTR = record.BUDGET  # a study's running budget: {"start": time.time(), "seconds": ...}
 JOIN_MIN_LEFT = 30.0  # a budget with less than this left is over: a new command starts its own
 
 
-def study_budget(study: optuna.Study, seconds: float, now: float | None = None, **plan: object) -> tuple[BudgetPlan, str | None]:
+def study_budget(
+    study: optuna.Study, seconds: float, now: float | None = None, **plan: object
+) -> tuple[BudgetPlan, str | None]:
     """The budget plan of a command on ``study``: the study's running budget when it has
     one with time left (another terminal's or machine's command on the same study, or
     this command before a kill -9: they join it, with its deadline and its single final
@@ -59,8 +76,10 @@ def study_budget(study: optuna.Study, seconds: float, now: float | None = None, 
             start, total = 0.0, 0.0
         left = start + total - now
         if left >= JOIN_MIN_LEFT and start <= now:
-            note = (f"joining the study's running budget of {total:g}s, started {now - start:.0f}s ago: {left:.0f}s left"
-                    + (f" (this command's --budget {seconds:g}s is not used)" if abs(total - seconds) > 0.5 else ""))
+            note = (
+                f"joining the study's running budget of {total:g}s, started {now - start:.0f}s ago: {left:.0f}s left"
+                + (f" (this command's --budget {seconds:g}s is not used)" if abs(total - seconds) > 0.5 else "")
+            )
             return BudgetPlan(total, start=start, **plan), note
     budget = BudgetPlan(seconds, start=now, **plan)
     study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
@@ -70,17 +89,64 @@ def study_budget(study: optuna.Study, seconds: float, now: float | None = None, 
 def plan_for(budget: BudgetPlan, study: optuna.Study, trial: FrozenTrial, branches_left: bool = True) -> TrialPlan:
     """``budget.next_trial`` for ``trial``, which a sampler is about to draw.  Two commands
     or workers on one budget may decide its final run at the same moment: each marks its
-    trial as claiming it (``FINAL_CLAIM``, which ``next_trial`` counts as a final run), and
+    trial as claiming it (its ``final_claim``, which ``next_trial`` counts as a final run), and
     the lowest-numbered claim wins; the others are planned again (they explore, or
     branch, with the time left)."""
     plan = budget.next_trial(study, branches_left=branches_left)
     if plan.phase != "final":
         return plan
-    storage = study._storage  # before the sampler writes the plan: Optuna names no public accessor
-    storage.set_trial_user_attr(trial._trial_id, FINAL_CLAIM, budget.start)
-    rivals = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-              if t.user_attrs.get(FINAL_CLAIM) == budget.start and t.number < trial.number]
+    record.write_to(study, trial, final_claim=budget.start)
+    rivals = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+        if record.TrialRecord.of(t).final_claim == budget.start and t.number < trial.number
+    ]
     if not rivals:
         return plan
-    storage.set_trial_user_attr(trial._trial_id, FINAL_CLAIM, None)
+    record.write_to(study, trial, final_claim=None)
     return budget.next_trial(study, branches_left=branches_left)
+
+
+def describe_plan(plan: BudgetPlan) -> str:
+    """What the budget buys and how it will be spent, in one line (the search prints it first)."""
+    affordable = plan.affordable_epochs()
+    if plan.branching:
+        return (
+            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
+            f"the recipe trains {plan.short} epochs, then its "
+            f"weights continue {plan.branch_epochs} more as they are "
+            "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
+            f"until about {RICH_EXPLORE:.0%} of the budget; the best of them (the recipe unless a change "
+            "beat it) continues with the time left"
+        )
+    if plan.rich:
+        then = (
+            "the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
+            if plan.sampler == "prior"
+            else f"configurations the {plan.sampler} sampler draws"
+        )
+        return (
+            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
+            f"the recipe, then {then}, each trains {plan.short} epochs until about {RICH_EXPLORE:.0%} of the "
+            "budget; the best of them (the recipe unless another beat it) continues with the time left"
+        )
+    if affordable is not None and not plan.rich:
+        head = (
+            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
+            + (
+                f"too few to spend on exploring (under {RICH}); "
+                if affordable < RICH
+                else f"too short to spend on exploring (under {RICH_MIN_SECONDS:g}s, "
+                "each trial's set-up would eat it); "
+            )
+        )
+        if affordable >= EARLY_MIN:
+            return head + (
+                f"the recipe trains over the first {EARLY:.0%} for an early answer, then again with the time left"
+            )
+        return head + "the recipe trains once with the whole budget"
+    return (
+        f"budget {plan.seconds:g}s: short schedules of {plan.short} epochs until {plan.seconds * EXPLORE:.0f}s, "
+        f"the best again with {plan.promoted_epochs} until "
+        f"{plan.seconds * PROMOTE:.0f}s, then the best with the time left"
+    )

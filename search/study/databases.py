@@ -18,9 +18,20 @@ from sqlalchemy.engine import make_url
 from search.errors import StorageError
 
 __all__ = [
-    "parse_url", "safe_url", "driver_message", "engine_for", "missing_driver", "check_writable", "check_sqlite_file",
-    "check_sqlite_for_reading", "sqlite_tables", "missing_sqlite_file", "has_optuna_tables", "DRIVER_EXTRAS",
+    "parse_url",
+    "safe_url",
+    "driver_message",
+    "engine_for",
+    "missing_driver",
+    "check_writable",
+    "check_sqlite_file",
+    "check_sqlite_for_reading",
+    "sqlite_tables",
+    "missing_sqlite_file",
+    "has_optuna_tables",
+    "DRIVER_EXTRAS",
 ]
+
 
 # The extra of this project that installs a URL's driver: (backend, driver) -> extra.
 def check_writable(url: str) -> None:
@@ -62,15 +73,19 @@ def check_sqlite_file(database: str | None, url: str) -> None:
     if not path.is_file():
         return
     if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:  # not one another process is creating now
-        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
-                           "delete it, or choose another --study or --storage")
+        raise StorageError(
+            f"{path} is an empty file, not a study database; it was left as it is; "
+            "delete it, or choose another --study or --storage"
+        )
     tables = sqlite_tables(path)
     if tables is None:
         return  # not SQLite at all: opening it says so (and writes nothing)
     if tables and "studies" not in tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise StorageError(f"{path} is another program's SQLite database (tables {shown}), not a study database; "
-                           "it was left as it is; choose another --study or --storage")
+        raise StorageError(
+            f"{path} is another program's SQLite database (tables {shown}), not a study database; "
+            "it was left as it is; choose another --study or --storage"
+        )
 
 
 def sqlite_tables(path: Path) -> set[str] | None:
@@ -92,14 +107,17 @@ def check_sqlite_for_reading(url: str) -> None:
         return
     path = Path(parsed.database)
     if path.is_file() and path.stat().st_size == 0:
-        raise StorageError(f"{path} is an empty file, not a study database; it was left as it is; "
-                           "check --study, --storage or --studies-dir")
+        raise StorageError(
+            f"{path} is an empty file, not a study database; it was left as it is; "
+            "check --study, --storage or --studies-dir"
+        )
     tables = sqlite_tables(path)
     if tables is None:
         return  # not SQLite at all: opening it says so (and writes nothing)
     if "studies" not in tables:
-        raise StorageError(f"{path} holds no study (no Optuna tables); it was left as it is; "
-                           "check --study, --storage or --studies-dir")
+        raise StorageError(
+            f"{path} holds no study (no Optuna tables); it was left as it is; check --study, --storage or --studies-dir"
+        )
 
 
 def missing_sqlite_file(url: str) -> str | None:
@@ -120,15 +138,20 @@ def has_optuna_tables(url: str) -> bool:
     except ImportError as e:
         raise missing_driver(url, e) from e
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file") from e
+        raise StorageError(
+            f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file"
+        ) from e
     finally:
         engine.dispose()
     return {"studies", "trials"} <= tables
 
 
 # The extra of this project that installs a URL's driver: (backend, driver) -> extra.
-DRIVER_EXTRAS = {("postgresql", "psycopg2"): "postgres", ("postgresql", "psycopg"): "postgres",
-                 ("mysql", "pymysql"): "mysql"}
+DRIVER_EXTRAS = {
+    ("postgresql", "psycopg2"): "postgres",
+    ("postgresql", "psycopg"): "postgres",
+    ("mysql", "pymysql"): "mysql",
+}
 
 
 def missing_driver(url: str, error: BaseException) -> StorageError:
@@ -136,9 +159,14 @@ def missing_driver(url: str, error: BaseException) -> StorageError:
     parsed = parse_url(url)
     extra = DRIVER_EXTRAS.get((parsed.get_backend_name(), parsed.get_driver_name()))
     module = getattr(error, "name", None) or parsed.get_driver_name()
-    fix = f"pip install -e '.[{extra}]'" if extra else f"pip install {module.split('.')[0]}, or use a URL of an extra (postgresql://)"
-    return StorageError(f"storage {safe_url(url)} needs a database driver that is not installed "
-                        f"({driver_message(error, url)}); {fix}")
+    fix = (
+        f"pip install -e '.[{extra}]'"
+        if extra
+        else f"pip install {module.split('.')[0]}, or use a URL of an extra (postgresql://)"
+    )
+    return StorageError(
+        f"storage {safe_url(url)} needs a database driver that is not installed ({driver_message(error, url)}); {fix}"
+    )
 
 
 def engine_for(url: str) -> sqlalchemy.engine.Engine:
@@ -147,13 +175,17 @@ def engine_for(url: str) -> sqlalchemy.engine.Engine:
         return sqlalchemy.create_engine(url, pool_pre_ping=True)
     except sqlalchemy.exc.NoSuchModuleError as e:
         scheme = parse_url(url).drivername
-        raise StorageError(f"storage {safe_url(url)}: unknown database scheme {scheme!r}; write sqlite:///PATH, "
-                           "postgresql://USER@HOST/DB or mysql+pymysql://USER@HOST/DB") from e
+        raise StorageError(
+            f"storage {safe_url(url)}: unknown database scheme {scheme!r}; write sqlite:///PATH, "
+            "postgresql://USER@HOST/DB or mysql+pymysql://USER@HOST/DB"
+        ) from e
     except ImportError as e:
         raise missing_driver(url, e) from e
     except sqlalchemy.exc.ArgumentError as e:
-        raise StorageError(f"storage URL {safe_url(url)!r} is malformed ({driver_message(e, url)}); "
-                           "write e.g. sqlite:///studies/name.db or postgresql://user@host/db") from e
+        raise StorageError(
+            f"storage URL {safe_url(url)!r} is malformed ({driver_message(e, url)}); "
+            "write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
+        ) from e
 
 
 def driver_message(e: BaseException, url: str) -> str:
@@ -174,7 +206,11 @@ def parse_url(url: str):
         raise StorageError(
             f"storage URL {safe_url(url)!r} is malformed; write e.g. sqlite:///studies/name.db or postgresql://user@host/db"
         ) from e
-    if parsed.drivername.startswith("sqlite") and (parsed.query.get("uri") or (parsed.database or "").startswith("file:")):
-        raise StorageError(f"storage {safe_url(url)!r}: SQLite URI file names (file:...?uri=true) are not supported; "
-                           "write the path itself, e.g. sqlite:///studies/name.db")
+    if parsed.drivername.startswith("sqlite") and (
+        parsed.query.get("uri") or (parsed.database or "").startswith("file:")
+    ):
+        raise StorageError(
+            f"storage {safe_url(url)!r}: SQLite URI file names (file:...?uri=true) are not supported; "
+            "write the path itself, e.g. sqlite:///studies/name.db"
+        )
     return parsed

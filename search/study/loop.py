@@ -16,6 +16,7 @@ import optuna
 
 from search.core.memory import MemoryWatch
 from search.errors import SearchInterrupted
+from search.study.budgets import describe_plan
 from search.study.recovery import StopRequest
 from search.study.storage import GRACE_FACTOR
 
@@ -55,17 +56,22 @@ class SharedSlots:
 
 
 def run_trials(
-    job: SearchJob, study: optuna.Study, objective: Callable, slots: Any, stop: StopRequest, watch: MemoryWatch | None = None
+    job: SearchJob,
+    study: optuna.Study,
+    objective: Callable,
+    slots: Any,
+    stop: StopRequest,
+    watch: MemoryWatch | None = None,
 ) -> bool:
     """Run trials one at a time while slots remain, the deadline is ahead and no stop came.
 
     True when it stopped early because ``watch`` says this process grew too much: the
     caller hands the remaining trials to a fresh process.
     """
-    from search.reporting.progress import TrialPrinter
     from search.study.trial import TrialRunner
 
-    runner = TrialRunner(objective, stop, on_done=[TrialPrinter()], grace=GRACE_FACTOR * job.settings.heartbeat)
+    on_done = [job.printer()] if job.printer is not None else []
+    runner = TrialRunner(objective, stop, on_done=on_done, grace=GRACE_FACTOR * job.settings.heartbeat)
     while not stop.requested and (job.deadline is None or time.time() < job.deadline):
         if watch is not None and watch.exceeded():
             return True
@@ -92,7 +98,7 @@ def probe_budget(job: SearchJob, objective: Any, quiet: bool = False) -> None:
 
     job.budget.probe = probe_epoch_seconds(objective.base, objective.data)
     if not quiet:
-        print(job.budget.describe(), flush=True)
+        print(describe_plan(job.budget), flush=True)
 
 
 def interrupted_message(numbers: Sequence[int]) -> str:

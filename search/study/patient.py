@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from search.errors import StorageError
+from search.study.optuna_access import BaseHeartbeat
 
 __all__ = ["PatientStorage", "DEFAULT_WAIT", "MAX_WAIT", "lost_connection"]
 
@@ -63,14 +63,21 @@ def lost_connection(error: BaseException) -> bool:
     return False
 
 
-class PatientStorage(BaseStorage, optuna.storages._heartbeat.BaseHeartbeat):
+class PatientStorage(BaseStorage, BaseHeartbeat):
     """``base`` (a server storage) whose calls wait up to ``wait`` seconds for a lost
     database; ``where`` names it in the messages (a URL without its password); ``grace``:
     seconds other workers get to record a heartbeat again after the database is back."""
 
-    def __init__(self, base: BaseStorage, where: str, wait: float = DEFAULT_WAIT, grace: float = 0.0,
-                 out: TextIO | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        base: BaseStorage,
+        where: str,
+        wait: float = DEFAULT_WAIT,
+        grace: float = 0.0,
+        out: TextIO | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._base = base
         self._where = where
         self._wait = float(wait)
@@ -105,7 +112,8 @@ class PatientStorage(BaseStorage, optuna.storages._heartbeat.BaseHeartbeat):
                     raise StorageError(
                         f"the database {self._where} has been unreachable for {waited:.0f}s ({_reason(e)}); "
                         "finished trials are kept: when it is back, run the same command to resume "
-                        "(--storage-wait sets how long a search waits)") from None
+                        "(--storage-wait sets how long a search waits)"
+                    ) from None
                 self._sleep(min(delay, self._wait - waited))
                 delay = min(2 * delay, MAX_DELAY)
                 self._forget_session()
@@ -129,8 +137,10 @@ class PatientStorage(BaseStorage, optuna.storages._heartbeat.BaseHeartbeat):
         with self._lock:
             if self._down_since is None:
                 self._down_since = now
-                self._say(f"database {self._where} unreachable ({_reason(error)}): waiting up to {self._wait:.0f}s "
-                          "for it, training goes on until its next write")
+                self._say(
+                    f"database {self._where} unreachable ({_reason(error)}): waiting up to {self._wait:.0f}s "
+                    "for it, training goes on until its next write"
+                )
             return now - self._down_since
 
     def _came_back(self) -> None:
@@ -187,8 +197,16 @@ def _delegate(name: str) -> Callable[..., Any]:
 
 
 # Every storage call Optuna and cnn-search make, reads and writes alike.
-for _name in (*BaseStorage.__abstractmethods__, "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
-              "get_trial_params", "get_trial_user_attrs", "get_trial_system_attrs", "get_n_trials", "get_best_trial",
-              "get_trial_param"):
+for _name in (
+    *BaseStorage.__abstractmethods__,
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_params",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_n_trials",
+    "get_best_trial",
+    "get_trial_param",
+):
     setattr(PatientStorage, _name, _delegate(_name))
 PatientStorage.__abstractmethods__ = frozenset()

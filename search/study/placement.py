@@ -36,7 +36,9 @@ class WorkerPlan:
 
     def describe(self) -> str:
         where = f"GPU {self.gpu}" if self.gpu is not None else "CPU"
-        threads = f", {self.intra_threads} TensorFlow thread{'s' * (self.intra_threads != 1)}" if self.intra_threads else ""
+        threads = (
+            f", {self.intra_threads} TensorFlow thread{'s' * (self.intra_threads != 1)}" if self.intra_threads else ""
+        )
         return f"worker {self.index}: {where}{threads}{', mixed precision' if self.mixed_precision else ''}"
 
 
@@ -54,7 +56,9 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     ids = tuple(t.strip() for t in text.split(","))
     bad = [t for t in ids if not GPU_ID.match(t)]
     if bad:
-        raise UsageError(f"--gpus {text!r}: {bad[0]!r} is not a GPU index or UUID; write e.g. --gpus 0,1 (see nvidia-smi -L)")
+        raise UsageError(
+            f"--gpus {text!r}: {bad[0]!r} is not a GPU index or UUID; write e.g. --gpus 0,1 (see nvidia-smi -L)"
+        )
     return ids
 
 

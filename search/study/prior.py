@@ -37,6 +37,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.study.budget import BudgetPlan, TrialPlan, rank_trials
 from search.study.budgets import plan_for
+from search.study.optuna_access import trial_by_number
+from search.study.record import TrialRecord, attrs, write_to
 
 __all__ = ["PriorSampler", "Draw"]
 
@@ -124,17 +126,18 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         draw = self._decide(study, trial)
         self._draws[trial.number] = draw
-        attrs: dict[str, Any] = {"draw": draw.mode, "centre": draw.centre_name}
+        out: dict[str, Any] = attrs(draw=draw.mode, centre=draw.centre_name)
         if draw.change:
-            attrs["changed"] = list(draw.change)
+            out.update(attrs(changed=list(draw.change)))
         if draw.values:
-            attrs["lever"] = {k: v for k, v in draw.values.items()}
+            out.update(attrs(lever=dict(draw.values)))
         if draw.plan is not None:
-            attrs.update(draw.plan.attrs(self.budget.start if self.budget else None))
+            out.update(draw.plan.attrs(self.budget.start if self.budget else None))
             if draw.plan.phase == "branch" and not draw.values:
-                attrs["control"] = True  # the trunk continued unchanged: what each branch's change is measured against
-        for key, value in attrs.items():
-            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+                out.update(
+                    attrs(control=True)
+                )  # the trunk continued unchanged: what each branch's change is measured against
+        write_to(study, trial, **out)
 
     def after_trial(self, study, trial, state, values) -> None:
         self._draws.pop(trial.number, None)
@@ -172,7 +175,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if plan is not None and plan.phase == "final" and plan.source is None:  # the recipe, with the whole budget
             return Draw("replay", dict(self.prior), plan=plan, centre_name="prior")
         if plan is not None and plan.source is not None:
-            source = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, plan.source))
+            source = trial_by_number(study, plan.source)
             return Draw("replay", dict(source.params), plan=plan, centre_name=f"trial {plan.source}")
         if plan is not None and plan.phase == "explore" and self.budget.rich:
             lever = self._next_lever(study, plan)
@@ -190,18 +193,30 @@ class PriorSampler(optuna.samplers.BaseSampler):
         k = int(self._rng.choice(CHANGES, p=CHANGE_WEIGHTS))
         names = self.names(centre)
         change = tuple(self._rng.choice(names, size=min(k, len(names)), replace=False)) if names else ()
-        known = frozenset(names) | frozenset(self.prior)  # a param of the objective's own, not the space's, is drawn anew
+        known = frozenset(names) | frozenset(
+            self.prior
+        )  # a param of the objective's own, not the space's, is drawn anew
         return Draw("local", centre, tuple(str(c) for c in change), plan, centre_name, known)
 
-    def _next_lever(self, study: optuna.Study, plan: TrialPlan, levers=RICH_LEVERS,
-                    centre: dict[str, Any] | None = None, centre_name: str = "prior") -> Draw | None:
+    def _next_lever(
+        self,
+        study: optuna.Study,
+        plan: TrialPlan,
+        levers=RICH_LEVERS,
+        centre: dict[str, Any] | None = None,
+        centre_name: str = "prior",
+    ) -> Draw | None:
         """``centre`` (the recipe by default) with the first of ``levers`` not yet tried by
         this budget's trials of ``plan``'s phase, where the space can take it (and it changes
         something); None when every lever was tried."""
         centre = dict(self.prior) if centre is None else centre
-        tried = [t.user_attrs.get("lever") for t in study.get_trials(deepcopy=False)
-                 if t.user_attrs.get("budget_start") == self.budget.start and t.user_attrs.get("lever")
-                 and t.user_attrs.get("phase") == plan.phase]
+        tried = [
+            TrialRecord.of(t).lever
+            for t in study.get_trials(deepcopy=False)
+            if TrialRecord.of(t).budget_start == self.budget.start
+            and TrialRecord.of(t).lever
+            and TrialRecord.of(t).phase == plan.phase
+        ]
         distributions = self._distributions(study)
         names = set(self.names(centre))
         for name, target in levers:
@@ -218,11 +233,15 @@ class PriorSampler(optuna.samplers.BaseSampler):
         """A branch of the trunk (``plan.source``): first the trunk's own configuration
         continued (the control every change is compared with), then the trunk with the
         first of BRANCH_LEVERS not yet tried; None when every lever was tried."""
-        storage = study._storage
-        source = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, plan.source))
+        source = trial_by_number(study, plan.source)
         centre, name = {**self.prior, **source.params}, f"trial {plan.source}"
-        controls = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("control")
-                    and t.user_attrs.get("budget_start") == self.budget.start and t.user_attrs.get("source") == plan.source]
+        controls = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if TrialRecord.of(t).control
+            and TrialRecord.of(t).budget_start == self.budget.start
+            and TrialRecord.of(t).source == plan.source
+        ]
         if not controls:
             return Draw("replay", centre, plan=plan, centre_name=name)
         return self._next_lever(study, plan, BRANCH_LEVERS, centre, name)
@@ -240,7 +259,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if isinstance(dist, CategoricalDistribution):
             choices = list(dist.choices)
             if target == "up":
-                larger = sorted(c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool) and c > current)
+                larger = sorted(
+                    c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool) and c > current
+                )
                 return larger[0] if larger else None
             return target if allows(dist, target) and target != current else None
         if target == "up" or not allows(dist, target) or target == current:
@@ -251,7 +272,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def _recipe_params(study: optuna.Study) -> dict[str, Any]:
         """The params of the study's recipe trial (the queued baseline), without ``epochs``."""
         for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get("baseline"):
+            if TrialRecord.of(t).baseline:
                 return {k: v for k, v in t.params.items() if k != "epochs"}
         return {}
 
@@ -261,7 +282,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
             return START_GLOBAL
         ranked = rank_trials(study, done)
         top = ranked[: max(1, len(ranked) // 4)]
-        from_global = sum(t.user_attrs.get("draw") == "global" for t in top) / len(top)
+        from_global = sum(TrialRecord.of(t).draw == "global" for t in top) / len(top)
         return MIN_GLOBAL + GLOBAL_RANGE * from_global
 
     def _best(self, study: optuna.Study, done: list[FrozenTrial]) -> FrozenTrial | None:

@@ -20,12 +20,15 @@ import optuna
 
 from search.core.training import EpochTimer
 from search.errors import MetricNotFoundError
+from search.study.record import write
 
 __all__ = ["TrialReporter"]
 
 
 class TrialReporter(EpochTimer):
-    def __init__(self, trial: optuna.trial.BaseTrial, monitor: str, prune: bool = True, intermediate: bool = True) -> None:
+    def __init__(
+        self, trial: optuna.trial.BaseTrial, monitor: str, prune: bool = True, intermediate: bool = True
+    ) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
@@ -38,7 +41,7 @@ class TrialReporter(EpochTimer):
         return self.seconds
 
     def on_train_begin(self, logs=None):
-        self.trial.set_user_attr("params_count", int(self.model.count_params()))
+        write(self.trial, params_count=int(self.model.count_params()))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -51,8 +54,8 @@ class TrialReporter(EpochTimer):
         for key, value in logs.items():  # NaN is not JSON: store it as null
             value = float(value)
             self.history.setdefault(key, []).append(value if math.isfinite(value) else None)
-        self.trial.set_user_attr("history", self.history)
-        self.trial.set_user_attr("epoch_seconds", [round(s, 3) for s in self.epoch_seconds])
+        write(self.trial, history=self.history)
+        write(self.trial, epoch_seconds=[round(s, 3) for s in self.epoch_seconds])
         value = float(logs[self.monitor])
         if not math.isfinite(value) or not self.intermediate:
             return  # the NaN guard fails the trial (a NaN must not reach the pruner); nothing to report
@@ -61,4 +64,6 @@ class TrialReporter(EpochTimer):
         last_epoch = step >= (self.params or {}).get("epochs", math.inf)
         # Pruning after the last epoch saves nothing and would discard a finished result.
         if self.prune and not last_epoch and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {step}: {self.monitor}={value:.4f} ranked below other trials at this epoch")
+            raise optuna.TrialPruned(
+                f"pruned after epoch {step}: {self.monitor}={value:.4f} ranked below other trials at this epoch"
+            )

@@ -8,6 +8,8 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.study.record import TrialRecord
+
 __all__ = ["trial_epochs", "epochs_run", "epoch_seconds", "rank_trials"]
 
 
@@ -15,11 +17,11 @@ def trial_epochs(trial: FrozenTrial) -> int | None:
     """The schedule length a trial was given (its ``epochs`` param or stored config); for a
     run the deadline stopped, or one paced by the clock, the epochs it ran (with those of
     the trial it continued from, ``continued_epochs``)."""
-    if (trial.user_attrs.get("stopped") or trial.user_attrs.get("paced")) and trial.user_attrs.get("epoch_seconds"):
-        return len(trial.user_attrs["epoch_seconds"]) + int(trial.user_attrs.get("continued_epochs") or 0)
+    if (TrialRecord.of(trial).stopped or TrialRecord.of(trial).paced) and TrialRecord.of(trial).epoch_seconds:
+        return len(TrialRecord.of(trial).epoch_seconds) + int(TrialRecord.of(trial).continued_epochs or 0)
     if "epochs" in trial.params:  # a branch's: the epochs it continued for, after its source's
-        return int(trial.params["epochs"]) + int(trial.user_attrs.get("continued_epochs") or 0)
-    config = trial.user_attrs.get("config")
+        return int(trial.params["epochs"]) + int(TrialRecord.of(trial).continued_epochs or 0)
+    config = TrialRecord.of(trial).config
     try:
         return int(config["train"]["epochs"])
     except (TypeError, KeyError, ValueError):
@@ -29,12 +31,12 @@ def trial_epochs(trial: FrozenTrial) -> int | None:
 def epochs_run(trial: FrozenTrial) -> int | None:
     """The epochs a trial itself trained (not those of the trial it continued from)."""
     total = trial_epochs(trial)
-    return None if total is None else total - int(trial.user_attrs.get("continued_epochs") or 0)
+    return None if total is None else total - int(TrialRecord.of(trial).continued_epochs or 0)
 
 
 def epoch_seconds(trial: FrozenTrial) -> float | None:
     """A trial's typical epoch time: the median, so the first epoch's tracing is not counted."""
-    seconds = trial.user_attrs.get("epoch_seconds")
+    seconds = TrialRecord.of(trial).epoch_seconds
     if not seconds:
         return None
     return float(statistics.median(seconds))

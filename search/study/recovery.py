@@ -1,7 +1,7 @@
 """Surviving a killed worker and Ctrl-C: trials that did not finish run again.
 
 A killed worker (kill -9, the OOM killer, a lost machine) leaves its trial RUNNING.
-Every running trial records a heartbeat; before any worker starts a trial, Optuna
+Every running trial records a heartbeat (``Heartbeat``, while it trains); before any worker starts a trial, Optuna
 fails the trials whose heartbeat is older than the grace period and calls
 ``RequeueStale``, which queues the same parameters again as a WAITING trial: the
 next ``ask`` anywhere picks it up.  A trial that kills its worker again and again
@@ -25,16 +25,22 @@ import os
 import signal
 import socket
 import sys
+import threading
 import warnings
 from typing import Any, TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "worker_name", "reap_dead"]
+from search.study.optuna_access import get_trial, storage_of, trial_id
+from search.study.record import TrialRecord, attrs, write_to
+
+__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "worker_name", "reap_dead", "Heartbeat"]
 
 # Optuna 4.9 renamed RetryFailedTrialCallback (its name back to 2.8) to RetryHeartbeatStaleTrialCallback.
-RETRY_CALLBACK = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+RETRY_CALLBACK = (
+    getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+)
 MAX_RETRY = 2  # retries of a trial whose worker died; Ctrl-C retries are not counted
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -46,12 +52,13 @@ def worker_name() -> str:
 
 def requeue(study: optuna.Study, trial: optuna.trial.BaseTrial, max_retry: int | None = MAX_RETRY) -> bool:
     """Queue ``trial``'s parameters again as a WAITING trial; False when retried too often."""
-    history = [*trial.user_attrs.get("retry_history", []), trial.number]
+    history = [*(TrialRecord.of(trial).retry_history or []), trial.number]
     if max_retry is not None and len(history) > max_retry:
         return False
-    retry = copy.deepcopy(trial if isinstance(trial, FrozenTrial) else study._storage.get_trial(trial._trial_id))
-    retry.user_attrs = {"retry_of": trial.number, "retry_history": history}  # not its plan, config or curves
-    retry.system_attrs = {}  # nor its sampler's state (CMA-ES, NSGA-II generation): Optuna adds failed_trial, retry_history
+    retry = copy.deepcopy(trial if isinstance(trial, FrozenTrial) else get_trial(study, trial))
+    retry.user_attrs = attrs(retry_of=trial.number, retry_history=history)  # not its plan, config or curves
+    # nor its sampler's state (CMA-ES, NSGA-II generation): Optuna adds failed_trial, retry_history
+    retry.system_attrs = {}
     with warnings.catch_warnings():  # marked experimental (since Optuna 2.8)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RETRY_CALLBACK()(study, retry)  # counted above: ours counts no Ctrl-C stops
@@ -71,7 +78,7 @@ class RequeueStale:
         then = "queued to run again" if queued else f"not queued again: its worker died {self.max_retry + 1} times"
         print(
             f"trial {trial.number:>4}  FAIL      no heartbeat for {self.grace_period}s from "
-            f"{trial.user_attrs.get('worker', 'its worker')} (killed?); {then}",
+            f"{(TrialRecord.of(trial).worker or 'its worker')} (killed?); {then}",
             file=self.out or sys.stdout,
             flush=True,
         )
@@ -91,7 +98,9 @@ def _gone(worker: str) -> bool:
     return False
 
 
-def reap_dead(study: optuna.Study, grace: int, pids: tuple[int, ...] | None = None, out: TextIO | None = None) -> list[int]:
+def reap_dead(
+    study: optuna.Study, grace: int, pids: tuple[int, ...] | None = None, out: TextIO | None = None
+) -> list[int]:
     """Fail and queue again, now, the RUNNING trials whose worker is a process of this
     machine that is gone (killed with kill -9, or a worker the supervisor saw die; with
     ``pids``, only those workers'), instead of waiting out the heartbeat grace; say when
@@ -100,19 +109,26 @@ def reap_dead(study: optuna.Study, grace: int, pids: tuple[int, ...] | None = No
     out = out or sys.stdout
     requeued = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
+        worker = TrialRecord.of(trial).worker
         host, _, pid = str(worker).rpartition(":")
-        mine = worker is not None and (_gone(worker) if pids is None else host == socket.gethostname() and pid in map(str, pids))
+        mine = worker is not None and (
+            _gone(worker) if pids is None else host == socket.gethostname() and pid in map(str, pids)
+        )
         if not mine:
             if pids is None:
                 started = f"started {trial.datetime_start:%H:%M:%S}" if trial.datetime_start else "running"
-                print(f"trial {trial.number:>4}  RUNNING   on {worker or 'another worker'} ({started}): if that worker is "
-                      f"gone, the first trial started {grace}s after its last heartbeat marks it failed and queues it again",
-                      file=out, flush=True)
+                print(
+                    f"trial {trial.number:>4}  RUNNING   on "
+                    f"{worker or 'another worker'} ({started}): if that worker is "
+                    f"gone, the first trial started {grace}s after its "
+                    "last heartbeat marks it failed and queues it again",
+                    file=out,
+                    flush=True,
+                )
             continue
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"its worker {worker} is gone (killed?)")
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            write_to(study, trial, fail_reason=f"its worker {worker} is gone (killed?)")
+            storage_of(study).set_trial_state_values(trial_id(trial), TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
         queued = requeue(study, trial)
@@ -166,3 +182,37 @@ class StopRequest:
         if self.requested and isinstance(unraisable.exc_value, KeyboardInterrupt):
             return
         (self._hook or sys.__unraisablehook__)(unraisable)
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat every interval the storage asks for, as
+    ``study.optimize`` does for its trials, while the block runs: a worker that dies stops
+    beating, and the trial is failed and queued again (``search.study.recovery``)."""
+
+    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+        storage = storage_of(study)
+        # an RDB storage opened with a heartbeat interval (search.study.storage.open_storage); others have none
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self._beat = (lambda: storage.record_heartbeat(trial_id)) if interval else None
+        self._interval = interval or 0
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self._beat()
+            except Exception:  # storage gone or full: the trial's own writes say so; silence marks it stale
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self._beat is not None:
+            self._beat()
+            self._thread = threading.Thread(target=self._run, name="trial-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()

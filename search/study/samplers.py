@@ -34,7 +34,11 @@ PRUNERS = ("halfway", "median", "percentile", "successive_halving", "hyperband",
 
 
 def make_sampler(
-    name: str, seed: int | None, settings: StudySettings | None = None, budget: Any = None, prior: dict[str, Any] | None = None
+    name: str,
+    seed: int | None,
+    settings: StudySettings | None = None,
+    budget: Any = None,
+    prior: dict[str, Any] | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler ``name``; the prior-guided one needs the study's ``settings`` (its
     space and base config), takes the ``budget`` plan of a budgeted run, and centres on
@@ -56,7 +60,11 @@ def _is_prior(sampler: optuna.samplers.BaseSampler) -> bool:
 
 
 def _make_sampler(
-    name: str, seed: int | None, settings: StudySettings | None = None, budget: Any = None, prior: dict[str, Any] | None = None
+    name: str,
+    seed: int | None,
+    settings: StudySettings | None = None,
+    budget: Any = None,
+    prior: dict[str, Any] | None = None,
 ) -> optuna.samplers.BaseSampler:
     if name == "prior" and settings is not None and settings.multi_objective:
         name = "tpe"  # the prior sampler ranks one value; a Pareto front needs a multi-objective sampler
@@ -112,7 +120,9 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
     if name == "patient":
-        return optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1), patience=2)
+        return optuna.pruners.PatientPruner(
+            optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1), patience=2
+        )
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UsageError(f"unknown pruner {name!r}; use one of {', '.join(PRUNERS)}")

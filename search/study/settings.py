@@ -51,11 +51,20 @@ class StudySettings:
     IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")
 
     @classmethod
-    def of(cls, dataset: str = "digits", space: dict[str, Any] | None = None, base_config: dict[str, Any] | None = None,
-           **options: Any) -> StudySettings:
+    def of(
+        cls,
+        dataset: str = "digits",
+        space: dict[str, Any] | None = None,
+        base_config: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> StudySettings:
         """Settings from command-line style options (``dataset``, ``epochs``, ``seed``, ...)
         over ``base_config`` (a ``RunConfig.to_dict()``; None: ``RunConfig()``)."""
-        base = RunConfig.from_dict(base_config, where="the study's base config") if base_config is not None else RunConfig()
+        base = (
+            RunConfig.from_dict(base_config, where="the study's base config")
+            if base_config is not None
+            else RunConfig()
+        )
         return cls(config=base, space=space or {}).with_options(dataset=dataset, **options)
 
     def with_options(self, **options: Any) -> StudySettings:
@@ -72,7 +81,9 @@ class StudySettings:
         train = {k: run[k] for k in ("epochs", "monitor") if k in run}
         if "monitor" in run and "direction" not in options:
             options["direction"] = "minimize" if is_loss(run["monitor"]) else "maximize"
-        config = config.replace(data=dataclasses.replace(config.data, **data), train=dataclasses.replace(config.train, **train))
+        config = config.replace(
+            data=dataclasses.replace(config.data, **data), train=dataclasses.replace(config.train, **train)
+        )
         return dataclasses.replace(self, config=config, **options)
 
     dataset = property(lambda self: self.config.data.dataset)
@@ -152,8 +163,11 @@ def check_same_study(name: str, recorded: Any, settings: StudySettings) -> None:
         if getattr(other, key) != getattr(settings, key):
             raise StorageError(
                 f"study '{name}' was created at the same moment by another command with {key}={getattr(other, key)!r}, "
-                f"not {getattr(settings, key)!r}; nothing was run; rerun to resume it with its settings, or choose another --study"
+                f"not {getattr(settings, key)!r}; nothing was run; rerun to "
+                "resume it with its settings, or choose another --study"
             )
     if other.space_obj.fingerprint != settings.space_obj.fingerprint:
-        raise StorageError(f"study '{name}' was created at the same moment by another command with another space; "
-                           "nothing was run; rerun to resume it, or choose another --study")
+        raise StorageError(
+            f"study '{name}' was created at the same moment by another command with another space; "
+            "nothing was run; rerun to resume it, or choose another --study"
+        )

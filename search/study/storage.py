@@ -23,10 +23,20 @@ from sqlalchemy.engine import make_url
 
 from search.errors import StorageError, UsageError
 from search.study.databases import (
-    check_sqlite_file, check_sqlite_for_reading, check_writable, driver_message, engine_for, has_optuna_tables,
-    missing_driver, missing_sqlite_file, parse_url, safe_url,
+    check_sqlite_file,
+    check_sqlite_for_reading,
+    check_writable,
+    driver_message,
+    engine_for,
+    has_optuna_tables,
+    missing_driver,
+    missing_sqlite_file,
+    parse_url,
+    safe_url,
 )
+from search.study.optuna_access import study_id
 from search.study.patient import DEFAULT_WAIT, PatientStorage
+from search.study.record import SETTINGS, WARM_START, attrs
 from search.study.recovery import RequeueStale
 from search.study.samplers import make_pruner, make_sampler, sampler_seed
 from search.study.settings import StudySettings, check_same_study
@@ -47,8 +57,8 @@ __all__ = [
     "create_or_load",
 ]
 
-WARM_START_ATTR = "warm_start"
-SETTINGS_ATTR = "cnn_search"
+WARM_START_ATTR = WARM_START  # the study attributes of search.study.record, by their old names here
+SETTINGS_ATTR = SETTINGS
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched whole (fullmatch): no trailing newline
 GRACE_FACTOR = 3  # a running trial silent for 3 heartbeats is failed and queued again
 CONNECT_TIMEOUT_S = 10  # an unreachable database server fails fast instead of hanging
@@ -93,12 +103,22 @@ def open_storage(url: str, heartbeat: int | None = None, wait: float | None = No
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StorageError(f"cannot create folder {folder} for the study database ({e.strerror}); choose a writable place with --storage") from e
+            raise StorageError(
+                f"cannot create folder {folder} for the study database "
+                f"({e.strerror}); choose a writable place with --storage"
+            ) from e
     if driver.startswith("sqlite"):
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-        if driver in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "mysql"):
+        if driver in (
+            "postgresql",
+            "postgresql+psycopg2",
+            "postgresql+psycopg",
+            "mysql+pymysql",
+            "mysql+mysqldb",
+            "mysql",
+        ):
             engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     kwargs: dict[str, Any] = {}
     if heartbeat:
@@ -111,8 +131,12 @@ def open_storage(url: str, heartbeat: int | None = None, wait: float | None = No
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
             if wait is None or driver.startswith("sqlite"):
                 return storage
-            return PatientStorage(optuna.storages.get_storage(storage), safe_url(url), wait,  # with Optuna's cache
-                                  grace=GRACE_FACTOR * heartbeat if heartbeat else 0.0)
+            return PatientStorage(
+                optuna.storages.get_storage(storage),
+                safe_url(url),
+                wait,  # with Optuna's cache
+                grace=GRACE_FACTOR * heartbeat if heartbeat else 0.0,
+            )
         except ImportError as e:
             raise missing_driver(url, e) from e
         except sqlalchemy.exc.SQLAlchemyError as e:
@@ -125,7 +149,10 @@ def open_storage(url: str, heartbeat: int | None = None, wait: float | None = No
                     f"{parsed.database} is not an SQLite database ({driver_message(e, url)}); move it away, "
                     "or choose another --study or --storage"
                 ) from e
-            raise StorageError(f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file") from e
+            raise StorageError(
+                f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); "
+                "check the URL, the server and the file"
+            ) from e
         except (ValueError, RuntimeError) as e:  # RuntimeError: a schema from another Optuna version
             raise StorageError(
                 f"cannot open storage {safe_url(url)} ({driver_message(e, url)}); check the URL, or upgrade the schema "
@@ -155,7 +182,9 @@ def recorded_settings(study: optuna.Study, url: str) -> StudySettings:
     """The settings ``study`` recorded when cnn-search created it."""
     raw = study.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(raw, dict):
-        raise StorageError(f"study '{study.study_name}' in {safe_url(url)} was not created by cnn-search; use another --study name")
+        raise StorageError(
+            f"study '{study.study_name}' in {safe_url(url)} was not created by cnn-search; use another --study name"
+        )
     return StudySettings.from_dict(raw)
 
 
@@ -169,8 +198,10 @@ def load_study_for_reading(name: str, url: str) -> optuna.Study:
         )
     check_sqlite_for_reading(url)
     if not parse_url(url).drivername.startswith("sqlite") and not has_optuna_tables(url):
-        raise StorageError(f"no study '{name}' in {safe_url(url)}: that database holds no Optuna tables, and it was "
-                           "left as it is; check --storage (or --warm-start-storage)")
+        raise StorageError(
+            f"no study '{name}' in {safe_url(url)}: that database holds no Optuna tables, and it was "
+            "left as it is; check --storage (or --warm-start-storage)"
+        )
     storage = open_storage(url)
     names = _study_names(storage, url)
     if name not in names:
@@ -186,13 +217,22 @@ def default_artifact_dir(name: str, url: str, studies_dir: Path) -> Path:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         parsed = None
-    if parsed is not None and parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
+    if (
+        parsed is not None
+        and parsed.drivername.startswith("sqlite")
+        and parsed.database
+        and parsed.database != ":memory:"
+    ):
         return Path(parsed.database).parent / f"{name}-artifacts"
     return studies_dir / f"{name}-artifacts"
 
 
 def create_or_load(
-    name: str, url: str, settings: StudySettings, worker: int | None = None, budget: Any = None,
+    name: str,
+    url: str,
+    settings: StudySettings,
+    worker: int | None = None,
+    budget: Any = None,
     wait: float | None = DEFAULT_WAIT,
 ) -> optuna.Study:
     """Create the study (recording its settings) or load it, with sampler and pruner.
@@ -207,13 +247,21 @@ def create_or_load(
         done = len(existing.trials) if existing is not None else 0
         warm = (existing.user_attrs.get(WARM_START_ATTR) or {}) if existing is not None else {}
         # A fixed seed would replay the same start-up trials on every resume: offset it.
-        sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, done, worker), settings, budget, warm.get("prior"))
+        sampler = make_sampler(
+            settings.sampler, sampler_seed(settings.seed, done, worker), settings, budget, warm.get("prior")
+        )
         pruner = make_pruner(settings.pruner, settings.epochs)
         # Several objectives: one direction each (see search.study.objectives); one: as it always was.
-        direction: dict[str, Any] = {"directions": settings.directions} if settings.multi_objective else {"direction": settings.direction}
+        direction: dict[str, Any] = (
+            {"directions": settings.directions} if settings.multi_objective else {"direction": settings.direction}
+        )
         study = optuna.create_study(
-            study_name=name, storage=storage, **direction,
-            sampler=sampler, pruner=pruner, load_if_exists=True,
+            study_name=name,
+            storage=storage,
+            **direction,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
         )
         if SETTINGS_ATTR in study.user_attrs:
             check_same_study(name, study.user_attrs[SETTINGS_ATTR], settings)  # created by another command meanwhile
@@ -223,14 +271,16 @@ def create_or_load(
             # Read it back after a moment: the command whose settings lost stops here,
             # before it runs a trial under settings the study does not record.
             time.sleep(0.3 + 0.2 * random.random())
-            check_same_study(name, storage.get_study_user_attrs(study._study_id)[SETTINGS_ATTR], settings)
+            check_same_study(name, storage.get_study_user_attrs(study_id(study))[SETTINGS_ATTR], settings)
             if settings.baseline and not study.trials:
                 _enqueue_baseline(study, settings)
             with warnings.catch_warnings():  # names the values in plots and optuna-dashboard
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(settings.metric_names)
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot create study '{name}' in {safe_url(url)} ({driver_message(e, url)}); check the storage") from e
+        raise StorageError(
+            f"cannot create study '{name}' in {safe_url(url)} ({driver_message(e, url)}); check the storage"
+        ) from e
     return study
 
 
@@ -240,13 +290,15 @@ def _enqueue_baseline(study: optuna.Study, settings: StudySettings) -> None:
     it is measured against that, not against whatever the first random draw was."""
     params = settings.space_obj.baseline(settings.config)
     if params:
-        study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)  # two creators racing queue one
+        study.enqueue_trial(
+            params, user_attrs=attrs(baseline=True), skip_if_exists=True
+        )  # two creators racing queue one
 
 
 def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:
     try:
         return {s.study_name for s in storage.get_all_studies()}
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot read storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file") from e
-
-
+        raise StorageError(
+            f"cannot read storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file"
+        ) from e

@@ -23,7 +23,6 @@ gets its learning curves and model summary as Optuna artifacts for the dashboard
 from __future__ import annotations
 
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -33,18 +32,20 @@ import keras
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.reporting.artifacts import upload_trial_artifacts
-from search.core.deadline import Deadline
 from search.core.config import RunConfig, is_loss
 from search.core.data import Dataset
-from search.reporting.diagnose import diagnose_history
-from search.errors import TrialError, disk_full
+from search.core.deadline import Deadline
+from search.core.diagnose import diagnose_history
 from search.core.memory import rss_mb
-from search.study.objectives import DEFAULT_OBJECTIVES, objective_names
-from search.study.pruning import TrialReporter
-from search.study.recovery import StopRequest, requeue, worker_name
 from search.core.spaces import Space
 from search.core.training import fit, keras_session
+from search.errors import TrialError, disk_full
+from search.study.artifacts import upload_trial_artifacts
+from search.study.objectives import DEFAULT_OBJECTIVES, objective_names
+from search.study.optuna_access import get_trial, trial_id
+from search.study.pruning import TrialReporter
+from search.study.record import TrialRecord, write
+from search.study.recovery import Heartbeat, StopRequest, requeue, worker_name
 
 __all__ = ["Objective", "TrialRunner", "Heartbeat", "trial_config", "best_of", "INTERRUPTED"]
 
@@ -109,7 +110,7 @@ class Objective:
 
     def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         config = self.config_for(trial)
-        trial.set_user_attr("config", config.to_dict())
+        write(trial, config=config.to_dict())
         multi = len(self.objectives) > 1
         reporter = TrialReporter(trial, self.monitor, intermediate=not multi)  # Optuna prunes one objective only
         fail_reason = None
@@ -118,125 +119,101 @@ class Objective:
         # deadline itself stops it, never a projection from one slower epoch; a final run's
         # schedule runs on the clock until ``pace_until`` (``search.core.deadline.Pace``).
         # (read from the storage: the sampler wrote the plan after this Trial cached its attributes)
-        plan = trial.storage.get_trial_user_attrs(trial._trial_id)
-        planned = plan.get("phase") in ("early", "branch", "promote", "final")
-        until = plan.get("pace_until")
+        plan = TrialRecord.of(trial.storage.get_trial_user_attrs(trial_id(trial)))
+        planned = plan.phase in ("early", "branch", "promote", "final")
+        until = plan.pace_until
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         source = self._continued_from(trial, plan)
         try:
             with keras_session():
                 try:
-                    result = fit(config, self.data, callbacks=[*self.callbacks, *deadline, reporter], until=until,
-                                 initial_weights=source[1] if source else None)
+                    result = fit(
+                        config,
+                        self.data,
+                        callbacks=[*self.callbacks, *deadline, reporter],
+                        until=until,
+                        initial_weights=source[1] if source else None,
+                    )
                     before = 0
                     if source and result.continued:  # the winner's explore epochs count toward what it trained
                         before = source[2]
-                        trial.set_user_attr("continued_from", source[0])
-                        trial.set_user_attr("continued_epochs", before)
+                        write(trial, continued_from=source[0])
+                        write(trial, continued_epochs=before)
                     if until is not None or before:  # what it trained: its source's epochs and the ones it ran
                         config = config.replace(train=replace(config.train, epochs=before + result.epochs_run))
-                        trial.set_user_attr("config", config.to_dict())
+                        write(trial, config=config.to_dict())
                     if until is not None:
-                        trial.set_user_attr("paced", f"schedule paced by the clock: {result.epochs_run} epochs "
-                                                     f"in {sum(result.epoch_seconds):.0f}s"
-                                                     + (f", continued from trial {source[0]}'s {before}" if before else ""))
+                        write(
+                            trial,
+                            paced=f"schedule paced by the clock: {result.epochs_run} epochs "
+                            f"in {sum(result.epoch_seconds):.0f}s"
+                            + (f", continued from trial {source[0]}'s {before}" if before else ""),
+                        )
                     self._keep_or_clear_weights(trial, plan, result.model)
                     measured["params"] = float(result.params)
                     if "latency" in self.objectives:
                         from search.core.latency import measure_latency
 
                         measured["latency"], how = measure_latency(result.model, self.data.x_val)
-                        trial.set_user_attr("latency_ms", measured["latency"])
-                        trial.set_user_attr("latency_measured", how)
+                        write(trial, latency_ms=measured["latency"])
+                        write(trial, latency_measured=how)
                 except TrialError as e:
                     fail_reason = str(e)  # stored with the outcome by TrialRunner
                     raise
                 finally:  # complete, pruned or failed: the dashboard shows what it trained
                     self.save_artifacts(trial, reporter)
         finally:
-            trial.set_user_attr("rss_mb", rss_mb())  # after clean-up: shows whether memory stays flat
-            trial.set_user_attr("diagnosis", diagnose_history(reporter.history, self.data.num_classes, fail_reason))
+            write(trial, rss_mb=rss_mb())  # after clean-up: shows whether memory stays flat
+            write(trial, diagnosis=diagnose_history(reporter.history, self.data.num_classes, fail_reason))
         stopped = deadline[0].reason if deadline else None
         if stopped:
-            trial.set_user_attr("stopped", stopped)
+            write(trial, stopped=stopped)
             if not stopped.startswith("stopped at"):  # it would not have finished: no result to rank
                 raise optuna.TrialPruned(stopped)
         measured["accuracy"] = best_of(reporter.history.get(self.monitor, []), self.direction)
         return tuple(measured[n] for n in self.objectives) if multi else measured["accuracy"]
 
-    def _continued_from(self, trial: optuna.trial.Trial, plan: dict) -> tuple[int, str, int] | None:
+    def _continued_from(self, trial: optuna.trial.Trial, plan: TrialRecord) -> tuple[int, str, int] | None:
         """For a branch or a final run: (trial number, weights file, epochs) of the explore
         trial or branch it continues, when that trial left its weights here (another
         machine's are not here)."""
-        number = plan.get("source")
-        if self.checkpoint_dir is None or plan.get("phase") not in ("branch", "final") or number is None:
+        number = plan.source
+        if self.checkpoint_dir is None or plan.phase not in ("branch", "final") or number is None:
             return None
         from search.study.budget import trial_epochs
 
         source = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == number), None)
-        path = source.user_attrs.get("checkpoint") if source is not None else None
-        if not path or not Path(path).is_file() or source.user_attrs.get("phase") not in ("explore", "branch"):
+        path = TrialRecord.of(source).checkpoint if source is not None else None
+        if not path or not Path(path).is_file() or TrialRecord.of(source).phase not in ("explore", "branch"):
             return None
         return number, str(path), int(trial_epochs(source) or 0)
 
-    def _keep_or_clear_weights(self, trial: optuna.trial.Trial, plan: dict, model: keras.Model) -> None:
+    def _keep_or_clear_weights(self, trial: optuna.trial.Trial, plan: TrialRecord, model: keras.Model) -> None:
         """An explore trial of a rich budget keeps its weights for the final run; the final
         run, once done, removes its budget's kept weights."""
         if self.checkpoint_dir is None:
             return
-        if plan.get("keep_weights"):
+        if plan.keep_weights:
             try:
                 self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 path = self.checkpoint_dir / f"trial-{trial.number}.weights.h5"
                 model.save_weights(path)
-                trial.set_user_attr("checkpoint", str(path.resolve()))
+                write(trial, checkpoint=str(path.resolve()))
             except OSError as e:  # a courtesy, as the artifacts: the final run then starts from scratch
-                warnings.warn(f"trial {trial.number}: could not keep its weights ({e}); a final run of it starts anew",
-                              stacklevel=2)
-        elif plan.get("phase") == "final":
+                warnings.warn(
+                    f"trial {trial.number}: could not keep its weights ({e}); a final run of it starts anew",
+                    stacklevel=2,
+                )
+        elif plan.phase == "final":
             for t in trial.study.get_trials(deepcopy=False):
-                kept = t.user_attrs.get("checkpoint")
-                if kept and t.user_attrs.get("budget_start") == plan.get("budget_start"):
+                kept = TrialRecord.of(t).checkpoint
+                if kept and TrialRecord.of(t).budget_start == plan.budget_start:
                     Path(kept).unlink(missing_ok=True)
 
     def save_artifacts(self, trial: optuna.trial.Trial, reporter: TrialReporter) -> None:
         """Curves and model summary for the dashboard; a failure here only warns."""
         if self.artifact_dir is not None:
             upload_trial_artifacts(trial, self.artifact_dir, reporter.history, reporter.model)
-
-
-class Heartbeat:
-    """Records a running trial's heartbeat every interval the storage asks for, as
-    ``study.optimize`` does for its trials, while the block runs: a worker that dies stops
-    beating, and the trial is failed and queued again (``search.study.recovery``)."""
-
-    def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        storage = study._storage  # the storage the study was opened with: Optuna names no public accessor
-        # an RDB storage opened with a heartbeat interval (search.study.storage.open_storage); others have none
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        self._beat = (lambda: storage.record_heartbeat(trial_id)) if interval else None
-        self._interval = interval or 0
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while not self._done.wait(self._interval):
-            try:
-                self._beat()
-            except Exception:  # storage gone or full: the trial's own writes say so; silence marks it stale
-                return
-
-    def __enter__(self) -> Heartbeat:
-        if self._beat is not None:
-            self._beat()
-            self._thread = threading.Thread(target=self._run, name="trial-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 class TrialRunner:
@@ -247,8 +224,11 @@ class TrialRunner:
     progress line).  ``grace``: seconds of silence after which other workers fail a trial."""
 
     def __init__(
-        self, objective: Callable[[optuna.trial.Trial], float | tuple[float, ...]], stop: StopRequest,
-        on_done: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (), grace: int | None = None,
+        self,
+        objective: Callable[[optuna.trial.Trial], float | tuple[float, ...]],
+        stop: StopRequest,
+        on_done: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+        grace: int | None = None,
     ) -> None:
         if isinstance(getattr(objective, "callbacks", None), tuple):  # an Objective: stop within a batch
             from search.core.deadline import StopCheck
@@ -272,22 +252,31 @@ class TrialRunner:
             trial = study.ask()
         state, values, reason, error = TrialState.FAIL, None, None, None
         try:
-            trial.set_user_attr("worker", self.worker)
-            with Heartbeat(study, trial._trial_id):
+            # The first heartbeat before anything else: Optuna never finds a RUNNING trial stale
+            # that has no heartbeat, so a worker killed between ask and its first beat would
+            # leave the trial running forever (the kill must land in those few milliseconds).
+            with Heartbeat(study, trial_id(trial)):
+                write(trial, worker=self.worker)
                 state, values, reason, error = self._train(trial)
-            if reason is not None:
-                trial.set_user_attr("prune_reason" if state == TrialState.PRUNED else "fail_reason", reason)
+            if reason is not None and state == TrialState.PRUNED:
+                write(trial, prune_reason=reason)
+            elif reason is not None:
+                write(trial, fail_reason=reason)
             if reason == INTERRUPTED:
                 self.interrupted.append(trial.number)
-                requeue(study, study._storage.get_trial(trial._trial_id), max_retry=None)
+                requeue(study, get_trial(study, trial), max_retry=None)
             frozen = study.tell(trial, values, state=state)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
             if not isinstance(e, optuna.exceptions.UpdateFinishedTrialError) and not str(e).startswith("Cannot tell a"):
                 raise
             # its trial was failed elsewhere as silent (no heartbeat within the grace) and
             # queued again: this worker is alive, so it goes on with the next trial
-            print(f"worker {self.worker}: trial {trial.number} was marked failed by another worker (no heartbeat within "
-                  f"{self.grace or '?'}s: a busy machine?) and queued again; going on", file=sys.stderr, flush=True)
+            print(
+                f"worker {self.worker}: trial {trial.number} was marked failed by another worker (no heartbeat within "
+                f"{self.grace or '?'}s: a busy machine?) and queued again; going on",
+                file=sys.stderr,
+                flush=True,
+            )
             return None
         except Exception:
             if error is not None:  # storing the outcome failed the way training did (a full disk): say that

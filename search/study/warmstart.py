@@ -18,10 +18,11 @@ import optuna
 from optuna.trial import TrialState
 
 from search.core.config import MODEL_KINDS, RunConfig
+from search.core.spaces import Space
 from search.core.validate import field_names
 from search.errors import ConfigError, UsageError
-from search.core.spaces import Space
 from search.study.objectives import is_multi_objective
+from search.study.record import WARM_START, TrialRecord, attrs
 
 __all__ = ["WarmStart", "Taken", "read_warm_start", "TOP_PER_STUDY"]
 
@@ -68,21 +69,21 @@ class Taken:
     def apply(self, study: optuna.Study) -> None:
         """Queue the configurations (those the study does not hold already) and record the
         prior centre (the best of them)."""
-        from search.study.storage import WARM_START_ATTR
 
         before = len(study.get_trials(deepcopy=False))
         for label, params in self.params:
-            study.enqueue_trial(params, user_attrs={"warm_start": label}, skip_if_exists=True)
+            study.enqueue_trial(params, user_attrs=attrs(warm_start=label), skip_if_exists=True)
         self.queued = len(study.get_trials(deepcopy=False)) - before
         record = {"studies": self.studies, "taken": [label for label, _ in self.params], "left_out": self.left_out}
         if self.params:
             record["prior"] = self.params[0][1]
-        study.set_user_attr(WARM_START_ATTR, record)
+        study.set_user_attr(WARM_START, record)
 
     def describe(self) -> str:
         total = len(self.params) + len(self.left_out)
-        text = (f"warm start from {', '.join(self.studies)}: took {len(self.params)} of {total} configurations"
-                + (f" (prior centred on {self.params[0][0]})" if self.params else ""))
+        text = f"warm start from {', '.join(self.studies)}: took {len(self.params)} of {total} configurations" + (
+            f" (prior centred on {self.params[0][0]})" if self.params else ""
+        )
         if self.queued is not None and self.queued < len(self.params):
             held = len(self.params) - self.queued
             text += f"; queued {self.queued}: this study already holds {held} of them"
@@ -103,17 +104,21 @@ def read_warm_start(spec: str, storage: str | None, studies_dir: Path, this_stud
             raise UsageError(f"--warm-start {name}: that is the study being run; name an earlier study")
         study = load_study_for_reading(name, storage or default_storage(name, studies_dir))
         if is_multi_objective(study):
-            raise UsageError(f"--warm-start {name}: a multi-objective study has no single best trials; pick its trial "
-                             "with 'export --trial N' and train it, or name a single-objective study")
+            raise UsageError(
+                f"--warm-start {name}: a multi-objective study has no single best trials; pick its trial "
+                "with 'export --trial N' and train it, or name a single-objective study"
+            )
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
         done.sort(key=lambda t: t.value, reverse=maximize)
         for t in done[:TOP_PER_STUDY]:
             try:
-                config = RunConfig.from_dict(t.user_attrs.get("config"), where=f"{name} trial {t.number} config")
+                config = RunConfig.from_dict(TrialRecord.of(t).config, where=f"{name} trial {t.number} config")
             except ConfigError:
                 continue  # not a cnn-search trial config: nothing to translate
-            candidates.append(Candidate(f"{name}#{t.number}", float(t.value), config, float(t.value) * (1 if maximize else -1)))
+            candidates.append(
+                Candidate(f"{name}#{t.number}", float(t.value), config, float(t.value) * (1 if maximize else -1))
+            )
         if not done:
             raise UsageError(f"--warm-start {name}: the study has no completed trial to start from; name another study")
     candidates.sort(key=lambda c: c.score, reverse=True)  # best first across studies

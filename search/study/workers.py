@@ -31,8 +31,8 @@ from typing import Any
 
 import optuna
 
-from search.errors import DiskFullError, SearchInterrupted, UsageError, disk_full
 from search.core.memory import MemoryWatch
+from search.errors import DiskFullError, SearchInterrupted, UsageError, disk_full
 from search.study.loop import LocalSlots, SharedSlots, interrupted_message, probe_budget, run_trials
 from search.study.patient import DEFAULT_WAIT
 from search.study.placement import WorkerPlan, configure_tensorflow
@@ -66,6 +66,9 @@ class SearchJob:
     recycle_mb: float | None = None  # replace a worker whose memory grew this much; None: run here, never replace
     budget: Any = None  # search.study.budget.BudgetPlan of a budgeted search: plans each trial's epochs
     storage_wait: float = DEFAULT_WAIT  # seconds a server database that went away is waited for
+    # builds each worker's callback after every trial (the trial lines: search.reporting.progress.TrialPrinter,
+    # which the command line passes in); a factory, not a callback, because a spawned worker gets a pickled job
+    printer: Callable[[], Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,8 +187,11 @@ def _supervise(pool: _Pool, stop: StopRequest, grace: int) -> list[int]:
                 continue
             codes[i] = proc.exitcode
             if proc.exitcode < 0:
-                print(f"worker {i} (pid {proc.pid}) was killed by {signal.Signals(-proc.exitcode).name}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"worker {i} (pid {proc.pid}) was killed by {signal.Signals(-proc.exitcode).name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 _reap_worker(pool.job, proc.pid, grace)
             elif proc.exitcode in (1, 2) and not stopping:
                 pool.stop_all()
@@ -213,15 +219,21 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
     stop = StopRequest().install()
     _end_with_parent()
     os.environ.update(dict(plan.env))  # already set by the parent; before TensorFlow loads either way
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from TrialPrinter
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: trial lines come from job.printer
     slots = SharedSlots(used, stop_flag, job.trials)
     code = 0
     try:
         if not slots.stopped:
             job.setup(plan)
             data = job.load_data()
-            study = create_or_load(job.study, job.url, job.settings, worker=None if alone else plan.index, budget=job.budget,
-                                   wait=job.storage_wait)
+            study = create_or_load(
+                job.study,
+                job.url,
+                job.settings,
+                worker=None if alone else plan.index,
+                budget=job.budget,
+                wait=job.storage_wait,
+            )
             objective = job.make_objective(data)
             probe_budget(job, objective, quiet=plan.index > 0)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
 
 PASSWORD = "s3cret-pw"
@@ -32,8 +31,11 @@ def template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bad-input")
     studies = root / "studies"
     studies.mkdir()
-    create_or_load("existing", f"sqlite:///{studies / 'existing.db'}",
-                   StudySettings.of(dataset="digits", space=load_space("cnn").to_dict()))
+    create_or_load(
+        "existing",
+        f"sqlite:///{studies / 'existing.db'}",
+        StudySettings.of(dataset="digits", space=load_space("cnn").to_dict()),
+    )
     (studies / "corrupt.db").write_bytes(b"this is not an sqlite database\x00\x01\x02" * 40)
 
     def image(path: Path, size: int, value: int = 0) -> None:
@@ -111,7 +113,10 @@ CASES = {
     "images of mixed sizes": (["--dataset", "folder:mixed"], ["10x10", "resize"]),
     "corrupt image file": (["--dataset", "folder:corrupt"], ["2.png", "not a readable image", "replace"]),
     "negative label": (["--dataset", "npz:negative_label.npz"], ["label -1", "0..K-1"]),
-    "test label out of range": (["--dataset", "npz:test_label_out_of_range.npz"], ["y_test", "label 7", "fix the labels"]),
+    "test label out of range": (
+        ["--dataset", "npz:test_label_out_of_range.npz"],
+        ["y_test", "label 7", "fix the labels"],
+    ),
     "wrong label count": (["--dataset", "npz:wrong_count.npz"], ["35 labels for 40 images", "one label per image"]),
     "NaN pixels": (["--dataset", "npz:nan.npz"], ["NaN", "1 images", "clean"]),
     "malformed space file": (["--space", "malformed.toml"], ["malformed.toml"]),
@@ -128,7 +133,10 @@ CASES = {
     "study name with ..": (["--study", "../x"], ["'../x'", "letters, digits"]),
     "study name with /": (["--study", "a/b"], ["'a/b'", "letters, digits"]),
     "empty study name": (["--study", ""], ["study name ''", "letters, digits"]),
-    "resumed study, other dataset": (["--study", "existing", "--dataset", "npz:nan.npz"], ["existing", "dataset", "drop that option"]),
+    "resumed study, other dataset": (
+        ["--study", "existing", "--dataset", "npz:nan.npz"],
+        ["existing", "dataset", "drop that option"],
+    ),
     "bad --workers": (["--workers", "0"], ["--workers", "at least 1"]),
     "negative --recycle-mb": (["--recycle-mb", "-5"], ["--recycle-mb", "0 (never)"]),
     "bad --gpus": (["--gpus", "0,one"], ["'one'", "--gpus 0,1"]),
@@ -138,8 +146,13 @@ CASES = {
     "--timeout nan": (["--timeout", "nan"], ["--timeout", "nan"]),
     "warm start from a missing study": (["--warm-start", "nosuch"], ["nosuch", "run a search first"]),
     "warm start from a missing study in an existing database": (
-        ["--warm-start", "nosuch", "--warm-start-storage", "sqlite:///studies/existing.db"], ["no study 'nosuch'", "existing"]),
-    "warm start storage without warm start": (["--warm-start-storage", "sqlite:///x.db"], ["--warm-start-storage", "--warm-start"]),
+        ["--warm-start", "nosuch", "--warm-start-storage", "sqlite:///studies/existing.db"],
+        ["no study 'nosuch'", "existing"],
+    ),
+    "warm start storage without warm start": (
+        ["--warm-start-storage", "sqlite:///x.db"],
+        ["--warm-start-storage", "--warm-start"],
+    ),
     "npz with string pixels": (["--dataset", "npz:string_pixels.npz"], ["x_train", "<U1", "pixels must be numbers"]),
     "npz with 0 images": (["--dataset", "npz:no_images.npz"], ["x_train holds 0 images"]),
     "PNG claiming 30000x30000": (["--dataset", "folder:bomb"], ["1.png", "decompression bomb", "not decoded"]),
@@ -148,11 +161,20 @@ CASES = {
     "--epochs 10001": (["--epochs", "10001"], ["--epochs", "at most 10000", "10001"]),
     "--seed -1": (["--seed=-1"], ["--seed", "from 0 to 2147483647", "-1"]),
     "--seed 2**32": (["--seed", "4294967296"], ["--seed", "4294967296"]),
-    "another program's SQLite file": (["--study", "other_program"], ["other_program.db", "another program", "invoices", "left as it is"]),
-    "another program's SQLite file as --storage": (["--storage", "sqlite:///studies/other_program.db"], ["other_program.db", "another program"]),
+    "another program's SQLite file": (
+        ["--study", "other_program"],
+        ["other_program.db", "another program", "invoices", "left as it is"],
+    ),
+    "another program's SQLite file as --storage": (
+        ["--storage", "sqlite:///studies/other_program.db"],
+        ["other_program.db", "another program"],
+    ),
     "a 0-byte .db file": (["--study", "empty"], ["empty.db", "empty file", "left as it is"]),
     "in-memory SQLite storage": (["--storage", "sqlite://"], ["in-memory", "sqlite:///studies/name.db"]),
-    "prior outside its range": (["--space", "prior_outside.toml"], ["prior_outside.toml", "model.blocks", "prior 5", "widen"]),
+    "prior outside its range": (
+        ["--space", "prior_outside.toml"],
+        ["prior_outside.toml", "model.blocks", "prior 5", "widen"],
+    ),
     "--heartbeat 99999999999": (["--heartbeat", "99999999999"], ["--heartbeat", "from 1 to 3600", "99999999999"]),
     "--recycle-mb nan": (["--recycle-mb", "nan"], ["--recycle-mb", "nan"]),
     "--storage-wait -1": (["--storage-wait", "-1"], ["--storage-wait", "from 0 to", "-1"]),
@@ -190,12 +212,15 @@ def test_bad_input_gives_one_line_and_leaves_studies_alone(work: Path, case: str
     assert snapshot(work) == before  # no new study file, existing ones byte for byte
 
 
-@pytest.mark.parametrize("args, words", [
-    (["lr-find", "--max-lr", "inf"], ["--max-lr", "positive finite", "inf"]),
-    (["lr-find", "--min-lr", "1", "--max-lr", "0.5"], ["--min-lr must be below --max-lr"]),
-    (["train", "--recipe", ""], ["--recipe needs a dataset", "digits"]),
-    (["train", "--config", ""], ["--config needs a file"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["lr-find", "--max-lr", "inf"], ["--max-lr", "positive finite", "inf"]),
+        (["lr-find", "--min-lr", "1", "--max-lr", "0.5"], ["--min-lr must be below --max-lr"]),
+        (["train", "--recipe", ""], ["--recipe needs a dataset", "digits"]),
+        (["train", "--config", ""], ["--config needs a file"]),
+    ],
+)
 def test_bad_input_to_other_commands_is_one_line_before_tensorflow(work: Path, args: list[str], words: list[str]):
     before = snapshot(work)
     check_one_line_error(run_cli(*args, cwd=work), words)
@@ -204,7 +229,9 @@ def test_bad_input_to_other_commands_is_one_line_before_tensorflow(work: Path, a
 
 def test_unreachable_server_hides_the_password(work: Path):
     url = f"postgresql://u:{PASSWORD}@127.0.0.1:1/db"  # nothing listens on port 1
-    line = check_one_line_error(run_cli(*QUICK, "--storage", url, cwd=work), ["cannot open storage", "u:***@127.0.0.1:1"])
+    line = check_one_line_error(
+        run_cli(*QUICK, "--storage", url, cwd=work), ["cannot open storage", "u:***@127.0.0.1:1"]
+    )
     assert "postgresql" in line
 
 
@@ -215,8 +242,13 @@ def _runs_as_nobody(folder: Path) -> bool:
     """Whether an unprivileged user can run this checkout's Python and import the package
     (a checkout under /root cannot be read by one)."""
     try:
-        probe = subprocess.run([sys.executable, "-c", "import search"], cwd=folder, user=NOBODY, capture_output=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(folder)})
+        probe = subprocess.run(
+            [sys.executable, "-c", "import search"],
+            cwd=folder,
+            user=NOBODY,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(folder)},
+        )
     except PermissionError:  # the interpreter itself is out of its reach (a Python under /root)
         return False
     return probe.returncode == 0
@@ -240,7 +272,9 @@ def test_read_only_studies_folder(tmp_path: Path):
             if _runs_as_nobody(work):
                 user = NOBODY
             else:
-                mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)], capture_output=True)
+                mount = subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)], capture_output=True
+                )
                 if mount.returncode:
                     pytest.skip("as root, with neither 'nobody' able to read this checkout nor mount permitted")
                 mounted = True
@@ -280,8 +314,11 @@ def test_train_refuses_an_edited_export_before_training(work: Path, case: str):
 
     from search.core.config import RunConfig
 
-    export = {"schema_version": 1, "config": RunConfig().to_dict(),
-              "source": {"study": "s", "trial": 0, "value": 0.9, "monitor": "val_accuracy", "split_seed": 0}}
+    export = {
+        "schema_version": 1,
+        "config": RunConfig().to_dict(),
+        "source": {"study": "s", "trial": 0, "value": 0.9, "monitor": "val_accuracy", "split_seed": 0},
+    }
     change, words = EDITED_EXPORTS[case]
     change(export)
     (work / "edited.json").write_text(json.dumps(export))

@@ -7,11 +7,10 @@ import textwrap
 
 import optuna
 import pytest
+from conftest import run_cli, shared_data
 from optuna.trial import TrialState
 
 from search.core.config import RunConfig
-
-from conftest import run_cli, shared_data
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -78,7 +77,8 @@ def test_resume_with_other_data_is_refused_and_changes_nothing(digits_run):
     result = run_cli("--study", "d", "--dataset", "fashion_mnist", "--trials", "1", cwd=cwd)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: study 'd' was created with dataset='digits', not 'fashion_mnist'; drop that option to resume it, or start a new --study"
+        "error: study 'd' was created with dataset='digits', not "
+        "'fashion_mnist'; drop that option to resume it, or start a new --study"
     ]
     assert db.read_bytes() == before
 
@@ -88,7 +88,8 @@ def test_pruning_happens(tmp_path):
     pruner must stop those at epoch 1.  (The default pruner, successive halving, also stops
     good trials after one epoch, so the diagnosis below would have no single trait to name.)"""
     space = tmp_path / "lr.toml"
-    space.write_text(textwrap.dedent("""
+    space.write_text(
+        textwrap.dedent("""
         [model]
         blocks = 2
         convs_per_block = 1
@@ -97,13 +98,31 @@ def test_pruning_happens(tmp_path):
         learning_rate = { choices = [1e-6, 3e-3] }
         [train]
         batch_size = 32
-    """))
-    result = run_cli("--study", "p", "--space", str(space), "--sampler", "random", "--pruner", "median", "--trials", "10",
-                     "--epochs", "3", "--limit-train", "300", cwd=tmp_path)
+    """)
+    )
+    result = run_cli(
+        "--study",
+        "p",
+        "--space",
+        str(space),
+        "--sampler",
+        "random",
+        "--pruner",
+        "median",
+        "--trials",
+        "10",
+        "--epochs",
+        "3",
+        "--limit-train",
+        "300",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path, "p").trials
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert any(t.params["learning_rate"] == 1e-6 for t in pruned), [(t.state, t.params, t.intermediate_values) for t in trials]
+    assert any(t.params["learning_rate"] == 1e-6 for t in pruned), [
+        (t.state, t.params, t.intermediate_values) for t in trials
+    ]
     for t in pruned:
         assert len(t.intermediate_values) < 3
         assert t.user_attrs["prune_reason"].startswith("pruned after epoch")
@@ -111,7 +130,9 @@ def test_pruning_happens(tmp_path):
     # the hopeless trials are diagnosed, and the summary says so in a sentence
     assert any("stuck" in t.user_attrs["diagnosis"] for t in trials if t.params["learning_rate"] == 1e-6)
     # (trials pruned after one epoch are too early to call stuck: one such trial or several)
-    assert re.search(r"of 10 trials stayed near chance; (all|it) had learning_rate(=| <= )1e-06", result.stdout), result.stdout
+    assert re.search(r"of 10 trials stayed near chance; (all|it) had learning_rate(=| <= )1e-06", result.stdout), (
+        result.stdout
+    )
 
 
 def test_spaces_command_lists_builtin_spaces_and_parameters(tmp_path):
@@ -150,8 +171,21 @@ def test_console_script_matches_run_search(tmp_path):
 
 def test_fashion_mnist_search_from_shared_files(tmp_path):
     folder = shared_data("fashion-mnist")
-    result = run_cli("--dataset", "fashion_mnist", "--data-dir", str(folder), "--study", "f", "--trials", "1",
-                     "--epochs", "1", "--limit-train", "2000", cwd=tmp_path)
+    result = run_cli(
+        "--dataset",
+        "fashion_mnist",
+        "--data-dir",
+        str(folder),
+        "--study",
+        "f",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "2000",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     (trial,) = load(tmp_path, "f").trials
     assert trial.state in FINISHED and "28x28x1" in result.stdout
@@ -159,8 +193,19 @@ def test_fashion_mnist_search_from_shared_files(tmp_path):
 
 def test_folder_dataset_resnet_search_on_cifar_subset(tmp_path):
     folder = shared_data("cifar10-subset")
-    result = run_cli("--dataset", f"folder:{folder}", "--space", "resnet", "--trials", "1", "--epochs", "1",
-                     "--limit-train", "300", cwd=tmp_path)
+    result = run_cli(
+        "--dataset",
+        f"folder:{folder}",
+        "--space",
+        "resnet",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "study 'cifar10-subset-resnet'" in result.stdout and "32x32x3" in result.stdout
     (trial,) = load(tmp_path, "cifar10-subset-resnet").trials
@@ -172,8 +217,22 @@ def test_timeout_stops_starting_trials_and_keeps_what_finished(tmp_path):
     the one running then finishes, and the summary counts what ran."""
     from conftest import ROOT
 
-    result = run_cli("--study", "t", "--trials", "200", "--timeout", "20", "--epochs", "1", "--limit-train", "300",
-                     "--space", str(ROOT / "tests" / "spaces" / "tiny.toml"), "--no-baseline", cwd=tmp_path)
+    result = run_cli(
+        "--study",
+        "t",
+        "--trials",
+        "200",
+        "--timeout",
+        "20",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--space",
+        str(ROOT / "tests" / "spaces" / "tiny.toml"),
+        "--no-baseline",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     ran = int(re.search(r"ran (\d+) trials", result.stdout).group(1))
     study = load(tmp_path, "t")

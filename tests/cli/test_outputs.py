@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import one_line_error, run_cli
+
 from search.core.outputs import atomic_write, check_output_file, staged_folder
 from search.errors import UsageError
 
@@ -23,7 +23,6 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 
 @pytest.fixture
@@ -56,7 +55,9 @@ REFUSED = {
 def test_an_output_that_is_not_ours_is_refused_and_left_byte_for_byte(study_dir: Path, command: str, target: str):
     before = {p: digest(p) for p in (study_dir / "studies" / "old.db", study_dir / "other.db", study_dir / "notes.txt")}
     extra = ["--trial", "0"] if command == "export" else []
-    result = run_cli(command, "--study", "old", *extra, "--out", target, cwd=study_dir, timeout=120)  # a pipe must not hang
+    result = run_cli(
+        command, "--study", "old", *extra, "--out", target, cwd=study_dir, timeout=120
+    )  # a pipe must not hang
     one_line_error(result, *REFUSED[target])
     assert {p: digest(p) for p in before} == before
     assert sorted(p.name for p in (study_dir / "studies").iterdir()) == ["old.db"]  # nothing written beside
@@ -75,8 +76,11 @@ def test_export_and_report_replace_their_own_earlier_output_and_say_so(study_dir
     one_line_error(run_cli("report", "--study", "old", "--out", "t0.json", cwd=study_dir), "t0.json", "not a report")
     report = run_cli("report", "--study", "old", "--out", "r.html", cwd=study_dir)
     assert report.returncode == 0, report.stderr[-2000:]
-    one_line_error(run_cli("export", "--study", "old", "--trial", "0", "--out", "r.html", cwd=study_dir), "r.html",
-                   "not an export file")
+    one_line_error(
+        run_cli("export", "--study", "old", "--trial", "0", "--out", "r.html", cwd=study_dir),
+        "r.html",
+        "not an export file",
+    )
     again = run_cli("report", "--study", "old", "--out", "r.html", cwd=study_dir)
     assert again.returncode == 0 and "(replaced the earlier report there)" in again.stdout
 
@@ -118,8 +122,10 @@ def test_lr_find_checks_its_outputs_before_tensorflow_loads(study_dir: Path):
     result = run_cli("lr-find", "--write-space", "notes.txt", cwd=study_dir)
     one_line_error(result, "--write-space notes.txt", ".toml")
     (study_dir / "space.toml").write_text("[model]\nblocks = 2\n")  # a space of the user's own
-    one_line_error(run_cli("lr-find", "--write-space", "space.toml", cwd=study_dir), "space.toml", "not a space file lr-find wrote")
-    (study_dir / "lr" ).mkdir()
+    one_line_error(
+        run_cli("lr-find", "--write-space", "space.toml", cwd=study_dir), "space.toml", "not a space file lr-find wrote"
+    )
+    (study_dir / "lr").mkdir()
     (study_dir / "lr" / "lr-find.json").symlink_to(study_dir / "notes.txt")
     one_line_error(run_cli("lr-find", "--out", "lr", cwd=study_dir), "lr-find.json", "symbolic link")
     one_line_error(run_cli("lr-find", "--out", "notes.txt", cwd=study_dir), "notes.txt", "is a file")
@@ -129,12 +135,24 @@ def test_lr_find_checks_its_outputs_before_tensorflow_loads(study_dir: Path):
 def test_predict_out_refuses_what_is_not_ours(trained_digits: Path, study_dir: Path):
     np.savez(study_dir / "x.npz", x=np.zeros((2, 8, 8, 1), np.float32))
     shutil.copy(study_dir / "other.db", study_dir / "other.json")  # a database by any name
-    for target, words in (("other.json", ["SQLite"]), ("pipe.json", ["not a regular file"]), ("link.json", ["symbolic link"])):
-        one_line_error(run_cli("predict", "--model", str(trained_digits), "npz:x.npz", "--out", target, cwd=study_dir,
-                               timeout=120), target, *words)
+    for target, words in (
+        ("other.json", ["SQLite"]),
+        ("pipe.json", ["not a regular file"]),
+        ("link.json", ["symbolic link"]),
+    ):
+        one_line_error(
+            run_cli(
+                "predict", "--model", str(trained_digits), "npz:x.npz", "--out", target, cwd=study_dir, timeout=120
+            ),
+            target,
+            *words,
+        )
     (study_dir / "mine.csv").write_text("name,score\na,1\n")
-    one_line_error(run_cli("predict", "--model", str(trained_digits), "npz:x.npz", "--out", "mine.csv", cwd=study_dir),
-                   "mine.csv", "not a predictions file")
+    one_line_error(
+        run_cli("predict", "--model", str(trained_digits), "npz:x.npz", "--out", "mine.csv", cwd=study_dir),
+        "mine.csv",
+        "not a predictions file",
+    )
     assert (study_dir / "notes.txt").read_text() == "someone's notes\n"
     for _ in range(2):  # its own earlier predictions: replaced
         ok = run_cli("predict", "--model", str(trained_digits), "npz:x.npz", "--out", "p.csv", cwd=study_dir)

@@ -75,7 +75,9 @@ def test_ints_widen_to_float_but_not_back():
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().seed = 3  # type: ignore[misc]
 
 

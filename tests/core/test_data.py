@@ -6,13 +6,12 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
 
 from search.core.config import DataConfig
 from search.core.data import load_dataset, load_raw, parse_spec, prepare
 from search.errors import DataError
-
-from conftest import shared_data
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -133,11 +132,15 @@ def test_sixteen_bit_grey_images_are_scaled_by_their_range_not_clipped(tmp_path)
     raw = load_raw(f"folder:{tmp_path}")
     pixels = np.concatenate([raw.x_train, raw.x_test])
     assert pixels.shape[1:] == (8, 8, 1) and pixels.dtype == np.uint8
-    assert 100 < pixels.mean() < 155 and pixels.min() < 10 and pixels.max() > 245  # spread over the range, not all white
+    assert (
+        100 < pixels.mean() < 155 and pixels.min() < 10 and pixels.max() > 245
+    )  # spread over the range, not all white
     from search.core.images import read_image
 
     wide = np.asarray(Image.open(tmp_path / "a" / "0.png"), dtype=np.float64)
-    np.testing.assert_array_equal(read_image(tmp_path / "a" / "0.png")[..., 0], np.rint(wide * 255 / 65535).astype(np.uint8))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "a" / "0.png")[..., 0], np.rint(wide * 255 / 65535).astype(np.uint8)
+    )
 
 
 @pytest.mark.parametrize(
@@ -221,10 +224,16 @@ def _cifar_folder(root, batch_1: bytes | None = None):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
-        batch = {b"batch_label": b"x", b"labels": [i % 10 for i in range(20)],
-                 b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"filenames": [b"f.png"] * 20}
+        batch = {
+            b"batch_label": b"x",
+            b"labels": [i % 10 for i in range(20)],
+            b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8),
+            b"filenames": [b"f.png"] * 20,
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    )
     if batch_1 is not None:
         (folder / "data_batch_1").write_bytes(batch_1)
     return root

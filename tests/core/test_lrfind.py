@@ -5,13 +5,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from search.core.config import CNNConfig, OptimizerConfig, RunConfig, TrainConfig
-from search.errors import UsageError
 from search.core.lrfind import lr_range_test, suggest
 from search.core.space_files import load_space
-
-from conftest import run_cli
+from search.errors import UsageError
 
 
 def synthetic(n=200):
@@ -35,8 +34,11 @@ def test_suggest_refuses_an_immediately_diverging_run():
 
 
 def test_range_test_on_digits_records_rising_rates(digits):
-    config = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16),
-                       optimizer=OptimizerConfig("sgd"), train=TrainConfig(batch_size=32))
+    config = RunConfig(
+        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16),
+        optimizer=OptimizerConfig("sgd"),
+        train=TrainConfig(batch_size=32),
+    )
     result = lr_range_test(config, digits, min_lr=1e-5, max_lr=10.0, steps=60)
     assert len(result.lrs) == len(result.losses) <= 60
     assert all(b > a for a, b in zip(result.lrs, result.lrs[1:]))
@@ -50,8 +52,18 @@ def test_bad_bounds_are_usage_errors(digits):
 
 
 def test_lr_find_command_writes_curve_and_a_space_that_loads(tmp_path):
-    result = run_cli("lr-find", "--steps", "40", "--limit-train", "300", "--out", str(tmp_path / "out"),
-                     "--write-space", str(tmp_path / "tuned.toml"), cwd=tmp_path)
+    result = run_cli(
+        "lr-find",
+        "--steps",
+        "40",
+        "--limit-train",
+        "300",
+        "--out",
+        str(tmp_path / "out"),
+        "--write-space",
+        str(tmp_path / "tuned.toml"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "lr-find.png").stat().st_size > 10_000
     found = json.loads((tmp_path / "out" / "lr-find.json").read_text())
@@ -74,7 +86,9 @@ def test_lr_find_on_an_exported_config_uses_the_trials_own_split(tmp_path):
     del config["data"]["split_seed"]
     del config["train"]["monitor"]
     export = tmp_path / "old.json"
-    export.write_text(json.dumps({"schema_version": 1, "config": config, "source": {"split_seed": 5, "monitor": "val_loss"}}))
+    export.write_text(
+        json.dumps({"schema_version": 1, "config": config, "source": {"split_seed": 5, "monitor": "val_loss"}})
+    )
     args = argparse.Namespace(config=str(export), space=None, dataset=None, data_dir=None, limit_train=None)
     tested, space = base_config(args)
     assert (tested.data.split_seed, tested.train.monitor, tested.seed, space) == (5, "val_loss", 9, "cnn")

@@ -26,7 +26,9 @@ def test_cnn_follows_its_config():
 
 
 def test_cnn_on_8x8_inputs_stops_pooling_at_1x1():
-    model = build_model(CNNConfig(blocks=5, convs_per_block=1, base_filters=8, filter_growth=1.0), (8, 8, 1), 10, "scale", STATS)
+    model = build_model(
+        CNNConfig(blocks=5, convs_per_block=1, base_filters=8, filter_growth=1.0), (8, 8, 1), 10, "scale", STATS
+    )
     pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
     assert len(pools) == 3 and model.output_shape == (None, 10)
 
@@ -76,17 +78,23 @@ def test_saved_model_reloads_in_safe_mode(tmp_path):
 def test_resnet_trains_on_64px_inputs(version):
     """TensorFlow 2.21's oneDNN kernels abort the process training a strided 1x1 convolution
     on inputs this size; the projection shortcut pools first instead, to the same result."""
-    model = build_model(ResNetConfig(version=version, blocks_per_stage=1, base_filters=4), (64, 64, 1), 3, "scale", STATS)
+    model = build_model(
+        ResNetConfig(version=version, blocks_per_stage=1, base_filters=4), (64, 64, 1), 3, "scale", STATS
+    )
     model.compile("adam", "categorical_crossentropy")
     x = np.random.default_rng(0).uniform(0, 255, (32, 64, 64, 1)).astype("float32")
     history = model.fit(x, np.eye(3)[np.arange(32) % 3], batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert not any(isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
-                   for layer in model.layers)
+    assert not any(
+        isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
+        for layer in model.layers
+    )
 
 
 def test_flip_tta_predicts_the_mean_of_each_image_and_its_mirror(tmp_path):
-    cfg = CNNConfig(blocks=2, convs_per_block=1, base_filters=4, dense_units=0, block_dropout=0.0, head_dropout=0.0, pooling="max")
+    cfg = CNNConfig(
+        blocks=2, convs_per_block=1, base_filters=4, dense_units=0, block_dropout=0.0, head_dropout=0.0, pooling="max"
+    )
     tta = build_model(cfg, (8, 8, 3), 4, "per_channel", STATS, flip_tta=True)
     plain = build_model(cfg, (8, 8, 3), 4, "per_channel", STATS)
     plain.set_weights(tta.get_weights())  # the two flip layers hold no weights
@@ -95,7 +103,9 @@ def test_flip_tta_predicts_the_mean_of_each_image_and_its_mirror(tmp_path):
     assert not np.allclose(plain.predict(x, verbose=0), plain.predict(mirrored, verbose=0), atol=1e-4)
     expected = (plain.predict(x, verbose=0) + plain.predict(mirrored, verbose=0)) / 2
     np.testing.assert_allclose(tta.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tta.predict(x, batch_size=2, verbose=0), expected, rtol=1e-5, atol=1e-6)  # a last batch of 1
+    np.testing.assert_allclose(
+        tta.predict(x, batch_size=2, verbose=0), expected, rtol=1e-5, atol=1e-6
+    )  # a last batch of 1
     tta.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(again.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)

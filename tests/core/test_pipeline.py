@@ -24,7 +24,15 @@ def test_batches_have_float_images_and_one_hot_labels():
 
 def test_shuffle_is_seeded_and_covers_every_image_once_per_epoch():
     x, y = arrays(20)
-    order = lambda seed: np.concatenate([b[1].numpy().argmax(1) * 0 + b[0].numpy()[:, 0, 0, 0] for b in make_pipeline(x, y, 3, 8, shuffle=True, seed=seed)])
+
+    def order(seed):
+        return np.concatenate(
+            [
+                b[1].numpy().argmax(1) * 0 + b[0].numpy()[:, 0, 0, 0]
+                for b in make_pipeline(x, y, 3, 8, shuffle=True, seed=seed)
+            ]
+        )
+
     a, b, c = order(1), order(1), order(2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -74,9 +82,9 @@ def test_cutout_erases_one_square_per_image_with_the_batch_mean():
     counts = erased.sum(axis=(1, 2))
     assert counts.max() == 36 and counts.min() >= 9  # a whole square, or the part of it inside the image
     assert len(set(counts.tolist())) > 1  # squares over the border lose their outside part
-    for image, mask in zip(out, erased):
+    for _image, mask in zip(out, erased):
         rows, cols = np.nonzero(mask)
-        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # one rectangle
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one rectangle
     kept = ~erased
     np.testing.assert_array_equal(out[kept], images.numpy()[kept])
     np.testing.assert_array_equal(out, augment_batch(images, AugmentConfig(cutout=0.375), tf.constant([7, 8])).numpy())

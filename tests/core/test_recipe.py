@@ -24,7 +24,9 @@ def test_flips_only_where_a_mirror_image_shows_the_same_thing():
     for spec in ("digits", "mnist", "folder:scans"):
         assert no_flip_dataset(DataShape(spec, 28, 28, 1, 10, 100)), spec
     photos, digits = recipe(DataShape("cifar10", 32, 32, 3, 10, 100)), recipe(DataShape("mnist", 28, 28, 1, 10, 100))
-    assert photos.augment.predicts_flips and not digits.augment.predicts_flips  # flip test-time augmentation follows flips
+    assert (
+        photos.augment.predicts_flips and not digits.augment.predicts_flips
+    )  # flip test-time augmentation follows flips
     text = recipe(DataShape("captcha", 40, 100, 1, 10, 7000, text=True))
     assert not text.augment.horizontal_flip and text.model.pooling == "flatten"  # the heads need positions
     assert text.data.normalization == "per_image" and text.optimizer.name == "adam"

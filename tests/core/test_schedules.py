@@ -14,7 +14,9 @@ def at(schedule, step) -> float:
 def test_constant_and_plateau():
     lr, callbacks = make_schedule(ScheduleConfig("constant"), 0.01, 10, 5)
     assert lr == 0.01 and callbacks == []
-    lr, callbacks = make_schedule(ScheduleConfig("plateau", drop_factor=0.5, patience=3), 0.01, 10, 5, monitor="val_accuracy")
+    lr, callbacks = make_schedule(
+        ScheduleConfig("plateau", drop_factor=0.5, patience=3), 0.01, 10, 5, monitor="val_accuracy"
+    )
     assert lr == 0.01 and isinstance(callbacks[0], keras.callbacks.ReduceLROnPlateau)
     assert callbacks[0].mode == "max" and callbacks[0].factor == 0.5 and callbacks[0].patience == 3
 
@@ -49,7 +51,9 @@ def test_cosine_and_exponential_decay():
     assert at(lr, 10) == pytest.approx(0.05) and at(lr, 20) == pytest.approx(0.025)
 
 
-@pytest.mark.parametrize("schedule", [StepDecay(0.1, 0.5, 3), TriangularCyclic(0.001, 0.01, 7), OneCycle(0.01, 0.1, 50)])
+@pytest.mark.parametrize(
+    "schedule", [StepDecay(0.1, 0.5, 3), TriangularCyclic(0.001, 0.01, 7), OneCycle(0.01, 0.1, 50)]
+)
 def test_schedules_round_trip_through_config(schedule):
     again = type(schedule).from_config(schedule.get_config())
     for step in (0, 3, 11, 49):

@@ -8,9 +8,9 @@ import optuna
 import pytest
 
 from search.core.config import CNNConfig, ResNetConfig, RunConfig
-from search.errors import SpaceError
 from search.core.space_files import builtin_spaces, load_space
 from search.core.spaces import Space
+from search.errors import SpaceError
 
 
 def write(tmp_path, text: str, name: str = "space.toml"):
@@ -35,8 +35,17 @@ def test_builtin_spaces_load_and_hide_parts():
     assert set(names) == {"cnn", "resnet", "captcha"}  # _training is a part, not a space
     cnn, resnet = load_space("cnn"), load_space("resnet")
     cnn_keys = {f"{p.section}.{p.key}" for p in cnn.params}
-    for key in ("model.blocks", "model.initializer", "optimizer.name", "schedule.cycle_epochs", "train.batch_size",
-                "augment.pad_crop", "data.normalization", "optimizer.weight_decay", "train.label_smoothing"):
+    for key in (
+        "model.blocks",
+        "model.initializer",
+        "optimizer.name",
+        "schedule.cycle_epochs",
+        "train.batch_size",
+        "augment.pad_crop",
+        "data.normalization",
+        "optimizer.weight_decay",
+        "train.label_smoothing",
+    ):
         assert key in cnn_keys
     assert {f"{p.section}.{p.key}" for p in resnet.params} >= {"model.version", "model.block", "model.blocks_per_stage"}
 
@@ -74,12 +83,15 @@ def test_resnet_space_builds_resnet_configs():
 
 
 def test_mixed_space_applies_kind_specific_keys_only_to_their_kind(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [model]
         kind = { choices = ["cnn", "resnet"] }
         blocks = { low = 1, high = 3 }
         block = { choices = ["basic", "bottleneck"] }
-    """)
+    """,
+    )
     kinds = set()
     for params, config in sample_many(load_space(str(path)), 40):
         kinds.add(config.model.kind)
@@ -89,14 +101,17 @@ def test_mixed_space_applies_kind_specific_keys_only_to_their_kind(tmp_path):
 
 
 def test_extends_fixes_narrows_and_drops(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         extends = "cnn"
         drop = ["augment.translate", "model.activation"]
         [train]
         batch_size = 64
         [optimizer]
         learning_rate = { low = 1e-3, high = 1e-2, log = true }
-    """)
+    """,
+    )
     space = load_space(str(path))
     keys = {f"{p.section}.{p.key}": p for p in space.params}
     assert "augment.translate" not in keys and "model.activation" not in keys
@@ -110,7 +125,7 @@ def test_extends_fixes_narrows_and_drops(tmp_path):
 
 def test_base_config_supplies_data_epochs_and_seed():
     base = RunConfig().replace(seed=7)
-    (_, config), = sample_many(load_space("cnn"), 1, base)
+    ((_, config),) = sample_many(load_space("cnn"), 1, base)
     assert config.seed == 7 and config.train.epochs == base.train.epochs
 
 
@@ -121,20 +136,26 @@ def test_base_config_supplies_data_epochs_and_seed():
         ("[trainer]\nbatch_size = 64\n", "unknown section [trainer]"),
         ("[optimizer]\nlearning_rate = { low = 0.1, high = 0.001 }\n", "low 0.1 > high 0.001; swap them"),
         ("[train]\nbatch_size = { low = 16.5, high = 64 }\n", "train.batch_size.low: expected an integer"),
-        ("[train]\nbatch_size = \"64\"\n", "train.batch_size: expected an integer, received '64'"),
-        ("[optimizer]\nname = { choices = [\"adam\", \"lion\"] }\n", "expected one of 'sgd', 'adam'"),
-        ("[model]\ninitializer = \"zeros\"\n", "model.initializer: expected one of"),
+        ('[train]\nbatch_size = "64"\n', "train.batch_size: expected an integer, received '64'"),
+        ('[optimizer]\nname = { choices = ["adam", "lion"] }\n', "expected one of 'sgd', 'adam'"),
+        ('[model]\ninitializer = "zeros"\n', "model.initializer: expected one of"),
         ("[train]\nbatch_size = [64\n", "malformed TOML"),
         ("[train]\nepochs = 5\n", "set by the command line"),
         ("[optimizer]\nlearning_rate = { low = 0, high = 0.1, log = true }\n", "log range needs low > 0"),
         ("[model]\nhead_dropout = { low = 0.0, high = 1.5 }\n", "out of range"),
         ("[model]\nbatch_norm = { low = 0, high = 1 }\n", "a range needs a number"),
-        ("[optimizer]\nmomentum = { low = 0.8, high = 0.9, when = { schedule = \"cyclic\" } }\n", "not sampled before it"),
-        ("[optimizer]\nname = { choices = [\"sgd\", \"adam\"] }\nmomentum = { low = 0.8, high = 0.9, when = { optimizer = \"rmsprop\" } }\n",
-         "optimizer takes only"),
-        ("[model]\nblock = \"basic\"\n", "belongs to no model kind"),
+        (
+            '[optimizer]\nmomentum = { low = 0.8, high = 0.9, when = { schedule = "cyclic" } }\n',
+            "not sampled before it",
+        ),
+        (
+            '[optimizer]\nname = { choices = ["sgd", "adam"] }\nmomentum = '
+            '{ low = 0.8, high = 0.9, when = { optimizer = "rmsprop" } }\n',
+            "optimizer takes only",
+        ),
+        ('[model]\nblock = "basic"\n', "belongs to no model kind"),
         ("[train]\nbatch_size = { choices = [] }\n", "non-empty list"),
-        ("extends = \"nope\"\n", "no such built-in space"),
+        ('extends = "nope"\n', "no such built-in space"),
     ],
 )
 def test_bad_space_files_are_refused_with_file_key_and_fix(tmp_path, text, message):
@@ -169,18 +190,27 @@ def test_baseline_replays_the_run_config_defaults_the_space_can_take():
 
 
 def test_baseline_leaves_out_values_of_another_type_or_kind(tmp_path):
-    space = load_space(str(write(tmp_path, """
+    space = load_space(
+        str(
+            write(
+                tmp_path,
+                """
         [model]
         kind = { choices = ["resnet"] }
         base_filters = { choices = [8, 16] }
         [train]
         batch_size = { low = 32, high = 224, step = 64 }
         label_smoothing = { choices = [0.05, 0.1] }
-    """)))
+    """,
+            )
+        )
+    )
     # "cnn" is not a choice: the model's parameters are left to the sampler; 64 is not on
     # the grid 32, 96, ...; the default 0.0 is not a choice
     assert space.baseline(RunConfig()) == {}
-    resnet = load_space(str(write(tmp_path, '[model]\nkind = "resnet"\nbase_filters = { choices = [8, 16] }\n', "r.toml")))
+    resnet = load_space(
+        str(write(tmp_path, '[model]\nkind = "resnet"\nbase_filters = { choices = [8, 16] }\n', "r.toml"))
+    )
     assert resnet.baseline(RunConfig()) == {"base_filters": ResNetConfig().base_filters}
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import ROOT, run_cli
 from PIL import Image
 
-from conftest import ROOT, run_cli
 from search.core.captchas import CaptchaSpec, captcha_folder, generate
 from search.core.config import AugmentConfig, CNNConfig, DataConfig, ResNetConfig, RunConfig, TrainConfig
 from search.core.data import load_dataset, load_raw
-from search.reporting.diagnose import diagnose_history
-from search.errors import ConfigError, DataError
+from search.core.diagnose import diagnose_history
 from search.core.textdata import decode, encode
+from search.errors import ConfigError, DataError
 
 TINY_SPACE = str(ROOT / "tests" / "spaces" / "tiny.toml")
 
@@ -73,7 +73,9 @@ def test_labels_csv_wins_and_allows_any_character(tmp_path):
 
 
 def test_train_and_test_folders_share_the_alphabet_size_and_mode(tmp_path):
-    write_images(tmp_path / "t" / "train", [f"{a}{b}_{i}.png" for i, (a, b) in enumerate(["12", "21", "13", "31", "23"] * 4)])
+    write_images(
+        tmp_path / "t" / "train", [f"{a}{b}_{i}.png" for i, (a, b) in enumerate(["12", "21", "13", "31", "23"] * 4)]
+    )
     write_images(tmp_path / "t" / "test", ["12.png", "32.png"], size=(60, 24), mode="RGB")
     load_raw.cache_clear()
     raw = load_raw(f"textfolder:{tmp_path / 't'}")
@@ -93,12 +95,15 @@ def test_texts_of_different_lengths_are_one_line_naming_the_file(tmp_path):
     assert not (tmp_path / "studies").exists()
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"labels.csv": "name,label\na.png,12\n"}, "columns file,text"),
-    ({"labels.csv": "file,text\nmissing.png,12\n"}, "names missing.png"),
-    ({"_1.png": None}, "gives no text"),
-    ({"11.png": None, "11_2.png": None}, "2 or more|two or more"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"labels.csv": "name,label\na.png,12\n"}, "columns file,text"),
+        ({"labels.csv": "file,text\nmissing.png,12\n"}, "names missing.png"),
+        ({"_1.png": None}, "gives no text"),
+        ({"11.png": None, "11_2.png": None}, "2 or more|two or more"),
+    ],
+)
 def test_bad_text_folders(tmp_path, files, message):
     for name, text in files.items():
         if text is None:
@@ -159,7 +164,9 @@ def test_text_models_have_one_softmax_per_position():
     from search.core.models import InputStats, build_model
 
     stats = InputStats(255.0, (128.0,), (4000.0,))
-    cnn = build_model(CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32), (40, 100, 1), 10, "scale", stats, 4)
+    cnn = build_model(
+        CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32), (40, 100, 1), 10, "scale", stats, 4
+    )
     resnet = build_model(ResNetConfig(blocks_per_stage=1, base_filters=8), (40, 100, 1), 10, "scale", stats, 4)
     x = np.random.default_rng(0).uniform(0, 255, (2, 40, 100, 1)).astype("float32")
     for model in (cnn, resnet):
@@ -203,16 +210,22 @@ def test_spaces_never_flip_text_and_configs_refuse_it():
 
 def test_text_stuck_is_judged_per_character():
     # whole-text accuracy 0 after two epochs, but characters well above 1/10: learning, not stuck
-    learning = {"loss": [2.3, 1.9], "accuracy": [0.0, 0.0], "char_accuracy": [0.2, 0.35],
-                "val_loss": [2.2, 1.8], "val_accuracy": [0.0, 0.01], "val_char_accuracy": [0.25, 0.4]}
+    learning = {
+        "loss": [2.3, 1.9],
+        "accuracy": [0.0, 0.0],
+        "char_accuracy": [0.2, 0.35],
+        "val_loss": [2.2, 1.8],
+        "val_accuracy": [0.0, 0.01],
+        "val_char_accuracy": [0.25, 0.4],
+    }
     assert diagnose_history(learning, 10) == []
     stuck = {**learning, "val_char_accuracy": [0.1, 0.11]}
     assert diagnose_history(stuck, 10) == ["stuck"]
 
 
 def test_monitor_check_knows_char_accuracy_only_for_text():
-    from search.cli.search import check_monitor
     from search.errors import MetricNotFoundError
+    from search.study.setup import check_monitor
 
     check_monitor("val_char_accuracy", text=True)
     with pytest.raises(MetricNotFoundError):
@@ -223,8 +236,11 @@ def test_fit_a_resnet_on_captchas(captchas):
     from search.core.training import fit
 
     data = load_dataset(DataConfig("captcha:300", data_dir=str(captchas)))
-    config = RunConfig(data=DataConfig("captcha:300", data_dir=str(captchas)),
-                       model=ResNetConfig(blocks_per_stage=1, base_filters=8), train=TrainConfig(batch_size=32, epochs=1))
+    config = RunConfig(
+        data=DataConfig("captcha:300", data_dir=str(captchas)),
+        model=ResNetConfig(blocks_per_stage=1, base_filters=8),
+        train=TrainConfig(batch_size=32, epochs=1),
+    )
     result = fit(config, data)
     assert set(result.history) == {"loss", "accuracy", "char_accuracy", "val_loss", "val_accuracy", "val_char_accuracy"}
     assert 0.0 <= result.history["val_accuracy"][0] <= result.history["val_char_accuracy"][0] <= 1.0
@@ -235,8 +251,24 @@ def test_fit_a_resnet_on_captchas(captchas):
 
 def test_search_export_train_and_decode_generated_captchas(captchas, tmp_path):
     where = ("--study", "cap", "--studies-dir", "studies")
-    result = run_cli(*where, "--dataset", "captcha:300", "--data-dir", str(captchas), "--space", TINY_SPACE,
-                     "--trials", "2", "--epochs", "2", "--limit-train", "200", "--pruner", "none", cwd=tmp_path)
+    result = run_cli(
+        *where,
+        "--dataset",
+        "captcha:300",
+        "--data-dir",
+        str(captchas),
+        "--space",
+        TINY_SPACE,
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "200",
+        "--pruner",
+        "none",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "texts of 4 characters from '0123456789'" in result.stdout
     study = optuna.load_study(study_name="cap", storage=f"sqlite:///{tmp_path / 'studies' / 'cap.db'}")

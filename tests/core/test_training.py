@@ -4,15 +4,20 @@ import keras
 import pytest
 
 from search.core.config import CNNConfig, OptimizerConfig, RunConfig, TrainConfig
-from search.errors import DivergedError
 from search.core.training import METRICS, NanGuard, fit, keras_session
+from search.errors import DivergedError
 
-TINY = RunConfig(model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32), train=TrainConfig(epochs=2, batch_size=64))
+TINY = RunConfig(
+    model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32),
+    train=TrainConfig(epochs=2, batch_size=64),
+)
 
 
 def test_fit_logs_every_metric_per_epoch_and_learns(digits):
     config = TINY.replace(
-        model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32, block_dropout=0.0, head_dropout=0.0),
+        model=CNNConfig(
+            blocks=2, convs_per_block=1, base_filters=8, dense_units=32, block_dropout=0.0, head_dropout=0.0
+        ),
         optimizer=OptimizerConfig(learning_rate=3e-3),
         train=TrainConfig(epochs=4, batch_size=32),
     )
@@ -35,8 +40,15 @@ def test_same_seed_same_history(digits):
 def test_nan_loss_raises_diverged(digits):
     wild = TINY.replace(
         # ELU overflows to inf/NaN at this rate (ReLU units would die instead)
-        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, batch_norm=False, dense_units=32, activation="elu",
-                        initializer="glorot_uniform"),
+        model=CNNConfig(
+            blocks=1,
+            convs_per_block=1,
+            base_filters=8,
+            batch_norm=False,
+            dense_units=32,
+            activation="elu",
+            initializer="glorot_uniform",
+        ),
         optimizer=OptimizerConfig("sgd", learning_rate=10.0, momentum=0.99),
         train=TrainConfig(epochs=3, batch_size=16),
     )

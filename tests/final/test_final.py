@@ -4,12 +4,15 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from search.core.config import CNNConfig, RunConfig, TrainConfig
 from search.errors import UsageError
 
-SMALL = RunConfig(model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=0), train=TrainConfig(batch_size=64, epochs=1))
+SMALL = RunConfig(
+    model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=0),
+    train=TrainConfig(batch_size=64, epochs=1),
+)
 
 
 def test_export_then_train_reproduces_the_trial(tiny_study, tmp_path):
@@ -33,7 +36,9 @@ def test_export_then_train_reproduces_the_trial(tiny_study, tmp_path):
     assert history["val_accuracy"] == pytest.approx(best.user_attrs["history"]["val_accuracy"], abs=0.01)
 
     test = metrics["test"]
-    assert test["class_names"] == [str(i) for i in range(10)] and list(test["per_class_accuracy"]) == test["class_names"]
+    assert (
+        test["class_names"] == [str(i) for i in range(10)] and list(test["per_class_accuracy"]) == test["class_names"]
+    )
     confusion = np.array(test["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == test["images"] == 359
     assert test["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum(), abs=1e-6)
@@ -67,8 +72,8 @@ def test_train_final_defaults_to_train_plus_validation(digits, tmp_path):
 
 
 def test_train_final_early_stopping_keeps_the_best_weights(digits, tmp_path):
-    from search.final.train import train_final
     from search.core.pipeline import TensorCache, make_pipeline
+    from search.final.train import train_final
 
     config = SMALL.replace(train=TrainConfig(batch_size=64, epochs=4))
     result = train_final(config, tmp_path / "m", data=digits, keep_val=True, early_stopping=1)
@@ -86,8 +91,11 @@ def test_early_stopping_stops_a_run_that_stopped_improving(digits, tmp_path):
     from search.core.config import OptimizerConfig
     from search.final.train import train_final
 
-    stuck = SMALL.replace(model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=0, batch_norm=False),
-                          optimizer=OptimizerConfig("sgd", learning_rate=1e-9), train=TrainConfig(batch_size=64, epochs=20))
+    stuck = SMALL.replace(
+        model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=0, batch_norm=False),
+        optimizer=OptimizerConfig("sgd", learning_rate=1e-9),
+        train=TrainConfig(batch_size=64, epochs=20),
+    )
     result = train_final(stuck, tmp_path / "m", data=digits, keep_val=True, early_stopping=1)
     assert result.metrics["epochs_run"] == 2 and len(result.history["val_accuracy"]) == 2
 
@@ -110,7 +118,6 @@ def test_train_rejects_a_broken_config_in_one_line(tmp_path):
     assert result.returncode == 2 and "train.epochs" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-
 def test_a_run_that_fails_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
     import search.final.train
     from search.cli import main
@@ -124,7 +131,9 @@ def test_a_run_that_fails_is_one_line_and_status_1(tmp_path, monkeypatch, capsys
     config.write_text(SMALL.to_json())
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == "error: training failed, nothing saved: diverged: training loss became nan at epoch 1, batch 2"
+    assert (
+        err.strip() == "error: training failed, nothing saved: diverged: training loss became nan at epoch 1, batch 2"
+    )
 
 
 def test_train_options_set_epochs_images_split_and_data_folder(tiny_study, tmp_path):
@@ -133,8 +142,21 @@ def test_train_options_set_epochs_images_split_and_data_folder(tiny_study, tmp_p
     export_path = tmp_path / "best.json"
     assert run_cli("export", *tiny_study.where, "--out", str(export_path), cwd=tiny_study.cwd).returncode == 0
     out = tmp_path / "m"
-    result = run_cli("train", "--config", str(export_path), "--out", str(out), "--epochs", "1", "--full-train",
-                     "--split-seed", "3", "--data-dir", str(tmp_path), cwd=tiny_study.cwd)
+    result = run_cli(
+        "train",
+        "--config",
+        str(export_path),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--full-train",
+        "--split-seed",
+        "3",
+        "--data-dir",
+        str(tmp_path),
+        cwd=tiny_study.cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 1 and metrics["split_seed"] == 3

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 
 def summary(stdout: str) -> str:
@@ -22,18 +21,30 @@ def summary(stdout: str) -> str:
 
 def test_predict_agrees_with_metrics_on_the_test_split(trained_digits, digits, tmp_path):
     np.savez(tmp_path / "test.npz", x_test=digits.x_test, y_test=digits.y_test)
-    result = run_cli("predict", "--model", str(trained_digits), "npz:test.npz", "--top-k", "2", "--out", "preds.csv",
-                     cwd=tmp_path)
+    result = run_cli(
+        "predict", "--model", str(trained_digits), "npz:test.npz", "--top-k", "2", "--out", "preds.csv", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     test = json.loads((trained_digits / "metrics.json").read_text())["test"]
     right = round(test["accuracy"] * 359)
-    assert summary(result.stdout) == f"359 images; accuracy {test['accuracy']:.4f} ({right} of 359 with labels); wrote preds.csv"
+    assert (
+        summary(result.stdout)
+        == f"359 images; accuracy {test['accuracy']:.4f} ({right} of 359 with labels); wrote preds.csv"
+    )
     lines = result.stdout.splitlines()
     assert len(lines) == 360 and lines[0].startswith("npz:test.npz[0]: ")
     assert re.fullmatch(r"npz:test\.npz\[0\]: \d 0\.\d{4}, \d 0\.\d{4}  \[true \d(, wrong)?\]", lines[0]), lines[0]
     with open(tmp_path / "preds.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 359 and list(rows[0]) == ["image", "class_1", "probability_1", "class_2", "probability_2", "true", "right"]
+    assert len(rows) == 359 and list(rows[0]) == [
+        "image",
+        "class_1",
+        "probability_1",
+        "class_2",
+        "probability_2",
+        "true",
+        "right",
+    ]
     assert [r["true"] for r in rows] == [str(y) for y in digits.y_test]
     assert sum(r["right"] == "True" for r in rows) == right
     assert all(float(r["probability_1"]) >= float(r["probability_2"]) for r in rows)
@@ -50,12 +61,18 @@ def test_predict_reads_image_files_and_folders_like_the_npz(trained_digits, digi
     (folder / "notes.txt").write_text("not an image, and not named like one: skipped in a folder")
     Image.fromarray(np.stack([pngs[0]] * 3, axis=-1)).save(tmp_path / "grey_as_rgb.png")  # lossless as grey
     np.savez(tmp_path / "same.npz", x=(pngs[..., None].astype(np.float32) * np.float32(16 / 255)))
-    result = run_cli("predict", "--model", str(trained_digits), "pngs", "grey_as_rgb.png", "--out", "files.json", cwd=tmp_path)
+    result = run_cli(
+        "predict", "--model", str(trained_digits), "pngs", "grey_as_rgb.png", "--out", "files.json", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "note: the model was trained on pixels 0..16; image files' 0..255 were scaled to that" in result.stdout
     assert summary(result.stdout) == "13 images; wrote files.json"
     from_files = json.loads((tmp_path / "files.json").read_text())
-    assert [r["image"] for r in from_files[:3]] == ["pngs/d00.png", "pngs/d02.png", "pngs/d04.png"]  # sorted, sub/ after
+    assert [r["image"] for r in from_files[:3]] == [
+        "pngs/d00.png",
+        "pngs/d02.png",
+        "pngs/d04.png",
+    ]  # sorted, sub/ after
     assert from_files[-1]["image"] == "grey_as_rgb.png" and from_files[-1]["top"] == from_files[0]["top"]
     assert all(len(r["top"]) == 3 and "true" not in r for r in from_files)
 
@@ -66,7 +83,9 @@ def test_predict_reads_image_files_and_folders_like_the_npz(trained_digits, digi
     assert sorted(by_index) == list(range(12))
     for i, row in enumerate(from_npz):
         assert [t["class"] for t in row["top"]] == [t["class"] for t in by_index[i]]
-        assert [t["probability"] for t in row["top"]] == pytest.approx([t["probability"] for t in by_index[i]], abs=2e-4)
+        assert [t["probability"] for t in row["top"]] == pytest.approx(
+            [t["probability"] for t in by_index[i]], abs=2e-4
+        )
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +113,20 @@ def bad(trained_digits, tmp_path_factory) -> Path:
 BAD = {
     # name: (arguments after predict, words the one line must contain)
     "missing model folder": (["--model", "nowhere", "big.png"], ["--model nowhere", "no such folder", "'train' wrote"]),
-    "not a model folder": (["--model", "not-a-model", "big.png"], ["not-a-model", "labels.json", "model.keras", "the folder 'train' wrote"]),
-    "a model folder from before": (["--model", "old-model", "big.png"], ["old-model", "labels.json", "train it again with train --config old-model/config.json --out old-model"]),
+    "not a model folder": (
+        ["--model", "not-a-model", "big.png"],
+        ["not-a-model", "labels.json", "model.keras", "the folder 'train' wrote"],
+    ),
+    "a model folder from before": (
+        ["--model", "old-model", "big.png"],
+        ["old-model", "labels.json", "train it again with train --config old-model/config.json --out old-model"],
+    ),
     "image of another size": (["big.png"], ["big.png: image is 10x12x1 but the model takes 8x8x1", "resize it to 8x8"]),
     "colour image for a grey model": (["red.png"], ["red.png", "8x8x3", "8x8x1", "convert it to greyscale"]),
-    "a text file": (["notes.txt"], ["notes.txt", "not a readable image", "UnidentifiedImageError", "pass image files (.bmp"]),
+    "a text file": (
+        ["notes.txt"],
+        ["notes.txt", "not a readable image", "UnidentifiedImageError", "pass image files (.bmp"],
+    ),
     "a broken png": (["fake.png"], ["fake.png", "not a readable image"]),
     "missing input": (["nothing.png"], ["nothing.png", "no such file or folder"]),
     "empty folder": (["empty"], ["empty", "no images found"]),
@@ -133,7 +161,9 @@ def trained_captcha(tmp_path_factory) -> Path:
     """A text model: the captcha recipe on 200 generated captchas, 1 epoch."""
     pytest.importorskip("captcha")
     cwd = tmp_path_factory.mktemp("captcha")
-    result = run_cli("train", "--recipe", "captcha:200", "--data-dir", "data", "--epochs", "1", "--out", "model", cwd=cwd)
+    result = run_cli(
+        "train", "--recipe", "captcha:200", "--data-dir", "data", "--epochs", "1", "--out", "model", cwd=cwd
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd / "model"
 
@@ -152,13 +182,22 @@ def test_predict_reads_a_text_model(trained_captcha, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     test = json.loads((trained_captcha / "metrics.json").read_text())["test"]
     right = round(test["accuracy"] * 40)
-    assert summary(result.stdout) == f"41 images; whole-text accuracy {test['accuracy']:.4f} ({right} of 40 with labels)"
-    assert "note: resized 1 image(s) to 100x40 (width x height) as training resized text images, e.g. large.png" in result.stdout
-    expected = search.decode(search.load_model(trained_captcha / "model.keras").predict(data.x_test, verbose=0), labels["alphabet"])
+    assert (
+        summary(result.stdout) == f"41 images; whole-text accuracy {test['accuracy']:.4f} ({right} of 40 with labels)"
+    )
+    assert (
+        "note: resized 1 image(s) to 100x40 (width x height) as training resized text images, e.g. large.png"
+        in result.stdout
+    )
+    expected = search.decode(
+        search.load_model(trained_captcha / "model.keras").predict(data.x_test, verbose=0), labels["alphabet"]
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("npz:")]
     for i, (line, text) in enumerate(zip(lines, expected)):
         truth = "".join(labels["alphabet"][c] for c in data.y_test[i])
-        assert re.fullmatch(rf"npz:test\.npz\[{i}\]: {text} \(per position( 0\.\d\d| 1\.00){{4}}\)  \[true {truth}(, wrong)?\]", line), line
+        assert re.fullmatch(
+            rf"npz:test\.npz\[{i}\]: {text} \(per position( 0\.\d\d| 1\.00){{4}}\)  \[true {truth}(, wrong)?\]", line
+        ), line
     for name in ("confusion.png", "mistakes.png"):
         assert (trained_captcha / name).is_file()
     assert len(json.loads((trained_captcha / "metrics.json").read_text())["test"]["classification_report"]) == 10 + 3

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import one_line_error, run_cli
-
 
 
 @pytest.fixture
@@ -52,7 +50,9 @@ def test_a_crafted_saved_model_does_not_run(trained_digits: Path, inputs: Path):
 def _keras_file_with(model_dir: Path, layer) -> None:
     import keras
 
-    net = keras.Sequential([keras.Input((8, 8, 1)), layer, keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    net = keras.Sequential(
+        [keras.Input((8, 8, 1)), layer, keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
     (model_dir / "model.keras").unlink()
     net.save(model_dir / "model.keras")
 
@@ -62,8 +62,12 @@ def test_a_lambda_layer_is_refused_and_does_not_run(trained_digits: Path, inputs
 
     model = copy_model(trained_digits, inputs / "lambda")
     _keras_file_with(model, keras.layers.Lambda(lambda x: x * 2))
-    one_line_error(run_cli("predict", "--model", "lambda", "npz:x.npz", cwd=inputs), "model.keras", "Lambda layer",
-                   "runs code from the file")
+    one_line_error(
+        run_cli("predict", "--model", "lambda", "npz:x.npz", cwd=inputs),
+        "model.keras",
+        "Lambda layer",
+        "runs code from the file",
+    )
 
 
 def test_a_class_from_another_module_is_refused(trained_digits: Path, inputs: Path):
@@ -77,20 +81,34 @@ def test_a_class_from_another_module_is_refused(trained_digits: Path, inputs: Pa
     with zipfile.ZipFile(model / "model.keras", "w") as z:
         for name, data in files.items():
             z.writestr(name, data)
-    one_line_error(run_cli("predict", "--model", "foreign", "npz:x.npz", cwd=inputs), "from module 'os'",
-                   "neither Keras' nor cnn-search's")
+    one_line_error(
+        run_cli("predict", "--model", "foreign", "npz:x.npz", cwd=inputs),
+        "from module 'os'",
+        "neither Keras' nor cnn-search's",
+    )
 
 
 DAMAGED = {
     # what is done to a copy of the folder: words of the one line (images without labels, of the shape
     # labels.json gives: the folder's own check, not the input's, must answer)
-    "2 class names": (lambda m: _edit_labels(m, class_names=["a", "b"]), ["labels.json says 2 classes", "outputs [10]"]),
-    "another input shape": (lambda m: _edit_labels(m, input_shape=[28, 28, 1]), ["input_shape [28, 28, 1]", "[8, 8, 1]"]),
+    "2 class names": (
+        lambda m: _edit_labels(m, class_names=["a", "b"]),
+        ["labels.json says 2 classes", "outputs [10]"],
+    ),
+    "another input shape": (
+        lambda m: _edit_labels(m, input_shape=[28, 28, 1]),
+        ["input_shape [28, 28, 1]", "[8, 8, 1]"],
+    ),
     "text length on a class model": (lambda m: _edit_labels(m, text_length=4), ["4 positions", "outputs [10]"]),
     "pixel range not positive": (lambda m: _edit_labels(m, pixel_max=-1), ["pixel_max -1.0", "above 0"]),
-    "truncated model.keras": (lambda m: (m / "model.keras").write_bytes((m / "model.keras").read_bytes()[:2000]),
-                              ["model.keras", "not a readable Keras model file"]),
-    "weights missing": (lambda m: _drop_from_archive(m / "model.keras", "model.weights.h5"), ["model.keras", "cannot be loaded"]),
+    "truncated model.keras": (
+        lambda m: (m / "model.keras").write_bytes((m / "model.keras").read_bytes()[:2000]),
+        ["model.keras", "not a readable Keras model file"],
+    ),
+    "weights missing": (
+        lambda m: _drop_from_archive(m / "model.keras", "model.weights.h5"),
+        ["model.keras", "cannot be loaded"],
+    ),
     "no model.keras": (lambda m: (m / "model.keras").unlink(), ["no model.keras in it"]),
 }
 

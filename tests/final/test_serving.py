@@ -17,7 +17,7 @@ from search.final.train import FILES
 
 # Run in a fresh interpreter: any attempt to import cnn-search fails, and the test
 # checks at the end that nothing did.
-NO_CNN_SEARCH = textwrap.dedent('''
+NO_CNN_SEARCH = textwrap.dedent("""
     import importlib.abc, sys
 
     class NoCnnSearch(importlib.abc.MetaPathFinder):
@@ -47,7 +47,7 @@ NO_CNN_SEARCH = textwrap.dedent('''
     np.save(out.replace(".npy", "-lite.npy"), lite.get_tensor(answer["index"]))
     assert "search" not in sys.modules and not any(m.startswith("search.") for m in sys.modules)
     print("served", len(x), "images")
-''')
+""")
 
 
 def test_train_writes_every_artifact(trained_digits):
@@ -72,7 +72,9 @@ def test_metrics_have_scikit_learn_per_class_scores(trained_digits):
     # rebuild the report from the confusion matrix: the same numbers, to 6 digits
     truth = np.repeat(np.arange(10), confusion.sum(axis=1))
     predicted = np.concatenate([np.repeat(np.arange(10), row) for row in confusion])
-    expected = classification_report(truth, predicted, target_names=test["class_names"], output_dict=True, zero_division=0)
+    expected = classification_report(
+        truth, predicted, target_names=test["class_names"], output_dict=True, zero_division=0
+    )
     for name in test["class_names"]:
         for key in ("precision", "recall", "f1-score"):
             assert report[name][key] == pytest.approx(expected[name][key], abs=1e-6), (name, key)
@@ -88,9 +90,21 @@ def test_the_serving_exports_work_without_cnn_search(trained_digits, digits, tmp
 
     x = digits.x_test.astype(np.float32)
     np.savez(tmp_path / "x.npz", x=x)
-    result = subprocess.run([sys.executable, "-c", NO_CNN_SEARCH, str(trained_digits), str(tmp_path / "x.npz"),
-                             str(tmp_path / "served.npy")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_CNN_SEARCH,
+            str(trained_digits),
+            str(tmp_path / "x.npz"),
+            str(tmp_path / "served.npy"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "served 359 images" in result.stdout
     served, lite = np.load(tmp_path / "served.npy"), np.load(tmp_path / "served-lite.npy")
@@ -105,8 +119,14 @@ def test_the_serving_exports_work_without_cnn_search(trained_digits, digits, tmp
 def test_plain_keras_needs_cnn_search_for_model_keras(trained_digits, tmp_path):
     """Why the SavedModel exists: without cnn-search, model.keras does not load."""
     code = "import keras, sys; keras.saving.load_model(sys.argv[1])"
-    result = subprocess.run([sys.executable, "-c", code, str(trained_digits / "model.keras")], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(trained_digits / "model.keras")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode != 0 and "cnn_search" in result.stderr
 
 
@@ -140,9 +160,14 @@ def test_a_flip_averaging_model_serves_the_same_without_cnn_search(tmp_path):
     assert "flip_tta" in [layer.name for layer in model.layers]
     x = rng.uniform(0, 255, (7, 32, 32, 3)).astype(np.float32)
     np.savez(tmp_path / "x.npz", x=x)
-    result = subprocess.run([sys.executable, "-c", NO_CNN_SEARCH, str(model_dir), str(tmp_path / "x.npz"),
-                             str(tmp_path / "served.npy")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", NO_CNN_SEARCH, str(model_dir), str(tmp_path / "x.npz"), str(tmp_path / "served.npy")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     expected = model.predict(x, verbose=0)
     mirrored = model.predict(x[:, :, ::-1], verbose=0)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,7 +38,11 @@ def start_dashboard(study, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run_search.py"), "dashboard", *study.where, "--port", str(port)],
-        cwd=study.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=study.cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # a shell running pytest in the background ignores SIGINT, and children inherit that
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
@@ -106,21 +109,42 @@ def test_dashboard_serves_each_trials_curves_and_model_summary(dashboard, tiny_s
         names = {a["filename"]: a for a in trial["artifacts"]}
         n = trial["number"]
         assert set(names) == {f"trial-{n}-curves.png", f"trial-{n}-model.txt"}, trial["state"]
-        png = get(f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}/{names[f'trial-{n}-curves.png']['artifact_id']}")
+        png = get(
+            f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}/{names[f'trial-{n}-curves.png']['artifact_id']}"
+        )
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        summary = get(f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}/{names[f'trial-{n}-model.txt']['artifact_id']}")
+        summary = get(
+            f"{dashboard}/artifacts/{study_id}/{trial['trial_id']}/{names[f'trial-{n}-model.txt']['artifact_id']}"
+        )
         assert b"Total params" in summary and b"predictions (Dense)" in summary
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run installs it)",
+)
 def test_a_real_browser_renders_the_study(dashboard, tiny_study, tmp_path):
     page = f"{dashboard}/dashboard"
     assert tiny_study.name.encode() not in get(page)  # the name comes only from the rendered app
     dom = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert tiny_study.name in dom.stdout, dom.stderr[-2000:]
 
@@ -143,8 +167,12 @@ def test_a_busy_port_or_a_missing_study_is_one_line(tiny_study):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        result = run_cli("dashboard", *tiny_study.where, "--port", str(busy.getsockname()[1]), cwd=tiny_study.cwd, timeout=60)
+        result = run_cli(
+            "dashboard", *tiny_study.where, "--port", str(busy.getsockname()[1]), cwd=tiny_study.cwd, timeout=60
+        )
     assert result.returncode == 2 and "choose another --port" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("dashboard", "--study", "nope", "--studies-dir", str(tiny_study.studies_dir), cwd=tiny_study.cwd, timeout=60)
+    result = run_cli(
+        "dashboard", "--study", "nope", "--studies-dir", str(tiny_study.studies_dir), cwd=tiny_study.cwd, timeout=60
+    )
     assert result.returncode == 2 and "no study database" in result.stderr

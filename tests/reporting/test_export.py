@@ -4,8 +4,8 @@ import json
 
 import optuna
 import pytest
-
 from conftest import run_cli
+
 from search.core.config import RunConfig
 from search.errors import UsageError
 from search.reporting.export import EXPORT_SCHEMA_VERSION, choose_trial, export_trial, read_export
@@ -56,10 +56,13 @@ def test_export_masks_the_storage_password(tiny_study):
     assert export.source["storage"] == "postgresql://alice:***@db.example/optuna"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--trial", "99"), "has no trial 99"),
-    (("--study", "nope"), "no study database"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--trial", "99"), "has no trial 99"),
+        (("--study", "nope"), "no study database"),
+    ],
+)
 def test_export_mistakes_are_one_line(tiny_study, args, message):
     where = list(tiny_study.where)
     if args[0] == "--study":
@@ -72,7 +75,9 @@ def test_export_mistakes_are_one_line(tiny_study, args, message):
 
 def _study_without_completed_trials(tmp_path) -> optuna.Study:
     (tmp_path / "studies").mkdir()
-    study = optuna.create_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'studies' / 'stuck.db'}", direction="maximize")
+    study = optuna.create_study(
+        study_name="stuck", storage=f"sqlite:///{tmp_path / 'studies' / 'stuck.db'}", direction="maximize"
+    )
     study.set_user_attr(SETTINGS_ATTR, StudySettings.of(dataset="digits", space={}).to_dict())
     pruned = study.ask()
     pruned.report(0.1, 1)
@@ -108,11 +113,16 @@ def test_a_multi_objective_study_exports_a_chosen_point_of_its_front(tmp_path):
     from conftest import synthetic_multi_study
 
     study = synthetic_multi_study()
-    with pytest.raises(UsageError, match=r"optimizes 2 objectives \(val_accuracy, params\), so it has no single best "
-                                         r"trial; pick a point of its Pareto front with --trial N, N one of 1, 2, 0 "):
+    with pytest.raises(
+        UsageError,
+        match=r"optimizes 2 objectives \(val_accuracy, params\), so it has no single best "
+        r"trial; pick a point of its Pareto front with --trial N, N one of 1, 2, 0 ",
+    ):
         choose_trial(study, None)
     assert choose_trial(study, 3).number == 3  # any completed trial, on the front or not
-    study.set_user_attr(SETTINGS_ATTR, StudySettings.of(dataset="digits", space={}, objectives="accuracy,params").to_dict())
+    study.set_user_attr(
+        SETTINGS_ATTR, StudySettings.of(dataset="digits", space={}, objectives="accuracy,params").to_dict()
+    )
     trial = study.trials[0]
     trial.user_attrs["config"] = RunConfig().to_dict()
     export = export_trial(study, trial, "sqlite:///x.db")
@@ -149,7 +159,9 @@ def test_every_trial_config_is_its_params_replayed_through_the_space(tiny_study,
     from search.reporting.export import replay
     from search.study.storage import recorded_settings
 
-    shutil.copy(tiny_study.studies_dir / f"{tiny_study.name}.db", tmp_path / "copy.db")  # the shared study stays as it is
+    shutil.copy(
+        tiny_study.studies_dir / f"{tiny_study.name}.db", tmp_path / "copy.db"
+    )  # the shared study stays as it is
     url = f"sqlite:///{tmp_path / 'copy.db'}"
     study = optuna.load_study(study_name=tiny_study.name, storage=url)
     settings = recorded_settings(study, url)
@@ -174,7 +186,9 @@ def test_an_export_written_before_the_config_held_its_split_seed_keeps_its_split
     del config["data"]["split_seed"]
     del config["train"]["monitor"]
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({"schema_version": 1, "config": config, "source": {"split_seed": 7, "monitor": "val_loss"}}))
+    path.write_text(
+        json.dumps({"schema_version": 1, "config": config, "source": {"split_seed": 7, "monitor": "val_loss"}})
+    )
     export = read_export(path)
     assert (export.config.data.split_seed, export.config.train.monitor) == (7, "val_loss") and export.split_recorded
     bare = tmp_path / "bare.json"

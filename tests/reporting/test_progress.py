@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 
 from conftest import synthetic_multi_study, synthetic_study
+
 from search.reporting.progress import summary
 
 
@@ -30,8 +31,15 @@ def test_a_multi_objective_summary_lists_the_front_and_how_to_export_a_point():
     assert "Pareto front of val_accuracy against params: 3 trials" in text
     table = text.split("Pareto front of")[1].splitlines()[1:5]
     assert [line.split() for line in table] == [
-        ["trial", "val_accuracy", "params"], ["#1", "0.9500", "48,000"], ["#2", "0.8500", "9,000"], ["#0", "0.6000", "1,200"]]
-    assert f"export:    python run_search.py export --study {study.study_name} --trial 1   (any point of the front: 1, 2, 0)" in text
+        ["trial", "val_accuracy", "params"],
+        ["#1", "0.9500", "48,000"],
+        ["#2", "0.8500", "9,000"],
+        ["#0", "0.6000", "1,200"],
+    ]
+    assert (
+        "export:    python run_search.py export --study "
+        f"{study.study_name} --trial 1   (any point of the front: 1, 2, 0)" in text
+    )
     assert "best value" not in text
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import run_cli, synthetic_multi_study, synthetic_study
+
 from search.reporting.report import FIGURES, render_report
 from search.study.settings import StudySettings
 
@@ -60,7 +60,9 @@ def test_report_of_a_study_with_one_completed_trial():
 def test_a_multi_objective_report_shows_the_pareto_front():
     from search.reporting.report import MULTI_OBJECTIVE_FIGURES
 
-    settings = StudySettings.of(dataset="digits", space={"name": "cnn"}, objectives="accuracy,params,latency", pruner="none")
+    settings = StudySettings.of(
+        dataset="digits", space={"name": "cnn"}, objectives="accuracy,params,latency", pruner="none"
+    )
     text = render_report(synthetic_multi_study(latency=True), settings, "sqlite:///x.db")
     assert "val_accuracy (maximize), params (minimize), latency_ms (minimize); 5 trials" in text
     assert "Pareto front: 3 trials (#1, #2, #0)" in text and "<h2>Pareto front</h2>" in text
@@ -114,14 +116,17 @@ def test_report_of_a_model_drawn_before_the_pictures(trained_digits, tmp_path):
     assert "Not drawn: mistakes.png is not in the folder" in text
 
 
-@pytest.mark.parametrize("args, words", [
-    ([], ["--study NAME", "--model DIR"]),
-    (["--model", "nowhere"], ["--model nowhere", "no such folder"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ([], ["--study NAME", "--model DIR"]),
+        (["--model", "nowhere"], ["--model nowhere", "no such folder"]),
+    ],
+)
 def test_report_without_a_study_or_model_is_one_line(tmp_path, args, words):
     result = run_cli("report", *args, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    line, = result.stderr.strip().splitlines()
+    (line,) = result.stderr.strip().splitlines()
     assert all(w in line for w in words), line
 
 
@@ -131,8 +136,10 @@ EDITED_METRICS = {
     "accuracy 'high'": (lambda m: m["test"].update(accuracy="high"), ["test.accuracy", "a number", "'high'"]),
     "ragged confusion matrix": (lambda m: m["test"]["confusion_matrix"][3].pop(), ["test.confusion_matrix", "square"]),
     "matrix of another size": (lambda m: m["test"].update(confusion_matrix=[[1, 0], [0, 1]]), ["10 x 10"]),
-    "report row without keys": (lambda m: m["test"]["classification_report"].update({"3": {"precision": 1}}),
-                                ["classification_report['3']", "f1-score"]),
+    "report row without keys": (
+        lambda m: m["test"]["classification_report"].update({"3": {"precision": 1}}),
+        ["classification_report['3']", "f1-score"],
+    ),
     "params not a count": (lambda m: m.update(params="many"), ["params", "a count"]),
 }
 
@@ -150,7 +157,7 @@ def test_an_edited_metrics_json_is_one_line(trained_digits, tmp_path, case):
     (folder / "metrics.json").write_text(json.dumps(metrics))
     result = run_cli("report", "--model", "m", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    line, = result.stderr.strip().splitlines()
+    (line,) = result.stderr.strip().splitlines()
     assert all(w in line for w in words), line
     assert not (folder / "report.html").exists()
 
@@ -163,8 +170,12 @@ def test_report_says_what_a_budget_bought_and_learned():
     from search.reporting.report import _budget_section
 
     def trial(value, epochs, **attrs):
-        return create_trial(value=value, params={"epochs": epochs}, distributions={"epochs": IntDistribution(1, 500)},
-                            user_attrs={"budget_start": 1_000_000.0, "epoch_seconds": [1.0] * epochs, **attrs})
+        return create_trial(
+            value=value,
+            params={"epochs": epochs},
+            distributions={"epochs": IntDistribution(1, 500)},
+            user_attrs={"budget_start": 1_000_000.0, "epoch_seconds": [1.0] * epochs, **attrs},
+        )
 
     study = optuna.create_study(direction="maximize")
     study.add_trial(trial(0.80, 12, phase="explore", baseline=True))

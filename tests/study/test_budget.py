@@ -9,19 +9,47 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.study.budget import FINISH_EPOCHS, FINISH_SECONDS, PROMOTE_FACTOR, SHORT_EPOCHS, BudgetPlan, epoch_seconds, trial_epochs
-from search.study.budgets import parse_budget
 from search.core.deadline import Deadline
 from search.errors import UsageError
+from search.study.budget import (
+    FINISH_EPOCHS,
+    FINISH_SECONDS,
+    PROMOTE_FACTOR,
+    SHORT_EPOCHS,
+    BudgetPlan,
+    epoch_seconds,
+    trial_epochs,
+)
+from search.study.budgets import describe_plan, parse_budget
 
 
-@pytest.mark.parametrize("text, seconds", [("600", 600), ("90s", 90), ("10m", 600), ("2h", 7200), ("1.5h", 5400), (" 45 ", 45)])
+@pytest.mark.parametrize(
+    "text, seconds", [("600", 600), ("90s", 90), ("10m", 600), ("2h", 7200), ("1.5h", 5400), (" 45 ", 45)]
+)
 def test_parse_budget(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0", "0s", "5x", "-3m", "", "m", "nan", "inf", "1e3", "10 minutes", "1s", "29s",
-                                  "99999999999999999999h", "31d", "721h"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0",
+        "0s",
+        "5x",
+        "-3m",
+        "",
+        "m",
+        "nan",
+        "inf",
+        "1e3",
+        "10 minutes",
+        "1s",
+        "29s",
+        "99999999999999999999h",
+        "31d",
+        "721h",
+    ],
+)
 def test_parse_budget_refuses_what_is_not_a_positive_duration(text):
     with pytest.raises(UsageError, match="--budget"):
         parse_budget(text)
@@ -29,7 +57,9 @@ def test_parse_budget_refuses_what_is_not_a_positive_duration(text):
 
 def _trial(value: float, epochs: int, seconds: float, **attrs) -> optuna.trial.FrozenTrial:
     return create_trial(
-        value=value, params={"epochs": epochs}, distributions={"epochs": IntDistribution(1, 1000)},
+        value=value,
+        params={"epochs": epochs},
+        distributions={"epochs": IntDistribution(1, 1000)},
         user_attrs={"epoch_seconds": [seconds * 3, seconds, seconds], **attrs},
     )
 
@@ -60,8 +90,12 @@ def test_plan_explores_first_then_promotes_the_best_then_trains_the_best_with_th
 
     final = plan.next_trial(study, now=600.0)
     assert final.phase == "final" and final.source == 3  # ranked at the longest schedule it ran
-    assert final.epochs == int((400.0 - 0.5 - FINISH_SECONDS - 1.5 * 2.0) // 2.0)  # the time left, less set-up and finish
-    assert final.until == 1000.0 - FINISH_EPOCHS * 2.0 - FINISH_SECONDS  # which runs on the clock until just before the deadline
+    assert final.epochs == int(
+        (400.0 - 0.5 - FINISH_SECONDS - 1.5 * 2.0) // 2.0
+    )  # the time left, less set-up and finish
+    assert (
+        final.until == 1000.0 - FINISH_EPOCHS * 2.0 - FINISH_SECONDS
+    )  # which runs on the clock until just before the deadline
     study.add_trial(_trial(0.9, final.epochs, 2.0, source=3, phase="final", budget_start=0.0))
     after = plan.next_trial(study, now=990.0)
     assert after.phase == "explore"  # one final run per budget
@@ -74,7 +108,9 @@ def test_final_epochs_are_capped_and_a_final_that_fits_no_longer_schedule_is_ski
     final = capped.next_trial(study, now=9000.0)
     assert (final.epochs, final.until) == (20, None)  # capped by --epochs: not paced, a plain 20-epoch schedule
     uncapped = BudgetPlan(10000.0, start=0.0, max_epochs=20).next_trial(study, now=9000.0)
-    assert uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS - FINISH_SECONDS  # the clock decides; 20 is nominal
+    assert (
+        uncapped.epochs == 20 and uncapped.until == 10000.0 - FINISH_EPOCHS - FINISH_SECONDS
+    )  # the clock decides; 20 is nominal
     tight = BudgetPlan(100.0, start=0.0, max_epochs=100, probe=1.0)
     assert tight.next_trial(study, now=96.0).phase == "explore"  # 4 s left: no schedule longer than 3 epochs fits
 
@@ -83,17 +119,23 @@ def test_a_budget_that_buys_few_epochs_trains_the_recipe_once_with_all_of_it():
     from search.study.budget import RICH, RUNG_SHARE
 
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=1000.0 / 20)  # 20 epochs of the recipe
-    assert not plan.explores() and "the recipe trains once with the whole budget" in plan.describe()
+    assert not plan.explores() and "the recipe trains once with the whole budget" in describe_plan(plan)
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=20.0)
     per_epoch = 1000.0 / 20
-    assert (first.phase, first.source, first.until) == ("final", None, 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS)
+    assert (first.phase, first.source, first.until) == (
+        "final",
+        None,
+        1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS,
+    )
     assert first.epochs == int((980.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS - 1.5 * per_epoch) // per_epoch)
     study.add_trial(_trial(0.9, first.epochs, per_epoch, phase="final", budget_start=0.0))
     assert plan.next_trial(study, now=990.0).phase == "explore"  # one final run; what is left explores
     rich = BudgetPlan(1000.0, start=0.0, probe=1000.0 / (2 * RICH))
     assert rich.explores() and rich.next_trial(optuna.create_study(), now=1.0).phase == "explore"
-    assert rich.short == round(2 * RICH * RUNG_SHARE) and f"the recipe trains {rich.short} epochs" in rich.describe()
+    assert rich.short == round(2 * RICH * RUNG_SHARE) and f"the recipe trains {rich.short} epochs" in describe_plan(
+        rich
+    )
 
 
 def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_run():
@@ -102,14 +144,17 @@ def test_a_budget_that_buys_enough_epochs_gives_an_early_answer_then_the_final_r
     per_epoch = 1000.0 / 40  # 40 epochs of the recipe: no exploring, but room for an early answer
     assert EARLY_MIN <= 40 < RICH
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
-    assert "over the first 20% for an early answer" in plan.describe()
+    assert "over the first 20% for an early answer" in describe_plan(plan)
     study = optuna.create_study(direction="maximize")
     early = plan.next_trial(study, now=10.0)
     assert (early.phase, early.source, early.until) == ("early", None, EARLY * 1000.0)
     assert early.epochs == int((EARLY * 1000.0 - 10.0) / per_epoch)
     study.add_trial(_trial(0.85, 6, per_epoch, phase="early", budget_start=0.0, paced="paced"))
     final = plan.next_trial(study, now=205.0)  # the early run's configuration, with the time left
-    assert (final.phase, final.source) == ("final", 0) and final.until == 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS
+    assert (final.phase, final.source) == (
+        "final",
+        0,
+    ) and final.until == 1000.0 - FINISH_EPOCHS * per_epoch - FINISH_SECONDS
     assert plan.next_trial(study, now=205.0).phase == "final"  # asked again before it starts: still the final
     late = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=per_epoch)
     assert late.next_trial(optuna.create_study(), now=150.0).phase == "final"  # resumed late: no early run
@@ -119,8 +164,14 @@ def test_a_pruned_or_failed_final_does_not_block_a_new_one():
     plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000)
     study = optuna.create_study(direction="maximize")
     study.add_trial(_trial(0.8, SHORT_EPOCHS, 1.0))
-    study.add_trial(create_trial(state=TrialState.PRUNED, params={"epochs": 50}, distributions={"epochs": IntDistribution(1, 1000)},
-                                 user_attrs={"phase": "final", "budget_start": 0.0}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"epochs": 50},
+            distributions={"epochs": IntDistribution(1, 1000)},
+            user_attrs={"phase": "final", "budget_start": 0.0},
+        )
+    )
     assert plan.next_trial(study, now=700.0).phase == "final"
 
 
@@ -224,7 +275,8 @@ def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_
     study = optuna.create_study(direction="maximize")
     first = plan.next_trial(study, now=5.0)
     assert (first.phase, first.epochs, first.keep) == ("explore", 24, True)  # its weights are kept for the final run
-    # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's 6.25 s... or the epochs' 7 s
+    # the plan uses the pace trials took from start to end (4 s an epoch here), not the probe's
+    # 6.25 s... or the epochs' 7 s
     study.add_trial(ran(0.80, 5.0, 101.0))
     assert plan.next_trial(study, now=400.0).phase == "explore"  # 400 + 24 x 4 s ends by 500 s
     assert plan.next_trial(study, now=410.0).phase == "final"  # 410 + 96 would not: the final run starts
@@ -245,10 +297,15 @@ def test_a_study_keeps_its_running_budget_for_every_command_that_joins_it():
     # another terminal (or this command rerun after kill -9) 200 s later: the same deadline, the time left
     second, note = study_budget(study, 300.0, now=1200.0, max_epochs=50)
     assert (second.start, second.deadline) == (1000.0, 1600.0)
-    assert note == "joining the study's running budget of 600s, started 200s ago: 400s left (this command's --budget 300s is not used)"
+    assert (
+        note == "joining the study's running budget of 600s, started 200s ago: 400s left "
+        "(this command's --budget 300s is not used)"
+    )
     # once it is (nearly) over, a command starts a budget of its own
     third, note = study_budget(study, 300.0, now=1600.0 - JOIN_MIN_LEFT + 1)
-    assert note is None and third.start == 1600.0 - JOIN_MIN_LEFT + 1 and study.user_attrs[BUDGET_ATTR]["seconds"] == 300.0
+    assert (
+        note is None and third.start == 1600.0 - JOIN_MIN_LEFT + 1 and study.user_attrs[BUDGET_ATTR]["seconds"] == 300.0
+    )
 
 
 def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the_best_branch():
@@ -284,22 +341,25 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
 
 
 def test_of_two_trials_deciding_the_final_run_at_once_the_lower_numbered_claim_wins():
-    from search.study.budget import FINAL_CLAIM
     from search.study.budgets import plan_for
+    from search.study.optuna_access import get_trial
+    from search.study.record import TrialRecord, write_to
 
     plan = BudgetPlan(1000.0, probe=50.0)  # 20 epochs of the recipe, from now: the first trial is the final run
     study = optuna.create_study(direction="maximize")
     first, second = study.ask(), study.ask()  # two commands asking at the same moment
     decided = plan.next_trial(study)
     assert decided.phase == "final"  # each decides the final run before either has marked its trial
-    study._storage.set_trial_user_attr(first._trial_id, FINAL_CLAIM, plan.start)  # the first marks its trial...
+    write_to(study, first, final_claim=plan.start)  # the first marks its trial...
     real, answers = plan.next_trial, [decided]
-    plan.next_trial = lambda study, **kw: answers.pop() if answers else real(study, **kw)  # ...the second decided before
-    lost = plan_for(plan, study, study._storage.get_trial(second._trial_id))
-    assert lost.phase != "final" and study._storage.get_trial(second._trial_id).user_attrs[FINAL_CLAIM] is None
+    plan.next_trial = lambda study, **kw: (
+        answers.pop() if answers else real(study, **kw)
+    )  # ...the second decided before
+    lost = plan_for(plan, study, get_trial(study, second))
+    assert lost.phase != "final" and TrialRecord.of(get_trial(study, second)).final_claim is None
     plan.next_trial = real
     # a claim of a higher-numbered trial counts as the final run for anyone planning after it
     other = optuna.create_study(direction="maximize")
     low, high = other.ask(), other.ask()
-    assert plan_for(plan, other, other._storage.get_trial(high._trial_id)).phase == "final"
-    assert plan_for(plan, other, other._storage.get_trial(low._trial_id)).phase != "final"
+    assert plan_for(plan, other, get_trial(other, high)).phase == "final"
+    assert plan_for(plan, other, get_trial(other, low)).phase != "final"

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, cli_env
 from pg_server import PASSWORD, throwaway_cluster
 
@@ -32,9 +31,28 @@ def cluster():
 
 def _search(url: str, cwd: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_search.py"), "--study", "outage", "--storage", url, "--epochs", "3",
-         "--limit-train", "300", "--heartbeat", "2", "--space", TINY_SPACE, *args],
-        cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "run_search.py"),
+            "--study",
+            "outage",
+            "--storage",
+            url,
+            "--epochs",
+            "3",
+            "--limit-train",
+            "300",
+            "--heartbeat",
+            "2",
+            "--space",
+            TINY_SPACE,
+            *args,
+        ],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -61,8 +79,14 @@ def test_a_server_restarted_mid_search_costs_a_wait_and_no_trial(cluster, tmp_pa
 
     trials = 16
     proc = _search(cluster.url, tmp_path, "--workers", "2", "--trials", str(trials))
-    _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in _trials(cluster.url)) >= 2
-              and any(t.state == TrialState.RUNNING for t in _trials(cluster.url)), 240, "trials under way")
+    _wait_for(
+        lambda: (
+            sum(t.state == TrialState.COMPLETE for t in _trials(cluster.url)) >= 2
+            and any(t.state == TrialState.RUNNING for t in _trials(cluster.url))
+        ),
+        240,
+        "trials under way",
+    )
     cluster.stop()  # in the middle of a trial: its epochs end while the server is away
     time.sleep(OUTAGE_S)
     cluster.start()

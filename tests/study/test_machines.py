@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, cli_env
 from pg_server import throwaway_cluster
 
@@ -31,16 +30,41 @@ def _can_unshare() -> bool:
     return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare --uts (Linux UTS namespaces), as in CI")
+pytestmark = pytest.mark.skipif(
+    not _can_unshare(), reason="needs root and unshare --uts (Linux UTS namespaces), as in CI"
+)
 
 
 def _machine(host: str, url: str, cwd: Path) -> subprocess.Popen:
-    command = [sys.executable, str(ROOT / "run_search.py"), "--study", "machines", "--storage", url, "--workers", "2",
-               "--trials", str(PER_MACHINE), "--epochs", "1", "--limit-train", "200", "--heartbeat", str(HEARTBEAT),
-               "--space", TINY_SPACE]
-    return subprocess.Popen(["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command],
-                            cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group: the whole "machine" is killed at once
+    command = [
+        sys.executable,
+        str(ROOT / "run_search.py"),
+        "--study",
+        "machines",
+        "--storage",
+        url,
+        "--workers",
+        "2",
+        "--trials",
+        str(PER_MACHINE),
+        "--epochs",
+        "1",
+        "--limit-train",
+        "200",
+        "--heartbeat",
+        str(HEARTBEAT),
+        "--space",
+        TINY_SPACE,
+    ]
+    return subprocess.Popen(
+        ["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group: the whole "machine" is killed at once
 
 
 def test_a_lost_machine_costs_only_its_running_trials_which_the_other_machine_runs_again(tmp_path):
@@ -49,18 +73,44 @@ def test_a_lost_machine_costs_only_its_running_trials_which_the_other_machine_ru
 
     with throwaway_cluster() as cluster:
         # the study is created first, so the two machines only join it
-        first = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--study", "machines", "--storage",
-                                cluster.url, "--trials", "1", "--epochs", "1", "--limit-train", "200", "--heartbeat",
-                                str(HEARTBEAT), "--space", TINY_SPACE, "--recycle-mb", "0"],
-                               cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+        first = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "run_search.py"),
+                "--study",
+                "machines",
+                "--storage",
+                cluster.url,
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--limit-train",
+                "200",
+                "--heartbeat",
+                str(HEARTBEAT),
+                "--space",
+                TINY_SPACE,
+                "--recycle-mb",
+                "0",
+            ],
+            cwd=tmp_path,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert first.returncode == 0, first.stderr[-3000:]
         a, b = _machine("machine-a", cluster.url, tmp_path), _machine("machine-b", cluster.url, tmp_path)
         study = optuna.load_study(study_name="machines", storage=cluster.url)
         end = time.time() + 600
         while time.time() < end:
             trials = study.get_trials()
-            running_a = [t for t in trials if t.state == TrialState.RUNNING
-                         and str(t.user_attrs.get("worker", "")).startswith("machine-a:")]
+            running_a = [
+                t
+                for t in trials
+                if t.state == TrialState.RUNNING and str(t.user_attrs.get("worker", "")).startswith("machine-a:")
+            ]
             if sum(t.state == TrialState.COMPLETE for t in trials) >= 40 and running_a:
                 break
             time.sleep(0.2)
@@ -85,7 +135,11 @@ def test_a_lost_machine_costs_only_its_running_trials_which_the_other_machine_ru
         waited = again[0].datetime_start.timestamp() - killed_at
         print(f"trial {t.number} of the lost machine ran again as trial {again[0].number} {waited:.1f}s after the kill")
         assert 3 * HEARTBEAT - 1 <= waited < 120  # after the heartbeat grace, not before
-    done_by = {host: sum(str(t.user_attrs.get("worker", "")).startswith(host) for t in trials if t.state == TrialState.COMPLETE)
-               for host in ("machine-a:", "machine-b:")}
+    done_by = {
+        host: sum(
+            str(t.user_attrs.get("worker", "")).startswith(host) for t in trials if t.state == TrialState.COMPLETE
+        )
+        for host in ("machine-a:", "machine-b:")
+    }
     assert done_by["machine-a:"] >= 1 and done_by["machine-b:"] >= PER_MACHINE - len(lost)
     print(f"{len(trials)} trials: {done_by}, {len(lost)} lost with machine-a and run again by machine-b")

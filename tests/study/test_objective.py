@@ -4,10 +4,12 @@ import keras
 import optuna
 
 from search.core.config import CNNConfig, RunConfig, TrainConfig
-from search.study.trial import Objective
 from search.core.spaces import Space
+from search.study.trial import Objective
 
-TINY = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16), train=TrainConfig(epochs=2))
+TINY = RunConfig(
+    model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16), train=TrainConfig(epochs=2)
+)
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -35,8 +37,9 @@ def test_extra_callbacks_see_every_epoch_even_the_pruned_one(digits):
 
 
 def test_several_objectives_return_metric_params_and_latency(digits):
-    objective = Objective(Space("fixed", ()), digits, TINY.replace(train=TrainConfig(epochs=1)),
-                          objectives="accuracy,params,latency")
+    objective = Objective(
+        Space("fixed", ()), digits, TINY.replace(train=TrainConfig(epochs=1)), objectives="accuracy,params,latency"
+    )
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], pruner=AlwaysPrune())
     study.optimize(objective, n_trials=1)
     (trial,) = study.trials
@@ -53,8 +56,15 @@ def test_a_diverging_trial_of_a_multi_objective_study_fails_at_once(digits):
     from search.core.config import OptimizerConfig
 
     wild = TINY.replace(  # as in test_training: ELU overflows at this rate
-        model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, batch_norm=False, dense_units=32, activation="elu",
-                        initializer="glorot_uniform"),
+        model=CNNConfig(
+            blocks=1,
+            convs_per_block=1,
+            base_filters=8,
+            batch_norm=False,
+            dense_units=32,
+            activation="elu",
+            initializer="glorot_uniform",
+        ),
         optimizer=OptimizerConfig("sgd", learning_rate=10.0, momentum=0.99),
         train=TrainConfig(epochs=3, batch_size=16),
     )

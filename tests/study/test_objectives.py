@@ -9,13 +9,13 @@ import json
 
 import optuna
 import pytest
+from conftest import ROOT, run_cli, synthetic_multi_study
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from conftest import ROOT, run_cli, synthetic_multi_study
+from search.core.space_files import load_space
 from search.errors import UsageError
 from search.study.objectives import check_objective_settings, format_objective, pareto_front, parse_objectives
-from search.core.space_files import load_space
 from search.study.settings import StudySettings
 from search.study.storage import create_or_load
 
@@ -23,25 +23,31 @@ TINY_SPACE = str(ROOT / "tests" / "spaces" / "tiny.toml")
 SETTINGS = StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), epochs=2)
 
 
-@pytest.mark.parametrize("text, canonical", [
-    ("accuracy", "accuracy"),
-    ("accuracy,params", "accuracy,params"),
-    ("params, accuracy", "accuracy,params"),  # values always come in the canonical order
-    ("latency,accuracy,params", "accuracy,params,latency"),
-    ("accuracy,latency", "accuracy,latency"),
-])
+@pytest.mark.parametrize(
+    "text, canonical",
+    [
+        ("accuracy", "accuracy"),
+        ("accuracy,params", "accuracy,params"),
+        ("params, accuracy", "accuracy,params"),  # values always come in the canonical order
+        ("latency,accuracy,params", "accuracy,params,latency"),
+        ("accuracy,latency", "accuracy,latency"),
+    ],
+)
 def test_objectives_parse_to_one_canonical_string(text, canonical):
     assert parse_objectives(text) == canonical
 
 
-@pytest.mark.parametrize("text, message", [
-    ("params", "leaves out accuracy (the --monitor metric)"),
-    ("accuracy,size", "unknown objective 'size'; use accuracy, params and latency"),
-    ("val_accuracy,params", "unknown objective 'val_accuracy' ('accuracy' stands for the --monitor metric)"),
-    ("accuracy,params,params", "names 'params' twice"),
-    ("accuracy,,params", "has an empty name"),
-    ("", "has an empty name"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("params", "leaves out accuracy (the --monitor metric)"),
+        ("accuracy,size", "unknown objective 'size'; use accuracy, params and latency"),
+        ("val_accuracy,params", "unknown objective 'val_accuracy' ('accuracy' stands for the --monitor metric)"),
+        ("accuracy,params,params", "names 'params' twice"),
+        ("accuracy,,params", "has an empty name"),
+        ("", "has an empty name"),
+    ],
+)
 def test_bad_objectives_are_one_line_usage_errors(text, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         parse_objectives(text)
@@ -64,7 +70,9 @@ def test_a_multi_objective_study_runs_without_pruner_and_refuses_what_cannot_wor
     multi = dataclasses.replace(SETTINGS, objectives="accuracy,params")
     assert check_objective_settings(multi, {}).pruner == "none"  # the default median pruner is dropped
     assert check_objective_settings(multi, {"pruner": "none"}).pruner == "none"
-    with pytest.raises(UsageError, match="--pruner median cannot be used with --objectives accuracy,params: Optuna prunes only"):
+    with pytest.raises(
+        UsageError, match="--pruner median cannot be used with --objectives accuracy,params: Optuna prunes only"
+    ):
         check_objective_settings(multi, {"pruner": "median"})
     with pytest.raises(UsageError, match="sampler 'cmaes' cannot optimize several objectives"):
         check_objective_settings(dataclasses.replace(multi, sampler="cmaes"), {})
@@ -99,8 +107,21 @@ def test_pareto_front_is_sorted_by_the_monitored_metric():
 def multi_run(tmp_path_factory):
     """3 trials of accuracy against size, 1 epoch; then a resume without --objectives adds one."""
     cwd = tmp_path_factory.mktemp("multi")
-    first = run_cli("--study", "mo", "--space", TINY_SPACE, "--objectives", "accuracy,params", "--trials", "3",
-                    "--epochs", "1", "--limit-train", "300", cwd=cwd)
+    first = run_cli(
+        "--study",
+        "mo",
+        "--space",
+        TINY_SPACE,
+        "--objectives",
+        "accuracy,params",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        cwd=cwd,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_cli("--study", "mo", "--trials", "1", cwd=cwd)
     return cwd, first, second
@@ -134,9 +155,14 @@ def test_search_prints_values_and_the_front(multi_run):
     cwd, first, _ = multi_run
     front = pareto_front(load(cwd))
     lines = [line for line in first.stdout.splitlines() if line.startswith("trial ")]
-    assert len(lines) == 3 and all("val_accuracy " in line and " params " in line and " front #" in line for line in lines)
+    assert len(lines) == 3 and all(
+        "val_accuracy " in line and " params " in line and " front #" in line for line in lines
+    )
     assert "Pareto front of val_accuracy against params:" in first.stdout
-    assert f"export:    python run_search.py export --study mo --trial {front[0].number}   (any point of the front:" in first.stdout
+    assert (
+        f"export:    python run_search.py export --study mo --trial {front[0].number}   (any point of the front:"
+        in first.stdout
+    )
 
 
 def test_best_and_report_show_the_front(multi_run, tmp_path):
@@ -148,7 +174,7 @@ def test_best_and_report_show_the_front(multi_run, tmp_path):
     assert lines[0].startswith("study 'mo': digits, val_accuracy (maximize), params (minimize);")
     assert lines[1].startswith(f"Pareto front: {len(front)} trial")
     assert lines[2].split()[:5] == ["rank", "trial", "val_accuracy", "params", "state"]
-    rows = [line.split() for line in lines[4:4 + len(front)]]
+    rows = [line.split() for line in lines[4 : 4 + len(front)]]
     assert [int(r[1]) for r in rows] == [t.number for t in front]
     assert [r[3] for r in rows] == [f"{t.values[1]:,.0f}" for t in front]
     out = tmp_path / "report.html"
@@ -165,8 +191,10 @@ def test_export_needs_a_point_of_the_front_and_train_runs_it(multi_run):
     front = pareto_front(study)
     refused = run_cli("export", "--study", "mo", cwd=cwd)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert ("has no single best trial; pick a point of its Pareto front with --trial N, N one of "
-            + ", ".join(str(t.number) for t in front)) in refused.stderr
+    assert (
+        "has no single best trial; pick a point of its Pareto front with --trial N, N one of "
+        + ", ".join(str(t.number) for t in front)
+    ) in refused.stderr
     point = front[-1]  # the smallest model on the front
     exported = run_cli("export", "--study", "mo", "--trial", str(point.number), cwd=cwd)
     assert exported.returncode == 0, exported.stderr
@@ -180,22 +208,34 @@ def test_export_needs_a_point_of_the_front_and_train_runs_it(multi_run):
     assert metrics["test"]["accuracy"] > 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--objectives", "params"), "leaves out accuracy"),
-    (("--objectives", "accuracy,params", "--sampler", "cmaes"), "sampler 'cmaes' cannot optimize several objectives"),
-    (("--objectives", "accuracy,params", "--pruner", "median"), "--pruner median cannot be used with --objectives"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--objectives", "params"), "leaves out accuracy"),
+        (
+            ("--objectives", "accuracy,params", "--sampler", "cmaes"),
+            "sampler 'cmaes' cannot optimize several objectives",
+        ),
+        (("--objectives", "accuracy,params", "--pruner", "median"), "--pruner median cannot be used with --objectives"),
+    ],
+)
 def test_refusals_create_nothing(tmp_path, args, message):
     result = run_cli("--study", "x", *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "studies").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--objectives", "accuracy"), "created with objectives='accuracy,params', not 'accuracy'"),
-    (("--objectives", "accuracy,params,latency"), "created with objectives='accuracy,params', not 'accuracy,params,latency'"),
-    (("--pruner", "hyperband"), "--pruner hyperband cannot be used with --objectives accuracy,params"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--objectives", "accuracy"), "created with objectives='accuracy,params', not 'accuracy'"),
+        (
+            ("--objectives", "accuracy,params,latency"),
+            "created with objectives='accuracy,params', not 'accuracy,params,latency'",
+        ),
+        (("--pruner", "hyperband"), "--pruner hyperband cannot be used with --objectives accuracy,params"),
+    ],
+)
 def test_resume_refuses_other_objectives_and_pruning(multi_run, args, message):
     cwd, _, _ = multi_run
     db = cwd / "studies" / "mo.db"

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from pg_server import PASSWORD, USER, throwaway_server
 
@@ -26,8 +25,23 @@ def three_workers(pg_url, tmp_path_factory):
     """One search: 3 worker processes, 6 trials, on the server."""
     cwd = tmp_path_factory.mktemp("pg")
     result = run_cli(
-        "--study", "pg-workers", "--storage", pg_url, "--workers", "3", "--trials", str(TRIALS),
-        "--epochs", "1", "--limit-train", "300", "--heartbeat", "2", "--space", TINY_SPACE, cwd=cwd,
+        "--study",
+        "pg-workers",
+        "--storage",
+        pg_url,
+        "--workers",
+        "3",
+        "--trials",
+        str(TRIALS),
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--heartbeat",
+        "2",
+        "--space",
+        TINY_SPACE,
+        cwd=cwd,
     )
     return result
 
@@ -55,8 +69,11 @@ def test_password_is_never_shown_or_stored(pg_url, three_workers):
 
     engine = create_engine(pg_url)
     with engine.connect() as conn:  # every row of every table, as text
-        dump = [row[0] for table in inspect(engine).get_table_names()
-                for row in conn.execute(text(f'SELECT t::text FROM "{table}" t'))]
+        dump = [
+            row[0]
+            for table in inspect(engine).get_table_names()
+            for row in conn.execute(text(f'SELECT t::text FROM "{table}" t'))
+        ]
     engine.dispose()
     assert any("pg-workers" in row for row in dump)
     assert not [row for row in dump if PASSWORD in row]
@@ -79,8 +96,10 @@ def _dump(url: str) -> dict[str, list[str]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return {table: sorted(row[0] for row in conn.execute(text(f'SELECT t::text FROM "{table}" t')))
-                    for table in inspect(engine).get_table_names()}
+            return {
+                table: sorted(row[0] for row in conn.execute(text(f'SELECT t::text FROM "{table}" t')))
+                for table in inspect(engine).get_table_names()
+            }
     finally:
         engine.dispose()
 

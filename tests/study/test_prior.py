@@ -7,11 +7,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.study.budget import BudgetPlan
 from search.core.config import RunConfig
-from search.study.prior import CHANGES, EVIDENCE, MIN_GLOBAL, START_GLOBAL, PriorSampler
 from search.core.recipe import DataShape, recipe
 from search.core.space_files import load_space
+from search.study.budget import BudgetPlan
+from search.study.prior import CHANGES, EVIDENCE, MIN_GLOBAL, START_GLOBAL, PriorSampler
 from search.study.settings import StudySettings
 from search.study.storage import create_or_load
 
@@ -110,11 +110,15 @@ def test_budgeted_trials_get_their_planned_epochs_and_promotions_replay_their_so
     promoted = study.trials[-1]
     assert promoted.user_attrs["phase"] == "promote" and promoted.params["epochs"] == budget.promoted_epochs
     source = study.trials[promoted.user_attrs["source"]]
-    assert {k: v for k, v in promoted.params.items() if k != "epochs"} == {k: v for k, v in source.params.items() if k != "epochs"}
+    assert {k: v for k, v in promoted.params.items() if k != "epochs"} == {
+        k: v for k, v in source.params.items() if k != "epochs"
+    }
 
 
 def test_a_new_study_starts_with_the_recipe(tmp_path):
-    settings = StudySettings.of(dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict())
+    settings = StudySettings.of(
+        dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict()
+    )
     study = create_or_load("s", f"sqlite:///{tmp_path / 's.db'}", settings)
     assert isinstance(study.sampler, PriorSampler)
     waiting = study.get_trials(states=(TrialState.WAITING,))
@@ -139,9 +143,9 @@ def test_space_file_priors_move_the_centre_and_are_checked(tmp_path):
 
 def test_priors_do_not_change_the_fingerprint(tmp_path):
     plain = tmp_path / "plain.toml"
-    plain.write_text('[train]\nbatch_size = { choices = [64, 128] }\n')
+    plain.write_text("[train]\nbatch_size = { choices = [64, 128] }\n")
     with_prior = tmp_path / "with_prior.toml"
-    with_prior.write_text('[train]\nbatch_size = { choices = [64, 128], prior = 128 }\n')
+    with_prior.write_text("[train]\nbatch_size = { choices = [64, 128], prior = 128 }\n")
     assert load_space(str(plain)).fingerprint == load_space(str(with_prior)).fingerprint
 
 
@@ -160,7 +164,9 @@ def test_local_draws_change_only_parameters_that_apply_to_the_centre():
 
 def test_queued_trials_keep_their_params_and_a_poor_budget_trains_the_recipe_first():
     budget = BudgetPlan(1000.0, probe=100.0)  # 10 epochs of the recipe: no exploring
-    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study = optuna.create_study(
+        direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
+    )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
 
     def objective(trial):
@@ -182,7 +188,9 @@ def test_a_rich_budget_tries_the_levers_long_schedules_reward_one_at_a_time_afte
     from search.study.prior import RICH_LEVERS
 
     budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
-    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study = optuna.create_study(
+        direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
+    )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
 
     def objective(trial):
@@ -193,11 +201,19 @@ def test_a_rich_budget_tries_the_levers_long_schedules_reward_one_at_a_time_afte
     study.optimize(objective, n_trials=1 + len(RICH_LEVERS) + 1)
     recipe_trial, *levers, after = study.trials
     assert recipe_trial.user_attrs["draw"] == "queued" and recipe_trial.params["epochs"] == budget.short
-    expected = [{"cutout": 0.5}, {"base_filters": 48}, {"cutout": 0.25}, {"block_dropout": 0.1}]  # FMNIST: 32 base filters
+    expected = [
+        {"cutout": 0.5},
+        {"base_filters": 48},
+        {"cutout": 0.25},
+        {"block_dropout": 0.1},
+    ]  # FMNIST: 32 base filters
     assert [t.user_attrs["lever"] for t in levers] == expected
     for t, change in zip(levers, expected):
         assert t.user_attrs["draw"] == "lever" and t.params["epochs"] == budget.short
-        assert {k: v for k, v in t.params.items() if k != "epochs"} == {**PRIOR, **change}  # the recipe, one lever moved
+        assert {k: v for k, v in t.params.items() if k != "epochs"} == {
+            **PRIOR,
+            **change,
+        }  # the recipe, one lever moved
     assert after.user_attrs["draw"] in ("local", "global") and "lever" not in after.user_attrs
     assert time.time() - budget.start < budget.seconds
 
@@ -215,7 +231,9 @@ def test_any_sampler_runs_under_the_budget_plan(name, tmp_path):
     from search.study.budgeted import BudgetedSampler
     from search.study.samplers import make_sampler
 
-    settings = StudySettings.of(dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict())
+    settings = StudySettings.of(
+        dataset="fashion_mnist", space=SPACE.to_dict(), baseline=True, base_config=BASE.to_dict()
+    )
     budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
     sampler = make_sampler(name, 0, settings, budget)
     assert isinstance(sampler, BudgetedSampler)
@@ -236,7 +254,9 @@ def test_any_sampler_runs_under_the_budget_plan(name, tmp_path):
     study.optimize(objective, n_trials=1)
     final = study.trials[-1]
     assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == 1 and "pace_until" in final.user_attrs
-    assert {k: v for k, v in final.params.items() if k != "epochs"} == {k: v for k, v in study.trials[1].params.items() if k != "epochs"}
+    assert {k: v for k, v in final.params.items() if k != "epochs"} == {
+        k: v for k, v in study.trials[1].params.items() if k != "epochs"
+    }
     assert final.params["epochs"] > budget.short
 
 
@@ -255,7 +275,9 @@ def test_a_change_around_the_prior_moves_away_from_the_recipe_trial_itself():
 
     study.optimize(objective, n_trials=40)
     recipe = study.trials[0].params
-    around_prior = [t for t in study.trials[1:] if t.user_attrs.get("draw") == "local" and t.user_attrs.get("centre") == "prior"]
+    around_prior = [
+        t for t in study.trials[1:] if t.user_attrs.get("draw") == "local" and t.user_attrs.get("centre") == "prior"
+    ]
     assert len(around_prior) >= 3
     assert all(t.params != recipe for t in study.trials[1:])
 
@@ -266,7 +288,9 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
     from search.study.prior import BRANCH_LEVERS
 
     budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
-    study = optuna.create_study(direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget))
+    study = optuna.create_study(
+        direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
+    )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
     values = iter([0.80, 0.82, 0.81, 0.84, 0.79, 0.83, 0.9])
 
@@ -281,7 +305,9 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
     study.optimize(objective, n_trials=2 + len(BRANCH_LEVERS) + 1)
     trunk, control, *branches, final = study.trials
     assert trunk.user_attrs["phase"] == "explore" and trunk.params["epochs"] == budget.short
-    assert control.user_attrs["phase"] == "branch" and control.user_attrs["control"] and control.user_attrs["source"] == 0
+    assert (
+        control.user_attrs["phase"] == "branch" and control.user_attrs["control"] and control.user_attrs["source"] == 0
+    )
     assert control.params == {**trunk.params, "epochs": budget.branch_epochs}  # the trunk unchanged, continued
     expected = [{"cutout": 0.25}, {"pad_crop": 4}, {"block_dropout": 0.1}, {"cutout": 0.5}]  # FMNIST: pad-crop 2
     assert [t.user_attrs["lever"] for t in branches] == expected

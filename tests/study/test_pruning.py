@@ -4,11 +4,13 @@ import optuna
 import pytest
 
 from search.core.config import CNNConfig, RunConfig, TrainConfig
+from search.core.training import fit, keras_session
 from search.errors import MetricNotFoundError
 from search.study.pruning import TrialReporter
-from search.core.training import fit, keras_session
 
-TINY = RunConfig(model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16), train=TrainConfig(epochs=3))
+TINY = RunConfig(
+    model=CNNConfig(blocks=1, convs_per_block=1, base_filters=8, dense_units=16), train=TrainConfig(epochs=3)
+)
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -69,7 +71,9 @@ def test_without_intermediate_values_the_reporter_records_history_only(digits):
     study = optuna.create_study(directions=["maximize", "minimize"], pruner=AlwaysPrune())
     trial = study.ask()
     with keras_session():
-        fit(TINY, digits, callbacks=[TrialReporter(trial, "val_accuracy", intermediate=False)])  # neither raises nor prunes
+        fit(
+            TINY, digits, callbacks=[TrialReporter(trial, "val_accuracy", intermediate=False)]
+        )  # neither raises nor prunes
     frozen = study.trials[0]
     assert frozen.intermediate_values == {}
     assert len(frozen.user_attrs["history"]["val_accuracy"]) == 3 and len(frozen.user_attrs["epoch_seconds"]) == 3

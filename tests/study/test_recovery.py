@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -31,16 +30,24 @@ TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To e
 
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_search.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
     """(number, worker) of a RUNNING trial whose config is sampled (it is training), read-only."""
-    query = ("SELECT t.number, w.value_json FROM trials t "
-             "JOIN trial_user_attributes c ON c.trial_id = t.trial_id AND c.key = 'config' "
-             "JOIN trial_user_attributes w ON w.trial_id = t.trial_id AND w.key = 'worker' "
-             "WHERE t.state = 'RUNNING' ORDER BY t.number LIMIT 1")
+    query = (
+        "SELECT t.number, w.value_json FROM trials t "
+        "JOIN trial_user_attributes c ON c.trial_id = t.trial_id AND c.key = 'config' "
+        "JOIN trial_user_attributes w ON w.trial_id = t.trial_id AND w.key = 'worker' "
+        "WHERE t.state = 'RUNNING' ORDER BY t.number LIMIT 1"
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -86,8 +93,10 @@ def test_kill_9_of_a_worker_fails_its_trial_and_it_runs_again(tmp_path: Path):
     assert f"pid {victim}) was killed by SIGKILL" in err and "Traceback" not in err
     # the supervisor knows the worker is dead: its trial is failed and queued at once, as the line says
     # (unless the other worker's heartbeat check, 3 s here, got there first: then that says so)
-    assert (f"trial {victim_trial:>4}  FAIL      its worker {worker} is gone (killed?); queued to run again" in out
-            or f"trial {victim_trial:>4}  FAIL      no heartbeat" in out)
+    assert (
+        f"trial {victim_trial:>4}  FAIL      its worker {worker} is gone (killed?); queued to run again" in out
+        or f"trial {victim_trial:>4}  FAIL      no heartbeat" in out
+    )
     assert load_trials(db)[victim_trial].state == TrialState.FAIL
 
     resumed = run_cli("--study", "s", "--trials", "1", *FAST, cwd=tmp_path)  # a later worker, within the grace
@@ -118,9 +127,14 @@ def test_a_rerun_right_after_kill_9_of_the_command_retries_its_trial_at_once(tmp
     proc.communicate(timeout=60)
     resumed = run_cli("--study", "s", "--trials", "1", "--epochs", "1", *slow, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"trial {victim_trial:>4}  FAIL      its worker {worker} is gone (killed?); queued to run again" in resumed.stdout
+    assert (
+        f"trial {victim_trial:>4}  FAIL      its worker {worker} is gone (killed?); queued to run again"
+        in resumed.stdout
+    )
     trials = {t.number: t for t in load_trials(db)}
-    assert trials[victim_trial].state == TrialState.FAIL and not [t for t in trials.values() if t.state == TrialState.RUNNING]
+    assert trials[victim_trial].state == TrialState.FAIL and not [
+        t for t in trials.values() if t.state == TrialState.RUNNING
+    ]
     retry = [t for t in trials.values() if t.user_attrs.get("retry_of") == victim_trial]
     assert len(retry) == 1 and retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)  # ran in the rerun
 
@@ -156,8 +170,9 @@ def test_ctrl_c_ends_the_trial_cleanly_and_the_same_command_resumes(tmp_path: Pa
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert user_lines(err) == [f"interrupted: trial {number} stopped, marked failed and queued to run again; "
-                               "run the same command to resume"]
+    assert user_lines(err) == [
+        f"interrupted: trial {number} stopped, marked failed and queued to run again; run the same command to resume"
+    ]
 
     trials = load_trials(db)
     assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
@@ -202,7 +217,9 @@ def test_an_explained_failure_logs_no_traceback_and_a_bug_still_raises(caplog):
 
     with pytest.raises(ZeroDivisionError):
         TrialRunner(_bug, StopRequest()).run_one(study)
-    assert study.trials[1].state.name == "FAIL" and study.trials[1].user_attrs["fail_reason"] == "ZeroDivisionError: a bug"
+    assert (
+        study.trials[1].state.name == "FAIL" and study.trials[1].user_attrs["fail_reason"] == "ZeroDivisionError: a bug"
+    )
 
 
 def test_an_error_that_an_interrupt_turned_into_still_requeues_the_trial():
@@ -226,7 +243,9 @@ def test_an_error_that_an_interrupt_turned_into_still_requeues_the_trial():
     assert trial.state.name == "FAIL" and runner.interrupted == [trial.number]
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].user_attrs["retry_of"] == trial.number
-    assert waiting[0].params == trial.params and waiting[0].system_attrs["failed_trial"] == trial.number  # Optuna's retry
+    assert (
+        waiting[0].params == trial.params and waiting[0].system_attrs["failed_trial"] == trial.number
+    )  # Optuna's retry
 
     stop.requested = False  # without a stop request, the same error is a bug and propagates as itself
     with pytest.raises(TypeError):
@@ -237,7 +256,9 @@ def objective_without_stop(trial):
     raise TypeError("a bug")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts a 200 KiB tmpfs to fill: needs root")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts a 200 KiB tmpfs to fill: needs root"
+)
 def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path: Path):
     from optuna.trial import TrialState
 
@@ -245,8 +266,18 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path: Path):
     full.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (not permitted in this container)")
-    command = ("--study", "s", "--studies-dir", str(full), "--space", str(ROOT / "tests" / "spaces" / "tiny.toml"),
-               "--limit-train", "300", "--epochs", "1")
+    command = (
+        "--study",
+        "s",
+        "--studies-dir",
+        str(full),
+        "--space",
+        str(ROOT / "tests" / "spaces" / "tiny.toml"),
+        "--limit-train",
+        "300",
+        "--epochs",
+        "1",
+    )
     try:
         result = run_cli(*command, "--trials", "8", cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]
@@ -280,6 +311,7 @@ def test_a_stop_that_python_swallowed_in_a_weakref_callback_still_interrupts_the
 
     stop = StopRequest().install()
     try:
+
         def objective(trial) -> float:
             trial.suggest_float("x", 0.0, 1.0)
 

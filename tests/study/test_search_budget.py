@@ -6,17 +6,29 @@ import re
 import time
 
 import optuna
-from optuna.trial import TrialState
-
 from conftest import ROOT, run_cli
+from optuna.trial import TrialState
 
 TINY = str(ROOT / "tests" / "spaces" / "tiny.toml")
 
 
 def _budgeted(tmp_path, budget: int):
     start = time.perf_counter()
-    result = run_cli("--study", "b", "--studies-dir", "studies", "--space", TINY, "--limit-train", "300",
-                     "--budget", f"{budget}s", "--recycle-mb", "0", cwd=tmp_path)
+    result = run_cli(
+        "--study",
+        "b",
+        "--studies-dir",
+        "studies",
+        "--space",
+        TINY,
+        "--limit-train",
+        "300",
+        "--budget",
+        f"{budget}s",
+        "--recycle-mb",
+        "0",
+        cwd=tmp_path,
+    )
     wall = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"budget {budget}s bought" in result.stdout
@@ -28,9 +40,13 @@ def _budgeted(tmp_path, budget: int):
     final = [t for t in trials if t.user_attrs.get("phase") == "final" and t.state == TrialState.COMPLETE]
     assert final, "the rest of the budget is the final run's"
     attrs = final[0].user_attrs  # its schedule ran on the clock; the config says the epochs it ran
-    assert attrs["pace_until"] <= trials[0].datetime_start.timestamp() + budget + 1 and attrs["paced"].startswith("schedule paced")
+    assert attrs["pace_until"] <= trials[0].datetime_start.timestamp() + budget + 1 and attrs["paced"].startswith(
+        "schedule paced"
+    )
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    assert (max(ends) - min(t.datetime_start for t in trials)).total_seconds() < budget + 10  # one validation at most past it
+    assert (
+        max(ends) - min(t.datetime_start for t in trials)
+    ).total_seconds() < budget + 10  # one validation at most past it
     assert wall < budget + 60  # start-up (TensorFlow, data) is the rest
     return result, trials, attrs
 
@@ -44,8 +60,11 @@ def test_a_short_budget_trains_the_recipe_early_then_with_the_time_left_and_ends
 
 def test_a_rich_budget_branches_changes_from_the_recipe_and_continues_the_winner(tmp_path):
     result, trials, attrs = _budgeted(tmp_path, 75)
-    plan = re.search(r"budget 75s buys about \d+ epochs of the recipe .*: the recipe trains (\d+) epochs, then its "
-                     r"weights continue (\d+) more as they are and with one change at a time", result.stdout)
+    plan = re.search(
+        r"budget 75s buys about \d+ epochs of the recipe .*: the recipe trains (\d+) epochs, then its "
+        r"weights continue (\d+) more as they are and with one change at a time",
+        result.stdout,
+    )
     assert plan, result.stdout  # judged at a length that decides, not 3 epochs
     trunk_epochs, branch_epochs = int(plan.group(1)), int(plan.group(2))
     assert trials[0].user_attrs["phase"] == "explore" and trials[0].params["epochs"] == trunk_epochs > 3
@@ -68,9 +87,25 @@ def test_a_rich_budget_branches_changes_from_the_recipe_and_continues_the_winner
 
 
 def test_warm_start_queues_the_earlier_best_and_says_what_it_took(tmp_path, tiny_study):
-    result = run_cli("--study", "warm", "--studies-dir", str(tiny_study.studies_dir), "--space", TINY,
-                     "--warm-start", tiny_study.name, "--trials", "3", "--epochs", "1", "--limit-train", "300",
-                     "--recycle-mb", "0", cwd=tmp_path)
+    result = run_cli(
+        "--study",
+        "warm",
+        "--studies-dir",
+        str(tiny_study.studies_dir),
+        "--space",
+        TINY,
+        "--warm-start",
+        tiny_study.name,
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--recycle-mb",
+        "0",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"warm start from {tiny_study.name}: took " in result.stdout
     study = optuna.load_study(study_name="warm", storage=f"sqlite:///{tiny_study.studies_dir / 'warm.db'}")
@@ -87,18 +122,51 @@ def test_warm_start_queues_the_earlier_best_and_says_what_it_took(tmp_path, tiny
 def test_warm_start_says_why_a_configuration_was_not_taken(tmp_path, tiny_study):
     narrow = tmp_path / "narrow.toml"
     narrow.write_text(f'extends = "{TINY}"\n[optimizer]\nname = "sgd"\nlearning_rate = {{ low = 0.5, high = 1.0 }}\n')
-    result = run_cli("--study", "narrow", "--studies-dir", str(tiny_study.studies_dir), "--space", str(narrow),
-                     "--warm-start", tiny_study.name, "--trials", "1", "--epochs", "1", "--limit-train", "300",
-                     "--recycle-mb", "0", cwd=tmp_path)
+    result = run_cli(
+        "--study",
+        "narrow",
+        "--studies-dir",
+        str(tiny_study.studies_dir),
+        "--space",
+        str(narrow),
+        "--warm-start",
+        tiny_study.name,
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--recycle-mb",
+        "0",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "not taken:" in result.stdout and "optimizer.name is 'adam', which this space fixes at 'sgd'" in result.stdout
+    assert (
+        "not taken:" in result.stdout and "optimizer.name is 'adam', which this space fixes at 'sgd'" in result.stdout
+    )
 
 
 def test_warm_start_counts_what_it_queued(tmp_path, tiny_study):
     """A study named twice is read once; a resumed study already holding the configurations says so."""
-    args = ("--study", "twice", "--studies-dir", str(tiny_study.studies_dir), "--space", TINY,
-            "--warm-start", f"{tiny_study.name},{tiny_study.name}", "--trials", "1", "--epochs", "1", "--limit-train", "300",
-            "--recycle-mb", "0")
+    args = (
+        "--study",
+        "twice",
+        "--studies-dir",
+        str(tiny_study.studies_dir),
+        "--space",
+        TINY,
+        "--warm-start",
+        f"{tiny_study.name},{tiny_study.name}",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--recycle-mb",
+        "0",
+    )
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     took = re.search(r"took (\d+) of (\d+) configurations", first.stdout)
@@ -118,8 +186,22 @@ def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
     import subprocess
     import sys
 
-    args = [sys.executable, str(ROOT / "run_search.py"), "--study", "shared", "--studies-dir", "studies", "--space", TINY,
-            "--limit-train", "300", "--budget", "75s", "--recycle-mb", "0"]
+    args = [
+        sys.executable,
+        str(ROOT / "run_search.py"),
+        "--study",
+        "shared",
+        "--studies-dir",
+        "studies",
+        "--space",
+        TINY,
+        "--limit-train",
+        "300",
+        "--budget",
+        "75s",
+        "--recycle-mb",
+        "0",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "studies" / "shared.db"
@@ -135,7 +217,9 @@ def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
     second = run_cli(*args[2:], cwd=tmp_path)
     out, err = first.communicate(timeout=200)
     assert first.returncode == 0 and second.returncode == 0, err[-2000:] + second.stderr[-2000:]
-    assert re.search(r"joining the study's running budget of 75s, started \d+s ago: \d+s left", second.stdout), second.stdout
+    assert re.search(r"joining the study's running budget of 75s, started \d+s ago: \d+s left", second.stdout), (
+        second.stdout
+    )
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{db}")
     starts = {t.user_attrs.get("budget_start") for t in study.trials}
     assert len(starts) == 1  # every trial of both commands planned from one budget
@@ -148,8 +232,21 @@ def test_a_rich_budget_keeps_two_workers_busy_and_runs_one_final_run_by_the_dead
     time, exactly one of them runs the final run (the other explores with the time left),
     and every trial ends by the deadline."""
     budget = 90
-    result = run_cli("--study", "w", "--studies-dir", "studies", "--space", TINY, "--limit-train", "300",
-                     "--budget", f"{budget}s", "--workers", "2", cwd=tmp_path)
+    result = run_cli(
+        "--study",
+        "w",
+        "--studies-dir",
+        "studies",
+        "--space",
+        TINY,
+        "--limit-train",
+        "300",
+        "--budget",
+        f"{budget}s",
+        "--workers",
+        "2",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'studies' / 'w.db'}")
     trials = study.get_trials()

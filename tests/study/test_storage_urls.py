@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, one_line_error
 
 # Put first on the path: makes the database drivers fail to import, as on a machine without them.
-HIDE_DRIVERS = '''
+HIDE_DRIVERS = """
 import sys
 class _Hide:
     def find_spec(self, name, path=None, target=None):
@@ -23,7 +22,7 @@ class _Hide:
             raise ImportError(f"No module named {name!r}")
         return None
 sys.meta_path.insert(0, _Hide())
-'''
+"""
 
 
 def run(args: list[str], cwd: Path, hide_drivers: bool = False) -> subprocess.CompletedProcess:
@@ -34,18 +33,32 @@ def run(args: list[str], cwd: Path, hide_drivers: bool = False) -> subprocess.Co
         (hook / "sitecustomize.py").write_text(HIDE_DRIVERS)
         path.insert(0, str(hook))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_search.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 URLS = {
     # url: (words, drivers hidden)
     "notascheme://x": (["unknown database scheme 'notascheme'", "sqlite:///"], False),
     "redis://localhost/0": (["unknown database scheme 'redis'"], False),
-    "postgresql://u@127.0.0.1:1/db": (["needs a database driver that is not installed", "pip install -e '.[postgres]'"], True),
-    "postgresql+pg8000://u@127.0.0.1:1/db": (["needs a database driver that is not installed", "pip install pg8000"], False),
-    "mysql+pymysql://u@127.0.0.1:1/db": (["needs a database driver that is not installed", "pip install -e '.[mysql]'"], True),
+    "postgresql://u@127.0.0.1:1/db": (
+        ["needs a database driver that is not installed", "pip install -e '.[postgres]'"],
+        True,
+    ),
+    "postgresql+pg8000://u@127.0.0.1:1/db": (
+        ["needs a database driver that is not installed", "pip install pg8000"],
+        False,
+    ),
+    "mysql+pymysql://u@127.0.0.1:1/db": (
+        ["needs a database driver that is not installed", "pip install -e '.[mysql]'"],
+        True,
+    ),
 }
 COMMANDS = {
     "search": lambda url: ["--study", "s", "--storage", url, "--trials", "1"],
@@ -63,6 +76,7 @@ def test_an_unusable_storage_url_is_refused_in_one_line(tmp_path: Path, command:
         pytest.importorskip("sqlalchemy.dialects.postgresql.pg8000")
         try:
             import pg8000  # noqa: F401
+
             pytest.skip("pg8000 is installed here")
         except ImportError:
             pass
@@ -84,8 +98,11 @@ def test_a_new_empty_sqlite_file_stays_empty_for_a_command_that_reads(tmp_path: 
 
 
 def test_a_sqlite_uri_file_name_is_refused(tmp_path: Path):
-    one_line_error(run(["best", "--study", "s", "--storage", "sqlite:///file:studies/s.db?mode=ro&uri=true"], tmp_path),
-             "SQLite URI file names", "sqlite:///studies/name.db")
+    one_line_error(
+        run(["best", "--study", "s", "--storage", "sqlite:///file:studies/s.db?mode=ro&uri=true"], tmp_path),
+        "SQLite URI file names",
+        "sqlite:///studies/name.db",
+    )
 
 
 def test_a_study_name_with_a_trailing_newline_is_refused(tmp_path: Path):

@@ -5,8 +5,8 @@ import dataclasses
 import optuna
 import pytest
 
-from search.errors import StorageError, UsageError
 from search.core.space_files import load_space
+from search.errors import StorageError, UsageError
 from search.study.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from search.study.settings import StudySettings, resolve_settings
 from search.study.storage import check_study_name, create_or_load, read_recorded, safe_url
@@ -56,6 +56,7 @@ def test_the_default_pruner_waits_for_half_the_schedule():
     poor.report(0.1, 5)
     assert poor.should_prune()  # from epoch 5 the median judges it
 
+
 def test_unknown_sampler_and_pruner_name_the_choices():
     with pytest.raises(UsageError, match="unknown sampler 'bayes'; use one of prior, tpe"):
         make_sampler("bayes", 0)
@@ -82,8 +83,10 @@ def test_resume_takes_recorded_values_and_allows_changeable_ones():
     assert resolved.epochs == 7 and resolved.pruner == "hyperband" and resolved.dataset == "digits"
 
 
-@pytest.mark.parametrize("key, value", [("dataset", "mnist"), ("val_split", 0.2), ("limit_train", 100), ("seed", 3),
-                                        ("objectives", "accuracy,params")])
+@pytest.mark.parametrize(
+    "key, value",
+    [("dataset", "mnist"), ("val_split", 0.2), ("limit_train", 100), ("seed", 3), ("objectives", "accuracy,params")],
+)
 def test_resume_refuses_different_data(key, value):
     with pytest.raises(StorageError, match=f"created with {key}="):
         resolve_settings("s", {key: value}, SETTINGS, SETTINGS)
@@ -149,7 +152,16 @@ def test_the_settings_carry_one_run_config_and_set_its_split_seed():
     assert (config.train.epochs, config.train.monitor, settings.direction) == (3, "val_loss", "minimize")
     assert (settings.dataset, settings.epochs, settings.seed, settings.monitor) == ("mnist", 3, 4, "val_loss")
     assert StudySettings.from_dict(settings.to_dict()) == settings
-    assert set(settings.to_dict()) == {"config", "space", "direction", "sampler", "pruner", "heartbeat", "objectives", "baseline"}
+    assert set(settings.to_dict()) == {
+        "config",
+        "space",
+        "direction",
+        "sampler",
+        "pruner",
+        "heartbeat",
+        "objectives",
+        "baseline",
+    }
 
 
 def test_settings_recorded_before_the_config_carried_them_are_read_into_one():
@@ -157,9 +169,23 @@ def test_settings_recorded_before_the_config_carried_them_are_read_into_one():
     from search.core.config import RunConfig, TrainConfig
 
     base = RunConfig(train=TrainConfig(batch_size=256, label_smoothing=0.2)).to_dict()
-    old = {"dataset": "digits", "space": {}, "monitor": "val_accuracy", "direction": "maximize", "val_split": 0.2,
-           "limit_train": 300, "data_dir": None, "epochs": 5, "seed": 7, "sampler": "prior", "pruner": "none",
-           "heartbeat": 10, "objectives": "accuracy", "baseline": True, "base_config": base}
+    old = {
+        "dataset": "digits",
+        "space": {},
+        "monitor": "val_accuracy",
+        "direction": "maximize",
+        "val_split": 0.2,
+        "limit_train": 300,
+        "data_dir": None,
+        "epochs": 5,
+        "seed": 7,
+        "sampler": "prior",
+        "pruner": "none",
+        "heartbeat": 10,
+        "objectives": "accuracy",
+        "baseline": True,
+        "base_config": base,
+    }
     settings = StudySettings.from_dict(old)
     config = settings.config
     assert (config.data.val_split, config.data.limit_train, config.data.split_seed, config.seed) == (0.2, 300, 7, 7)

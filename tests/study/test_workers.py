@@ -13,12 +13,12 @@ from collections import defaultdict
 
 import pytest
 
-from search.errors import UsageError
 from search.core.space_files import load_space
+from search.errors import UsageError
+from search.study.placement import WorkerPlan, parse_gpus, plan_workers
 from search.study.samplers import sampler_seed
 from search.study.settings import StudySettings
 from search.study.storage import create_or_load
-from search.study.placement import WorkerPlan, parse_gpus, plan_workers
 from search.study.workers import SearchJob, run
 
 
@@ -55,7 +55,9 @@ def test_a_single_gpu_still_gets_its_own_process():
     assert plan.gpu.startswith("GPU-") and plan.intra_threads == 4  # env set: runs in a spawned worker
 
 
-@pytest.mark.parametrize("text, expected", [(None, ()), ("0", ("0",)), ("0, 1,2", ("0", "1", "2")), ("0,0", ("0", "0"))])
+@pytest.mark.parametrize(
+    "text, expected", [(None, ()), ("0", ("0",)), ("0, 1,2", ("0", "1", "2")), ("0,0", ("0", "0"))]
+)
 def test_parse_gpus(text, expected):
     assert parse_gpus(text) == expected
 
@@ -75,7 +77,9 @@ def test_the_expected_retracing_warning_is_dropped_and_others_kept():
         return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
 
     quiet = QuietRetracing()
-    assert not quiet.filter(record("5 out of the last 15 calls to <function f> triggered tf.function retracing. Tracing is expensive"))
+    assert not quiet.filter(
+        record("5 out of the last 15 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+    )
     assert quiet.filter(record("Skipping variable loading for optimizer"))
 
 
@@ -90,19 +94,25 @@ def test_sampler_seeds_differ_per_worker_and_one_process_keeps_seed_plus_done():
     assert len(seeds) == 8
     # reproducible: another process (its own hash seed) gives worker 3 the same seed
     code = "from search.study.samplers import sampler_seed; print(sampler_seed(7, 5, 3))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123"}
+    )
     assert int(other.stdout) == sampler_seed(7, 5, 3) != sampler_seed(7, 5, 2)
 
 
 def test_mixed_precision_is_set_before_training():
     """``--mixed-precision``: the worker's Keras policy is mixed_float16 (float16 compute,
     float32 weights); the plain plan leaves float32."""
-    code = ("import keras\n"
-            "from search.study.placement import WorkerPlan, configure_tensorflow\n"
-            "configure_tensorflow(WorkerPlan(0, mixed_precision={flag}))\n"
-            "print(keras.mixed_precision.global_policy().name)")
+    code = (
+        "import keras\n"
+        "from search.study.placement import WorkerPlan, configure_tensorflow\n"
+        "configure_tensorflow(WorkerPlan(0, mixed_precision={flag}))\n"
+        "print(keras.mixed_precision.global_policy().name)"
+    )
     for flag, policy in ((True, "mixed_float16"), (False, "float32")):
-        result = subprocess.run([sys.executable, "-c", code.format(flag=flag)], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(flag=flag)], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip().splitlines()[-1] == policy
 
@@ -207,7 +217,9 @@ def test_one_replaceable_worker_samples_as_one_process_does(sqlite_url, tmp_path
     run(make_job(here_url, 5), plan_workers(None, (), cores=2))
     run(make_job(sqlite_url, 5, recycle_mb=1000.0), plan_workers(None, (), cores=2))
     here, child = (optuna.load_study(study_name="race", storage=u).get_trials() for u in (here_url, sqlite_url))
-    assert {t.user_attrs["pid"] for t in here} == {os.getpid()} and os.getpid() not in {t.user_attrs["pid"] for t in child}
+    assert {t.user_attrs["pid"] for t in here} == {os.getpid()} and os.getpid() not in {
+        t.user_attrs["pid"] for t in child
+    }
     assert [t.params for t in child] == [t.params for t in here]
 
 
@@ -256,7 +268,9 @@ def test_workers_load_a_multi_objective_study_with_the_recorded_settings(sqlite_
     import optuna
     from optuna.study import StudyDirection
 
-    settings = StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), objectives="accuracy,params", pruner="none")
+    settings = StudySettings.of(
+        dataset="digits", space=load_space("cnn").to_dict(), objectives="accuracy,params", pruner="none"
+    )
     create_or_load("race", sqlite_url, settings)
     job = SearchJob("race", sqlite_url, settings, 6, None, no_data, tiny_two_objectives, setup=no_setup)
     outcome = run(job, plan_workers(2, (), cores=2))
@@ -309,9 +323,28 @@ def test_workers_end_when_the_command_is_killed(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     main = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_search.py"), "--study", "k", "--studies-dir", "studies", "--workers", "2",
-         "--trials", "40", "--epochs", "200", "--limit-train", "300", "--space", str(ROOT / "tests" / "spaces" / "tiny.toml")],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(ROOT / "run_search.py"),
+            "--study",
+            "k",
+            "--studies-dir",
+            "studies",
+            "--workers",
+            "2",
+            "--trials",
+            "40",
+            "--epochs",
+            "200",
+            "--limit-train",
+            "300",
+            "--space",
+            str(ROOT / "tests" / "spaces" / "tiny.toml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 120
@@ -337,7 +370,9 @@ def _create_with_split(url: str, barrier, val_split: float, results) -> None:
 
     barrier.wait()
     try:
-        create_or_load("mixed", url, StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), val_split=val_split))
+        create_or_load(
+            "mixed", url, StudySettings.of(dataset="digits", space=load_space("cnn").to_dict(), val_split=val_split)
+        )
         results[val_split] = "ok"
     except StorageError as e:
         results[val_split] = str(e)
@@ -357,7 +392,9 @@ def test_commands_creating_one_study_at_once_with_other_settings_leave_one_stand
         p.start()
     for p in procs:
         p.join(120)
-    recorded = optuna.load_study(study_name="mixed", storage=sqlite_url).user_attrs["cnn_search"]["config"]["data"]["val_split"]
+    recorded = optuna.load_study(study_name="mixed", storage=sqlite_url).user_attrs["cnn_search"]["config"]["data"][
+        "val_split"
+    ]
     assert results[recorded] == "ok"
     loser = 0.2 if recorded == 0.1 else 0.1
     assert f"val_split={recorded!r}" in results[loser] and "nothing was run" in results[loser]

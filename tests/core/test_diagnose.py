@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from search.reporting.diagnose import Finding, check_input_scale, diagnose_history, explain
+from search.core.diagnose import Finding, check_input_scale, diagnose_history, explain
 
 HEALTHY = {
     "loss": [1.2, 0.6, 0.4, 0.3],
@@ -25,12 +25,22 @@ def test_nan_loss_is_diverged():
 
 
 def test_exploding_loss_is_diverged():
-    history = {"loss": [2.3, 5.0, 40.0], "accuracy": [0.3, 0.3, 0.3], "val_loss": [2, 2, 2], "val_accuracy": [0.3, 0.31, 0.3]}
+    history = {
+        "loss": [2.3, 5.0, 40.0],
+        "accuracy": [0.3, 0.3, 0.3],
+        "val_loss": [2, 2, 2],
+        "val_accuracy": [0.3, 0.31, 0.3],
+    }
     assert "diverged" in diagnose_history(history, 10)
 
 
 def test_chance_accuracy_is_stuck():
-    history = {"loss": [2.31, 2.30, 2.30], "accuracy": [0.1, 0.11, 0.1], "val_loss": [2.3] * 3, "val_accuracy": [0.1, 0.098, 0.11]}
+    history = {
+        "loss": [2.31, 2.30, 2.30],
+        "accuracy": [0.1, 0.11, 0.1],
+        "val_loss": [2.3] * 3,
+        "val_accuracy": [0.1, 0.098, 0.11],
+    }
     assert diagnose_history(history, 10) == ["stuck"]
     assert "stuck" not in diagnose_history({**history, "val_accuracy": [0.1, 0.12, 0.16]}, 10)
     # one epoch (a trial pruned after its first) is too early to call
@@ -65,10 +75,29 @@ def test_input_scale_warnings():
 def test_explain_finds_what_diverged_trials_share():
     trials = []
     for i in range(9):  # diverged: SGD, high rates, no batch norm
-        trials.append((["diverged"], {"optimizer": "sgd", "learning_rate": 0.06 + i * 0.01, "batch_norm": False, "batch_size": 32 * (1 + i % 2)}))
+        trials.append(
+            (
+                ["diverged"],
+                {
+                    "optimizer": "sgd",
+                    "learning_rate": 0.06 + i * 0.01,
+                    "batch_norm": False,
+                    "batch_size": 32 * (1 + i % 2),
+                },
+            )
+        )
     for i in range(21):
-        trials.append(([], {"optimizer": ["adam", "sgd", "rmsprop"][i % 3], "learning_rate": 0.0005 + i * 0.001,
-                            "batch_norm": i % 4 != 0, "batch_size": 32 * (1 + i % 2)}))
+        trials.append(
+            (
+                [],
+                {
+                    "optimizer": ["adam", "sgd", "rmsprop"][i % 3],
+                    "learning_rate": 0.0005 + i * 0.001,
+                    "batch_norm": i % 4 != 0,
+                    "batch_size": 32 * (1 + i % 2),
+                },
+            )
+        )
     (finding,) = explain(trials)
     assert finding == Finding("diverged", 9, 30, finding.traits)
     assert set(finding.traits) == {"learning_rate >= 0.06", "batch_norm=False", "optimizer=sgd"}
@@ -85,7 +114,7 @@ def test_explain_reports_counts_without_traits_when_nothing_is_shared():
 
 
 def test_input_warnings_flag_pre_normalized_images_for_scale_mode():
-    from search.reporting.diagnose import input_warnings
+    from search.core.diagnose import input_warnings
 
     x = np.random.default_rng(0).uniform(0, 1, (50, 4, 4, 1))  # already in [0, 1], but pixel_max 255
     found = input_warnings(x, 255.0, [x.mean()], [x.var()], ["scale", "per_channel"])

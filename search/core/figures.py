@@ -30,8 +30,13 @@ def _figure(width: float, height: float, dpi: int = 100):
     return fig
 
 
-def save_confusion(matrix: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path,
-                   title: str = "", what: str = "class") -> Path:
+def save_confusion(
+    matrix: np.ndarray | Sequence[Sequence[int]],
+    class_names: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    what: str = "class",
+) -> Path:
     """Write the confusion matrix (rows: true ``what``, columns: predicted), each row
     normalized to the share of its true class, with class names on both axes."""
     counts = np.asarray(matrix, dtype=np.int64)
@@ -43,7 +48,9 @@ def save_confusion(matrix: np.ndarray | Sequence[Sequence[int]], class_names: Se
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks(range(k), [str(n) for n in class_names], rotation=90 if k > 10 or _long(class_names) else 0, fontsize=font)
+    ax.set_xticks(
+        range(k), [str(n) for n in class_names], rotation=90 if k > 10 or _long(class_names) else 0, fontsize=font
+    )
     ax.set_yticks(range(k), [str(n) for n in class_names], fontsize=font)
     ax.set_xlabel(f"predicted {what}")
     ax.set_ylabel(f"true {what}")
@@ -51,21 +58,41 @@ def save_confusion(matrix: np.ndarray | Sequence[Sequence[int]], class_names: Se
         for i in range(k):
             for j in range(k):
                 if counts[i, j]:
-                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=font,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(counts[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=font,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     bar.set_label(f"share of the true {what}'s test images")
     total, right = int(counts.sum()), int(np.trace(counts))
     heading = f"{title}\n" if title else ""
     counted = "cells: counts" if few else "colour: share of the row"
-    ax.set_title(f"{heading}confusion on the test split: {right} of {total} right ({right / max(total, 1):.1%}); "
-                 f"rows sum to 1, {counted}", fontsize=10)
+    ax.set_title(
+        f"{heading}confusion on the test split: {right} of {total} right ({right / max(total, 1):.1%}); "
+        f"rows sum to 1, {counted}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
-def save_mistakes(images: np.ndarray, truth: Sequence[str], predicted: Sequence[str], probability: Sequence[float],
-                  path: str | Path, *, pixel_max: float, total_wrong: int, title: str = "", what: str = "label") -> Path:
+def save_mistakes(
+    images: np.ndarray,
+    truth: Sequence[str],
+    predicted: Sequence[str],
+    probability: Sequence[float],
+    path: str | Path,
+    *,
+    pixel_max: float,
+    total_wrong: int,
+    title: str = "",
+    what: str = "label",
+) -> Path:
     """Write a grid of test images the model got wrong, most confident first, each with
     its true and predicted ``what`` (label, or text) and the probability the model gave
     its answer."""

@@ -67,7 +67,9 @@ def diagnose_history(
     # text: accuracy is whole-string; chance is judged per character (num_classes = alphabet size)
     chance_acc = list(history.get("val_char_accuracy", [])) or val_acc
     finite_loss = _finite(loss)
-    exploded = bool(finite_loss) and max(finite_loss) > DIVERGE_GROWTH * max(finite_loss[0], math.log(max(num_classes, 2)))
+    exploded = bool(finite_loss) and max(finite_loss) > DIVERGE_GROWTH * max(
+        finite_loss[0], math.log(max(num_classes, 2))
+    )
     if (fail_reason and "diverged" in fail_reason) or len(finite_loss) < len(loss) or exploded:
         found.append("diverged")
     judged = _finite(chance_acc)
@@ -94,7 +96,10 @@ def check_input_scale(normalized_sample: np.ndarray, mode: str) -> str | None:
         return None
     std, peak = float(x.std()), float(np.abs(x).max())
     if mode == "scale" and peak < 0.05:
-        return f"inputs scaled to [0,1] peak at {peak:.3g}: the images look already normalized; use --space with data.normalization = \"per_channel\""
+        return (
+            f"inputs scaled to [0,1] peak at {peak:.3g}: the images look already normalized; "
+            'use --space with data.normalization = "per_channel"'
+        )
     if mode == "scale" and peak > 10:
         return f"inputs scaled to [0,1] reach {peak:.3g}: pixel values exceed the expected maximum; check the data"
     if std < 1e-3:
@@ -102,8 +107,9 @@ def check_input_scale(normalized_sample: np.ndarray, mode: str) -> str | None:
     return None
 
 
-def input_warnings(x_train: np.ndarray, pixel_max: float, mean: Sequence[float], variance: Sequence[float],
-                   modes: Sequence[str]) -> list[str]:
+def input_warnings(
+    x_train: np.ndarray, pixel_max: float, mean: Sequence[float], variance: Sequence[float], modes: Sequence[str]
+) -> list[str]:
     """``check_input_scale`` for each normalization mode a search may use, on up to 512 images."""
     sample = np.asarray(x_train[:512], dtype=np.float64)
     normalized = {

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.reporting.plots import save_curves
+from search.core.plots import save_curves
 
 if TYPE_CHECKING:
     import keras
@@ -72,7 +72,8 @@ def upload_trial_artifacts(
                 optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
     except Exception as e:  # noqa: BLE001 - artifacts must never fail a trial
         warnings.warn(
-            f"trial {trial.number}: could not save its artifacts in {folder} ({type(e).__name__}: {e}); the trial goes on",
+            f"trial {trial.number}: could not save its artifacts in "
+            f"{folder} ({type(e).__name__}: {e}); the trial goes on",
             ArtifactWarning,
             stacklevel=2,
         )

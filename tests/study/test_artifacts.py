@@ -3,8 +3,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.reporting.artifacts import ArtifactWarning, upload_trial_artifacts, write_trial_files
-from search.reporting.plots import save_curves
+from search.core.plots import save_curves
+from search.study.artifacts import ArtifactWarning, upload_trial_artifacts, write_trial_files
 
 
 def test_every_trial_of_a_search_has_its_curves_and_model_summary(tiny_study):
@@ -13,7 +13,10 @@ def test_every_trial_of_a_search_has_its_curves_and_model_summary(tiny_study):
     states = set()
     for trial in study.trials:
         metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
-        assert sorted(m.filename for m in metas) == [f"trial-{trial.number}-curves.png", f"trial-{trial.number}-model.txt"]
+        assert sorted(m.filename for m in metas) == [
+            f"trial-{trial.number}-curves.png",
+            f"trial-{trial.number}-model.txt",
+        ]
         assert {m.mimetype for m in metas} == {"image/png", "text/plain"}
         assert all((folder / m.artifact_id).is_file() for m in metas)
         states.add(trial.state.name)

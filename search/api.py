@@ -1,0 +1,47 @@
+"""``run_search``: a whole search from Python, as ``python run_search.py`` runs it.
+
+It spans the layers (the setup of ``search.study.setup``, the trial lines of
+``search.reporting.progress``), so it lives above them; ``import search`` exposes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from search.core.config import DataConfig
+from search.core.spaces import Space
+from search.reporting.progress import TrialPrinter
+from search.study.setup import DEFAULT_SPACE, SearchRequest, prepare
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.core.data import Dataset
+
+__all__ = ["run_search"]
+
+
+def run_search(
+    data: str | DataConfig | Dataset = "digits", space: str | Space = DEFAULT_SPACE, **options: Any
+) -> optuna.Study:
+    """Run a search (or resume the study of that name) in this process; return the study.
+
+    ``data``: a dataset spec (``"fashion_mnist"``, ``"folder:PATH"``, ...), a
+    ``DataConfig``, or a ``Dataset`` already in memory (``search.from_arrays`` makes one
+    from NumPy arrays).  ``space``: a built-in space name, a TOML file, or a ``Space``.
+    ``options``: the fields of ``SearchRequest``, which are the command line's options
+    (``study``, ``storage``, ``trials``, ``budget`` in seconds or ``"10m"``, ``timeout``,
+    ``epochs``, ``seed``, ``monitor``, ``objectives``, ``sampler``, ``pruner``,
+    ``warm_start``, ``workers``, ...), with the same defaults and refusals.  Every trial is
+    stored as the command line stores it, so ``best``, ``export``, ``report`` and the
+    dashboard read it.
+    """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(SearchRequest)})
+    if unknown:
+        raise TypeError(f"run_search() got unknown options {unknown}")
+    search = prepare(SearchRequest(dataset=data, space=space, **options))
+    for note in search.notes:
+        print(note)
+    search.run(printer=TrialPrinter)
+    return search.study
