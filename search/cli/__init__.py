@@ -49,33 +49,15 @@ def require_tensorflow(import_now: bool = True) -> None:
     """
     try:
         if import_now:
-            _import_tensorflow_quietly()
+            from search.core.tfimport import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
         elif importlib.util.find_spec("tensorflow") is None:
             raise ImportError("tensorflow")
     except ImportError as e:
         raise UsageError(
             "TensorFlow is not installed; run: pip install -e '.[cpu]' (or '.[gpu]' on a machine with an NVIDIA GPU)"
         ) from e
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (absl's 'All log messages before
-    absl::InitializeLog()', oneDNN notes) kept off stderr: they print whatever
-    TF_CPP_MIN_LOG_LEVEL says, and would sit above a command's one-line answer.  With
-    TF_CPP_MIN_LOG_LEVEL set to 0 or 1 they are shown."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
-        import tensorflow  # noqa: F401
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def add_study_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -11,6 +11,7 @@ Trials run here, or in ``--workers`` / ``--gpus`` processes (see ``search.study.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import time
 
@@ -158,7 +159,10 @@ def location_args(args: argparse.Namespace, url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    search = prepare(request_of(args))
+    from search.cli import require_tensorflow
+
+    # installed? (after the cheap checks; it loads where trials run)
+    search = prepare(request_of(args), before_data=functools.partial(require_tensorflow, import_now=False))
     data, space, settings, plans = search.data, search.space, search.settings, search.plans
     print(f"{'resuming' if search.resumed else 'new'} study '{search.name}' in {safe_url(search.url)}")
     for warning in data_warnings(data, space):

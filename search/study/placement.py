@@ -100,6 +100,9 @@ class QuietRetracing(logging.Filter):
 
 def configure_tensorflow(plan: WorkerPlan) -> None:
     """Apply a plan's threads and precision; call before TensorFlow runs anything."""
+    from search.core.tfimport import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # a worker's first import: without the C++ start-up lines
     import tensorflow as tf
 
     tf.get_logger().addFilter(QuietRetracing())

@@ -249,8 +249,10 @@ class Search:
         return workers.run(job, self.plans, data)
 
 
-def prepare(r: SearchRequest) -> Search:
-    """Check ``r``, load the data, create or resume the study; raise (one line) on bad input."""
+def prepare(r: SearchRequest, before_data: Callable[[], None] | None = None) -> Search:
+    """Check ``r``, load the data, create or resume the study; raise (one line) on bad input.
+    ``before_data`` runs after the checks that need nothing loaded (the command line checks
+    that TensorFlow is installed there)."""
     from search.study import placement
 
     check_request(r)
@@ -288,6 +290,8 @@ def prepare(r: SearchRequest) -> Search:
     make_sampler(settings.sampler, settings.seed)  # fail on a missing optional package now,
     make_pruner(settings.pruner, settings.epochs)  # not after the study exists
 
+    if before_data is not None:
+        before_data()
     from search.core.data import load_dataset
 
     if r.in_memory is not None:
