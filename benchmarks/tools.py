@@ -150,7 +150,9 @@ def run_harness(
         config=base, space=bench.space.to_dict(), sampler=sampler, pruner=pruner, baseline=baseline
     )
     name = f"{rec.run.tool}-{bench.seed}"
-    budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS) if budgeted else None
+    # the sampler decides the plan's shape as in search --budget (search.study.budgets.study_budget): only the
+    # prior sampler branches; another draws its explore trials from scratch
+    budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS, sampler=sampler) if budgeted else None
     study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
     objective = Objective(
         bench.space,
