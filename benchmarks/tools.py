@@ -44,6 +44,7 @@ from search.core.training import fit, keras_session
 from search.errors import DataError, TrialError
 from search.study.budget import BudgetPlan
 from search.study.record import TrialRecord
+from search.study.runner import BUDGET_MAX_EPOCHS  # as ``search --budget`` without --epochs
 from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER
 from search.study.settings import StudySettings
 from search.study.storage import create_or_load, default_storage
@@ -130,9 +131,6 @@ def optuna_recorder_callback(bench: Bench, rec: Recorder) -> Callable[[optuna.St
             )
 
     return on_trial_end
-
-
-BUDGET_MAX_EPOCHS = 100  # as ``search --budget`` without --epochs
 
 
 def bench_recipe(bench: Bench, epochs: int | None = None) -> RunConfig:
