@@ -131,7 +131,10 @@ def test_a_lost_machine_costs_only_its_running_trials_which_the_other_machine_ru
     for t in lost:
         again = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
         assert len(again) == 1 and again[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-        assert str(again[0].user_attrs["worker"]).startswith("machine-b:") and again[0].params == t.params
+        assert str(again[0].user_attrs["worker"]).startswith("machine-b:")
+        # the same draws: a trial killed while it was still drawing (define-by-run) has only its first
+        # parameters, which the retry keeps; it draws the rest itself
+        assert t.params.items() <= again[0].params.items()
         waited = again[0].datetime_start.timestamp() - killed_at
         print(f"trial {t.number} of the lost machine ran again as trial {again[0].number} {waited:.1f}s after the kill")
         assert 3 * HEARTBEAT - 1 <= waited < 120  # after the heartbeat grace, not before
