@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from search.core.config import DataConfig
 from search.core.spaces import Space
 from search.reporting.progress import TrialPrinter
-from search.study.setup import DEFAULT_SPACE, SearchRequest, prepare
+from search.study.setup import SearchRequest, prepare
 
 if TYPE_CHECKING:
     import optuna
@@ -22,13 +22,16 @@ __all__ = ["run_search"]
 
 
 def run_search(
-    data: str | DataConfig | Dataset = "digits", space: str | Space = DEFAULT_SPACE, **options: Any
+    data: str | DataConfig | Dataset = "digits", space: str | Space | None = None, **options: Any
 ) -> optuna.Study:
     """Run a search (or resume the study of that name) in this process; return the study.
 
     ``data``: a dataset spec (``"fashion_mnist"``, ``"folder:PATH"``, ...), a
     ``DataConfig``, or a ``Dataset`` already in memory (``search.from_arrays`` makes one
-    from NumPy arrays).  ``space``: a built-in space name, a TOML file, or a ``Space``.
+    from NumPy arrays).  ``space``: a built-in space name, a TOML file, or a ``Space``
+    (default: ``cnn``; with ``model``, ``_training``).  ``model``: a function of your own,
+    ``build_model(hp)`` returning a Keras model, searched instead of the built-in
+    families (``search.core.custom``; the space samples the training around it).
     ``options``: the fields of ``SearchRequest``, which are the command line's options
     (``study``, ``storage``, ``trials``, ``budget`` in seconds or ``"10m"``, ``timeout``,
     ``epochs``, ``seed``, ``monitor``, ``objectives``, ``sampler``, ``pruner``,

@@ -26,6 +26,7 @@ SLOW_MODULES = {
     "tests/test_benchmarks.py",
     "tests/test_benchmarks_overhead.py",
     "tests/cli/test_cli.py",
+    "tests/cli/test_custom_model.py",
     "tests/core/test_textdata.py",
     "tests/final/test_final.py",
     "tests/final/test_serving.py",

@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, DEFAULT_COMMAND)
     try:
         args = build_parser().parse_args(args_list)
+        if getattr(args, "verbose", False):  # before TensorFlow loads, here or in a worker (which inherits it)
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args) or 0)
     except UsageError as e:

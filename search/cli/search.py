@@ -16,6 +16,7 @@ import shlex
 import time
 
 from search.reporting.progress import TrialPrinter
+from search.study.model_space import DEFAULT_MODEL_SPACE
 from search.study.patient import DEFAULT_WAIT
 from search.study.runner import BUDGET_MAX_EPOCHS
 from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
@@ -31,7 +32,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "textfolder:PATH (text images), captcha or captcha:N (generated 4-digit captchas)",
     )
     p.add_argument("--data-dir", help="folder with the dataset's files when it cannot be downloaded")
-    p.add_argument("--space", help=f"built-in space name or a .toml file (default: {DEFAULT_SPACE})")
+    p.add_argument(
+        "--space",
+        help=f"built-in space name or a .toml file (default: {DEFAULT_SPACE}; with --model: {DEFAULT_MODEL_SPACE})",
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:FUNCTION",
+        help="search your own Keras model: a function of hp (KerasTuner's hp.Int, hp.Float, hp.Choice, ... or "
+        "Optuna's suggest_*) that returns a keras.Model; the space samples the training around it",
+    )
+    p.add_argument(
+        "--max-params",
+        type=int,
+        metavar="N",
+        help="fail a trial whose model has more than N parameters (it does not train; the search goes on)",
+    )
     p.add_argument("--trials", type=int, default=None, help=f"trials to run now (default: {DEFAULT_TRIALS})")
     p.add_argument(
         "--budget",
@@ -97,6 +113,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long workers wait for a PostgreSQL or MySQL server that went away before they stop (one line, "
         f"exit 2; the same command resumes); training goes on meanwhile (default: {DEFAULT_WAIT:g})",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's own start-up and C++ log lines (hidden by default)",
     )
     p.add_argument(
         "--heartbeat",
@@ -172,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
         if search.budget
         else f"up to {settings.epochs} epochs a trial"
     )
+    if settings.model:
+        own = [p.name for p in space.params if p.section == "model"]
+        print(f"model {settings.model} (your function; {len(own)} hyperparameters: {', '.join(own) or 'none'})")
     print(
         f"data {data.describe()}; space '{space.name}' ({len(space.params)} parameters); "
         f"{epochs}; sampler {settings.sampler}, pruner {settings.pruner}"

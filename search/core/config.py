@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from search.core.metrics import METRICS, TEXT_METRICS, is_loss, is_text_dataset, metric_names
+from search.core.model_configs import (
+    MODEL_KINDS,
+    Activation,
+    CNNConfig,
+    CustomModelConfig,
+    Initializer,
+    ModelConfig,
+    ResNetConfig,
+    model_class,
+)
 from search.core.validate import check_value, fail, require, section_from_dict
 from search.errors import ConfigError
 
@@ -27,7 +37,12 @@ __all__ = [
     "AugmentConfig",
     "CNNConfig",
     "ResNetConfig",
+    "CustomModelConfig",
     "ModelConfig",
+    "MODEL_KINDS",
+    "Initializer",
+    "Activation",
+    "model_class",
     "OptimizerConfig",
     "ScheduleConfig",
     "TrainConfig",
@@ -42,9 +57,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MAX_SEED = 2**31 - 1  # NumPy, TensorFlow and Optuna seeds must stay below 2**32 once trial numbers are added
-
-Initializer = Literal["he_normal", "he_uniform", "glorot_uniform", "glorot_normal", "lecun_normal"]
-Activation = Literal["relu", "elu", "selu", "swish", "gelu", "leaky_relu"]
 
 
 @dataclass(frozen=True)
@@ -100,77 +112,6 @@ class AugmentConfig:
         require(0.0 <= self.translate < 0.5, "augment.translate", "a fraction in [0, 0.5)", self.translate)
         require(0 <= self.pad_crop <= 16, "augment.pad_crop", "pixels in [0, 16]", self.pad_crop)
         require(0.0 <= self.cutout <= 0.75, "augment.cutout", "a fraction of the image side in [0, 0.75]", self.cutout)
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """A VGG-style network: blocks of convolutions, each block followed by pooling."""
-
-    kind: Literal["cnn"] = "cnn"
-    blocks: int = 3
-    convs_per_block: int = 2
-    base_filters: int = 32
-    filter_growth: float = 2.0  # filters of block i = base_filters * filter_growth**i
-    kernel_size: int = 3
-    batch_norm: bool = True
-    block_dropout: float = 0.25
-    head_dropout: float = 0.5
-    dense_units: int = 128  # 0 means no hidden dense layer
-    initializer: Initializer = "he_normal"
-    activation: Activation = "relu"
-    # What joins the last block to the head: flatten every position, or keep each
-    # filter's largest ("max") or mean ("avg") response (global pooling: far fewer
-    # head weights, and the network's answer no longer depends on where a feature is).
-    pooling: Literal["flatten", "max", "avg"] = "flatten"
-    # Pool after a block's first convolution instead of after its last (airbench's
-    # block): the other convolutions of the block run at half the resolution, a quarter
-    # of the work, so two convolutions a block cost little more than one.
-    early_pool: bool = False
-
-    def __post_init__(self) -> None:
-        require(1 <= self.blocks <= 8, "model.blocks", "an integer in [1, 8]", self.blocks)
-        require(1 <= self.convs_per_block <= 6, "model.convs_per_block", "an integer in [1, 6]", self.convs_per_block)
-        require(1 <= self.base_filters <= 1024, "model.base_filters", "an integer in [1, 1024]", self.base_filters)
-        require(1.0 <= self.filter_growth <= 4.0, "model.filter_growth", "a number in [1, 4]", self.filter_growth)
-        require(self.kernel_size in (1, 3, 5, 7), "model.kernel_size", "one of 1, 3, 5, 7", self.kernel_size)
-        require(0.0 <= self.block_dropout < 1.0, "model.block_dropout", "a rate in [0, 1)", self.block_dropout)
-        require(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", self.head_dropout)
-        require(0 <= self.dense_units <= 8192, "model.dense_units", "an integer in [0, 8192]", self.dense_units)
-
-    def filters(self, block: int) -> int:
-        """Number of filters in block ``block`` (0-based)."""
-        return max(1, int(round(self.base_filters * self.filter_growth**block)))
-
-
-@dataclass(frozen=True)
-class ResNetConfig:
-    """A CIFAR-style ResNet (He et al.): three stages, depth 6n+2 (basic) or 9n+2 (bottleneck)."""
-
-    kind: Literal["resnet"] = "resnet"
-    version: Literal[1, 2] = 1
-    blocks_per_stage: int = 3  # n
-    base_filters: int = 16
-    block: Literal["basic", "bottleneck"] = "basic"
-    head_dropout: float = 0.0
-    initializer: Initializer = "he_normal"
-    activation: Activation = "relu"
-
-    def __post_init__(self) -> None:
-        require(
-            1 <= self.blocks_per_stage <= 18, "model.blocks_per_stage", "an integer in [1, 18]", self.blocks_per_stage
-        )
-        require(1 <= self.base_filters <= 256, "model.base_filters", "an integer in [1, 256]", self.base_filters)
-        require(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", self.head_dropout)
-
-    @property
-    def depth(self) -> int:
-        """Number of weighted layers: 6n+2 for basic blocks, 9n+2 for bottleneck blocks."""
-        per_block = 2 if self.block == "basic" else 3
-        return 3 * per_block * self.blocks_per_stage + 2
-
-
-ModelConfig = CNNConfig | ResNetConfig
-MODEL_KINDS: dict[str, type] = {"cnn": CNNConfig, "resnet": ResNetConfig}
 
 
 @dataclass(frozen=True)
@@ -325,9 +266,3 @@ class RunConfig:
             raise ConfigError(
                 f"{where}: not valid JSON ({e.msg} at line {e.lineno}); pass a file written by 'export'"
             ) from e
-
-
-def model_class(kind: Any, where: str) -> type:
-    if not isinstance(kind, str) or kind not in MODEL_KINDS:
-        fail(where, "one of " + ", ".join(map(repr, MODEL_KINDS)), kind)
-    return MODEL_KINDS[kind]

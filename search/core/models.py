@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from search.core.config import CNNConfig, ModelConfig, ResNetConfig
+from search.core.config import CNNConfig, CustomModelConfig, ModelConfig, ResNetConfig
+from search.errors import ConfigError
 
 # Keras' default (0.99) needs hundreds of steps before the moving statistics used at
 # evaluation catch up; short trials on small data evaluate with stale statistics.
@@ -113,6 +114,10 @@ def build_model(
     L, one softmax over ``num_classes`` characters per position: output (batch, L, C).
     With ``flip_tta`` it predicts, outside training, the mean of each image's
     probabilities and its mirror image's (``FlipBatch`` ... ``MeanOfFlips``)."""
+    if isinstance(model, CustomModelConfig):
+        if text_length:
+            raise ConfigError("model: a model function of your own classifies images; text datasets use cnn or resnet")
+        return _wrap_custom(model, input_shape, normalization, stats, flip_tta)
     inputs = keras.Input(shape=input_shape, name="image")
     x = FlipBatch(name="flip_tta")(inputs) if flip_tta else inputs
     x = normalization_layer(normalization, stats)(x)
@@ -132,6 +137,36 @@ def build_model(
         outputs = MeanOfFlips(dtype="float32", name="mean_of_flips")(outputs)
     name = "cnn" if isinstance(model, CNNConfig) else f"resnet{model.depth}_v{model.version}"
     return keras.Model(inputs, outputs, name=name)
+
+
+def _wrap_custom(
+    model: CustomModelConfig, input_shape: tuple[int, int, int], normalization: str, stats: InputStats, flip_tta: bool
+) -> keras.Model:
+    """A model of its user's own (``search.core.custom``) between the parts every model here
+    has: raw pixels in, the normalization, flip test-time augmentation, probabilities out
+    (a float32 softmax added where the model ends in logits)."""
+    from search.core.custom import build, ends_in_softmax
+
+    inner = build(model)
+    _uncompile(inner)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = FlipBatch(name="flip_tta")(inputs) if flip_tta else inputs
+    x = inner(normalization_layer(normalization, stats)(x))
+    final = layers.Activation("linear", dtype="float32", name="predictions") if ends_in_softmax(inner) else None
+    x = (final or layers.Softmax(dtype="float32", name="predictions"))(x)
+    if flip_tta:
+        x = MeanOfFlips(dtype="float32", name="mean_of_flips")(x)
+    return keras.Model(inputs, x, name="custom")
+
+
+def _uncompile(model: keras.Model) -> None:
+    """Forget how a model's function compiled it (its optimizer is read into the run config
+    by ``search.core.custom``): the model around it compiles once, and its saved file holds
+    one optimizer, not an unused second one whose variables ``predict`` could not load."""
+    if getattr(model, "compiled", False):
+        model.optimizer = None
+        model.compiled = False
+        model._compile_loss = model._compile_metrics = model._loss_tracker = None  # Keras' own compile state
 
 
 @keras.saving.register_keras_serializable(package="cnn_search")

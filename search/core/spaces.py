@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from search.core.config import MODEL_KINDS, SECTIONS, RunConfig, is_text_dataset
+from search.core.config import MODEL_KINDS, SECTIONS, CustomModelConfig, RunConfig, is_text_dataset
+from search.core.params import ABSENT, RENAMED, Param
 from search.core.validate import field_names
 
 if typing.TYPE_CHECKING:
@@ -33,73 +33,6 @@ NOT_IN_SPACES = {
     "data": {"dataset", "data_dir", "val_split", "limit_train", "split_seed"},
     "train": {"epochs", "monitor"},
 }
-RENAMED = {("optimizer", "name"): "optimizer", ("schedule", "name"): "schedule", ("model", "kind"): "model"}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One entry of a space: fixed, an int/float range, or a categorical choice."""
-
-    section: str
-    key: str
-    kind: Literal["fixed", "int", "float", "categorical"]
-    value: Any = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple[Any, ...] = ()
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    prior: Any = None  # where the prior-guided sampler centres its draws (None: the recipe's value)
-
-    @property
-    def name(self) -> str:
-        return RENAMED.get((self.section, self.key), self.key)
-
-    def possible_values(self) -> tuple[Any, ...] | None:
-        """The finite set of values this parameter can take, or None for a range."""
-        if self.kind == "fixed":
-            return (self.value,)
-        if self.kind == "categorical":
-            return self.choices
-        return None
-
-    def allows(self, value: Any) -> bool:
-        """Whether ``value`` is one this parameter can take (for a range: inside it, on its step)."""
-        if self.kind in ("fixed", "categorical"):
-            return any(type(value) is type(v) and value == v for v in self.possible_values() or ())
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
-            return False
-        if self.kind == "int" and value != int(value):
-            return False
-        return not self.step or math.isclose((value - self.low) / self.step, round((value - self.low) / self.step))
-
-    def applies(self, taken: dict[str, Any]) -> bool:
-        """Whether this parameter's ``when`` conditions hold for the values ``taken`` so far."""
-        return all(taken.get(k, _ABSENT) in allowed for k, allowed in self.when)
-
-    def describe(self) -> str:
-        if self.kind == "fixed":
-            text = f"= {self.value!r}"
-        elif self.kind == "categorical":
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        else:
-            text = f"{self.kind} in [{self.low}, {self.high}]" + (" log" if self.log else "")
-            text += f" step {self.step}" if self.step else ""
-        if self.when:
-            text += "  when " + " and ".join(f"{k} in {list(v)}" for k, v in self.when)
-        if self.prior is not None:
-            text += f"  prior {self.prior!r}"
-        return text
-
-    def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
-        if self.kind == "fixed":
-            return self.value
-        if self.kind == "categorical":
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
 
 @dataclass(frozen=True)
@@ -149,7 +82,7 @@ class Space:
             section = (
                 MODEL_KINDS[kind]() if p.section == "model" and kind != base.model.kind else getattr(base, p.section)
             )
-            value = getattr(section, p.key, _ABSENT)
+            value = _value_of(section, p.key)
             if value is not _ABSENT and p.allows(value):
                 taken[p.name] = value
         return taken
@@ -169,16 +102,12 @@ class Space:
         text = is_text_dataset(base.data.dataset)
 
         def names(centre: dict[str, Any]) -> list[str]:
-            kind = centre.get("model", base.model.kind)
+            kind = "custom" if isinstance(base.model, CustomModelConfig) else centre.get("model", base.model.kind)
             out = []
             for p in self.params:
                 if p.kind == "fixed" or not p.applies(centre) or (text and (p.section, p.key) == TEXT_SKIPS):
                     continue
-                if (
-                    p.section == "model"
-                    and p.key != "kind"
-                    and p.key not in field_names(MODEL_KINDS.get(kind, type(base.model)))
-                ):
+                if p.section == "model" and not _belongs(p, kind):
                     continue
                 out.append(p.name)
             return out
@@ -196,9 +125,17 @@ class Space:
         values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
         kind = base.model.kind
         text = is_text_dataset(base.data.dataset)
+        drawn = {}
+        if isinstance(base.model, CustomModelConfig):  # the model's own function asks for its values
+            from search.core.custom import draw
+
+            reserved = frozenset(p.name for p in self.params if p.section != "model")
+            drawn["model"], optimizer = draw(trial, base.model, reserved)
+            if optimizer is not None:  # a model its function compiled: its optimizer is the trial's
+                drawn["optimizer"] = optimizer
         for p in self.params:
-            if p.section == "model" and p.key != "kind" and p.key not in field_names(MODEL_KINDS[kind]):
-                continue  # a key of another model kind
+            if p.section == "model" and (isinstance(base.model, CustomModelConfig) or not _belongs(p, kind)):
+                continue  # a key of another model kind, or a custom model's (drawn above)
             if text and (p.section, p.key) == TEXT_SKIPS:
                 continue
             if not p.applies(taken):
@@ -215,11 +152,35 @@ class Space:
                 sections[section] = MODEL_KINDS[kind](**changed)
             elif changed:
                 sections[section] = dataclasses.replace(current, **changed)
+        sections.update(drawn)
         if epochs is not None:
             n = trial.suggest_int("epochs", epochs[0], max(epochs))
             sections["train"] = dataclasses.replace(sections.get("train", base.train), epochs=n)
         return base.replace(**sections)
 
+    def with_model(self, params: tuple[Param, ...], compiled: bool = False) -> Space:
+        """This space around a model of its user's own (``search.core.custom.declare``): its
+        ``params`` in place of any ``model`` section, and without the optimizer section
+        when the model's function compiled it (its optimizer is then the trial's)."""
+        kept = [p for p in self.params if p.section != "model" and not (compiled and p.section == "optimizer")]
+        return Space(self.name, (*kept, *params), self.source)
 
-_ABSENT = object()
+
+_ABSENT = ABSENT
+
+
+def _value_of(section: Any, key: str) -> Any:
+    """A section's value of a space parameter's key (a custom model's: its ``hp`` value)."""
+    if isinstance(section, CustomModelConfig):
+        return section.hp.get(key, _ABSENT)
+    return getattr(section, key, _ABSENT)
+
+
+def _belongs(p: Param, kind: str) -> bool:
+    """Whether model parameter ``p`` is one of model kind ``kind``'s (a custom model's are all its own)."""
+    if kind == "custom":
+        return p.key != "kind"
+    return p.key == "kind" or (kind in MODEL_KINDS and p.key in field_names(MODEL_KINDS[kind]))
+
+
 TEXT_SKIPS = ("augment", "horizontal_flip")  # not sampled for text data: a mirrored text is not its text

@@ -155,6 +155,7 @@ def fit(
     verbose: int = 0,
     until: float | None = None,
     initial_weights: str | None = None,
+    max_params: int | None = None,
 ) -> FitResult:
     """Build, compile and train the model ``config`` describes on ``data``.
 
@@ -167,7 +168,8 @@ def fit(
     starts again from its warm-up (a warm restart, as SGDR's).
 
     Raises ``DivergedError`` when the loss stops being finite and ``ResourceError`` when
-    the model does not fit in memory; both fail one trial, not the study.
+    the model does not fit in memory or has more than ``max_params`` parameters; both fail
+    one trial, not the study.
     """
     keras.utils.set_random_seed(config.seed)
     x, y = TensorCache.get(data, data.x_train, data.y_train)
@@ -191,6 +193,8 @@ def fit(
         schedule_callbacks = [*schedule_callbacks, pace]
         epochs = PACED_EPOCHS_CAP  # the clock ends it, however many epochs fit
     model = compile_model(config, data, lr)
+    if max_params is not None and model.count_params() > max_params:
+        raise ResourceError(f"the model has {model.count_params():,} parameters, over --max-params {max_params:,}")
     continued = False
     if initial_weights is not None:
         try:

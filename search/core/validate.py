@@ -66,6 +66,9 @@ def check_value(annotation: Any, value: Any, where: str) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         require(ok, where, "a number", value)
         return float(value)
+    if origin is dict:
+        require(isinstance(value, dict) and all(isinstance(k, str) for k in value), where, "a table", value)
+        return dict(value)
     if annotation is str:
         require(isinstance(value, str), where, "a string", value)
         return value

@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from search.core.config import CustomModelConfig
 from search.study.budget import BudgetPlan
 from search.study.settings import StudySettings
 
@@ -38,6 +39,7 @@ def build_objective(
         deadline=budget.deadline if budget else None,
         epochs=(1, budget.max_epochs) if budget else None,
         checkpoint_dir=artifact_dir / "checkpoints" if artifact_dir is not None and budget is not None else None,
+        max_params=settings.max_params,
     )
 
 
@@ -49,6 +51,7 @@ def with_recipe(settings: StudySettings, data: Dataset) -> StudySettings:
     base = recipe(
         DataShape.of(data, settings.dataset), settings.config.data, epochs=settings.epochs, seed=settings.seed
     )
-    return dataclasses.replace(
-        settings, config=base.replace(train=dataclasses.replace(base.train, monitor=settings.monitor))
-    )
+    train = dataclasses.replace(base.train, monitor=settings.monitor)
+    if isinstance(settings.config.model, CustomModelConfig):  # the user's model, trained with the recipe's training
+        return dataclasses.replace(settings, config=base.replace(train=train, model=settings.config.model))
+    return dataclasses.replace(settings, config=base.replace(train=train))

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from search.core.config import RunConfig, is_loss
+from search.core.config import CustomModelConfig, RunConfig, is_loss
 from search.core.spaces import Space
 from search.errors import StorageError
 from search.study.objectives import DEFAULT_OBJECTIVES, objective_directions, objective_metric_names, objective_names
@@ -25,7 +25,7 @@ __all__ = ["RUN_OPTIONS", "StudySettings", "resolve_settings", "check_same_study
 
 # Options of a study that live in its base run config, by the name the command line and
 # studies made before this layout use for them (see ``StudySettings.with_options``).
-RUN_OPTIONS = ("dataset", "data_dir", "val_split", "limit_train", "epochs", "seed", "monitor")
+RUN_OPTIONS = ("dataset", "data_dir", "val_split", "limit_train", "epochs", "seed", "monitor", "model")
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ class StudySettings:
     heartbeat: int = 10  # seconds between a running trial's heartbeats; the same for every worker
     objectives: str = DEFAULT_OBJECTIVES  # "accuracy" (the monitor alone) or e.g. "accuracy,params" (see objectives)
     baseline: bool = False  # True: a new study's first trial trains the base config (Space.baseline)
+    max_params: int | None = None  # a trial whose model has more parameters fails (None: no limit)
 
     # Changing any of these changes what a trial's value means.
-    IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives")
+    IDENTITY = ("dataset", "val_split", "limit_train", "monitor", "direction", "seed", "objectives", "model")
 
     @classmethod
     def of(
@@ -78,6 +79,8 @@ class StudySettings:
         if "seed" in run:
             data["split_seed"] = run["seed"]
             config = config.replace(seed=run["seed"])
+        if run.get("model") is not None:  # a model function of the user's own (search.core.custom)
+            config = config.replace(model=CustomModelConfig(build=run["model"]))
         train = {k: run[k] for k in ("epochs", "monitor") if k in run}
         if "monitor" in run and "direction" not in options:
             options["direction"] = "minimize" if is_loss(run["monitor"]) else "maximize"
@@ -93,6 +96,11 @@ class StudySettings:
     epochs = property(lambda self: self.config.train.epochs)
     monitor = property(lambda self: self.config.train.monitor)
     seed = property(lambda self: self.config.seed)
+
+    @property
+    def model(self) -> str | None:
+        """The user's model function (``FILE.py:NAME``), or None for a built-in model."""
+        return self.config.model.build if isinstance(self.config.model, CustomModelConfig) else None
 
     @property
     def space_obj(self) -> Space:

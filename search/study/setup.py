@@ -1,9 +1,8 @@
 """One setup for every search.  The command line (``search.cli.search``) and Python
-(``search.api.run_search``) both say what they want as a ``SearchRequest`` and call
-``prepare``, which checks everything a bad argument can break (before the study is
-created or a trial runs), loads the data, creates or resumes the study and returns a
-``Search`` ready to ``run``.  So both take the same options, defaults, study names and
-refusals; the command line only parses and prints.
+(``search.api.run_search``) both make a ``SearchRequest`` and call ``prepare``, which
+checks everything a bad argument can break (before the study is created or a trial
+runs), loads the data, creates or resumes the study and returns a ``Search`` ready to
+``run``: the same options, defaults, names and refusals; the command line only prints.
 
 One default differs, on purpose: ``recycle_mb``.  The command line runs trials in a
 worker process it replaces when its memory grows (512 MiB); from Python the trials run
@@ -26,6 +25,7 @@ from search.core.space_files import load_space
 from search.core.spaces import Space
 from search.errors import MetricNotFoundError, UsageError
 from search.study.budgets import parse_budget, study_budget
+from search.study.model_space import declare_model, model_spec
 from search.study.objectives import check_objective_settings, parse_objectives
 from search.study.patient import DEFAULT_WAIT, MAX_WAIT
 from search.study.recovery import reap_dead
@@ -96,6 +96,8 @@ class SearchRequest:
     mixed_precision: bool = False
     recycle_mb: float = 0.0
     storage_wait: float = DEFAULT_WAIT
+    model: str | Callable[..., Any] | None = None  # a model function of your own (search.core.custom)
+    max_params: int | None = None
 
     @property
     def in_memory(self) -> Dataset | None:
@@ -144,6 +146,8 @@ def check_request(r: SearchRequest) -> None:
             f"--storage-wait must be from 0 to {MAX_WAIT:g} seconds (how long a search waits for a database "
             f"server that went away), received {r.storage_wait:g}"
         )
+    if r.max_params is not None and r.max_params < 1:
+        raise UsageError(f"--max-params must be a positive number of parameters, received {r.max_params}")
     if r.heartbeat is not None and not 1 <= r.heartbeat <= MAX_HEARTBEAT:
         raise UsageError(
             f"--heartbeat must be from 1 to {MAX_HEARTBEAT} seconds (a crashed worker's trial is run "
@@ -187,6 +191,7 @@ def requested_settings(r: SearchRequest, space: Space | None) -> dict[str, Any]:
         "baseline": r.baseline,
         "objectives": parse_objectives(r.objectives) if r.objectives is not None else None,
         "space": space.to_dict() if space is not None else None,
+        "max_params": r.max_params,
     }  # with a budget the plan sets each trial's schedule length: no pruner unless asked
     return {k: v for k, v in given.items() if v is not None}
 
@@ -264,12 +269,22 @@ def prepare(r: SearchRequest, before_data: Callable[[], None] | None = None) -> 
     space = r.space if isinstance(r.space, Space) else load_space(r.space) if r.space is not None else None
     requested = requested_settings(r, space)
     space_name = Path(r.space).stem if isinstance(r.space, str) else space.name if space else DEFAULT_SPACE
+    spec = model_spec(r.model)
+    if spec is not None and r.space is None:
+        space_name = spec.rpartition(":")[2]  # digits-build_model
     name = check_study_name(
         r.study if r.study is not None else default_study_name(requested.get("dataset", DEFAULTS.dataset), space_name)
     )
     url = r.storage or default_storage(name, Path(r.studies_dir))
     check_writable(url)
     recorded = read_recorded(name, url)
+    declared = None
+    if spec is not None:  # the model function needs TensorFlow: check for it first
+        if before_data is not None:
+            before_data()
+        before_data = None
+        declared, given = declare_model(spec, space, recorded, name)
+        requested.update(given)
     if "monitor" in requested:
         dataset = requested.get("dataset", recorded.dataset if recorded else DEFAULTS.dataset)
         check_monitor(requested["monitor"], text=is_text_dataset(dataset))
@@ -299,6 +314,8 @@ def prepare(r: SearchRequest, before_data: Callable[[], None] | None = None) -> 
     else:
         load_data = functools.partial(load_dataset, settings.config.data)
     data = load_data()  # here too with workers: bad data stops us before the study exists
+    if declared is not None:
+        declared.check(spec, data.input_shape, data.num_classes, text=bool(data.text_length))
     if recorded is None:
         settings = with_recipe(settings, data)
     taken: Taken | None = warm.for_space(settings.space_obj) if warm is not None else None

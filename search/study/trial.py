@@ -90,6 +90,7 @@ class Objective:
         epochs: tuple[int, int] | None = None,
         direction: str | None = None,
         checkpoint_dir: Path | None = None,
+        max_params: int | None = None,
     ) -> None:
         self.space = space
         self.data = data
@@ -103,6 +104,7 @@ class Objective:
         self.epochs = epochs  # (low, high): each trial's schedule length is its ``epochs`` param (budgeted search)
         # A rich budget's explore trials leave their weights here; its final run continues from the winner's.
         self.checkpoint_dir = checkpoint_dir
+        self.max_params = max_params  # a trial whose model has more parameters fails before it trains
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -133,6 +135,7 @@ class Objective:
                         callbacks=[*self.callbacks, *deadline, reporter],
                         until=until,
                         initial_weights=source[1] if source else None,
+                        max_params=self.max_params,
                     )
                     before = 0
                     if source and result.continued:  # the winner's explore epochs count toward what it trained

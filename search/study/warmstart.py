@@ -147,4 +147,4 @@ def _section(config: RunConfig, section: str) -> Any:
 
 
 def _applies(p: Any, kind: str) -> bool:
-    return p.section != "model" or p.key == "kind" or p.key in field_names(MODEL_KINDS[kind])
+    return p.section != "model" or kind == "custom" or p.key == "kind" or p.key in field_names(MODEL_KINDS[kind])

@@ -1,7 +1,7 @@
 """Bad input through the real command line: one line naming the problem and the fix,
 exit status 2, no traceback, and the studies folder exactly as it was (no new study
 file, existing files byte for byte unchanged).  TensorFlow is never loaded for these:
-every check runs before it."""
+every check runs before it (except --model's: the function builds a Keras model)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 PASSWORD = "s3cret-pw"
+MODELS = ROOT / "tests" / "models" / "kt_resnet.py"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def template(tmp_path_factory) -> Path:
     (root / "empty_space.toml").write_text("")
     (root / "drop_not_a_list.toml").write_text('extends = "cnn"\ndrop = 5\n')
     (root / "prior_outside.toml").write_text('extends = "cnn"\n[model]\nblocks = { low = 1, high = 3, prior = 5 }\n')
+    (root / "fails_to_import.py").write_text("import keras\nraise RuntimeError('no GPU here')\n")
     return root
 
 
@@ -183,6 +185,28 @@ CASES = {
     "--budget 5s": (["--budget", "5s"], ["--budget '5s'", "under 30s", "at least 30s"]),
     "--budget 1e20 hours": (["--budget", "99999999999999999999h"], ["over 30 days"]),
     "study name with a trailing newline": (["--study", "nl\n"], ["study name 'nl\\n'", "letters, digits"]),
+    # --model: checked before the study exists (these load TensorFlow: the function builds a Keras model)
+    "--model file missing": (["--model", "no_such.py:build_model"], ["no_such.py", "give the path"]),
+    "--model without a function": (["--model", "fails_to_import.py"], ["expected FILE.py:FUNCTION"]),
+    "--model no such function": (["--model", f"{MODELS}:build"], ["has no function 'build'", "build_model"]),
+    "--model fails to import": (
+        ["--model", "fails_to_import.py:build_model"],
+        ["fails_to_import.py", "importing", "RuntimeError: no GPU here"],
+    ),
+    "--model returns no model": (["--model", f"{MODELS}:not_a_model"], ["returned str, not a Keras model"]),
+    "--model with 3 classes for 10": (
+        ["--model", f"{MODELS}:build_wrong_classes"],
+        ["output has shape (3,)", "10 classes", "Dense(10)"],
+    ),
+    "--model with a space that samples models": (
+        ["--model", f"{MODELS}:build_model", "--space", "cnn"],
+        ["space 'cnn'", "[model]", "_training"],
+    ),
+    "--model on a study of the built-in models": (
+        ["--model", f"{MODELS}:build_model", "--study", "existing"],
+        ["existing", "model", "drop that option"],
+    ),
+    "--max-params 0": (["--max-params", "0"], ["--max-params", "positive", "0"]),
 }
 
 

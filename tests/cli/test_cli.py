@@ -24,7 +24,7 @@ def digits_run(tmp_path_factory):
     """A real search: 3 trials, 2 epochs, then a resume that adds 2 more."""
     cwd = tmp_path_factory.mktemp("cli")
     first = run_cli("--study", "d", "--trials", "3", "--epochs", "2", "--limit-train", "400", cwd=cwd)
-    second = run_cli("--study", "d", "--trials", "2", cwd=cwd)
+    second = run_cli("--study", "d", "--trials", "2", "--verbose", cwd=cwd)
     return cwd, first, second
 
 
@@ -32,6 +32,8 @@ def test_search_stores_every_trial_with_its_attributes(digits_run):
     cwd, first, _ = digits_run
     assert first.returncode == 0, first.stderr
     assert "absl::InitializeLog" not in first.stderr and "oneDNN" not in first.stderr  # TensorFlow's start-up lines
+    second = digits_run[2]
+    assert "absl::InitializeLog" in second.stderr or "oneDNN" in second.stderr  # --verbose shows them
     study = load(cwd, "d")
     trials = study.trials
     assert len(trials) == 5 and all(t.state in FINISHED for t in trials)

@@ -161,6 +161,7 @@ def test_the_settings_carry_one_run_config_and_set_its_split_seed():
         "heartbeat",
         "objectives",
         "baseline",
+        "max_params",
     }
 
 
