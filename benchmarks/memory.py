@@ -1,7 +1,7 @@
 """Resident memory across a long search: does it stay flat?
 
-    python benchmarks/memory.py --trials 100 --epochs 3 --out docs/benchmarks/memory.json
-    python benchmarks/memory.py --trials 100 --epochs 3 --workers 2 --out docs/benchmarks/memory.json
+    python benchmarks/memory.py --trials 100 --epochs 2 --recycle-mb 512 --out docs/benchmarks/memory.json
+    python benchmarks/memory.py --trials 100 --epochs 2 --recycle-mb 0 --out docs/benchmarks/memory.json
 
 Runs ``run_search.py`` (the default space on digits, every other option as given) in a
 fresh folder, then reads each trial's ``rss_mb`` (the resident memory of the process that
@@ -26,13 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(trials: int, epochs: int, workers: int, recycle_mb: float, seed: int) -> dict:
+def measure(trials: int, epochs: int, workers: int, recycle_mb: float, seed: int, limit_train: int) -> dict:
     import optuna
 
     with tempfile.TemporaryDirectory(prefix="cnn-search-memory-") as folder:
         command = [
             sys.executable, str(ROOT / "run_search.py"), "--study", "memory", "--trials", str(trials),
             "--epochs", str(epochs), "--workers", str(workers), "--recycle-mb", str(recycle_mb), "--seed", str(seed),
+            "--limit-train", str(limit_train),
         ]  # fmt: skip
         start = time.time()
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
@@ -41,12 +42,15 @@ def measure(trials: int, epochs: int, workers: int, recycle_mb: float, seed: int
         study = optuna.load_study(study_name="memory", storage=f"sqlite:///{folder}/studies/memory.db")
         trials_ = sorted(study.trials, key=lambda t: t.datetime_complete or t.datetime_start)
         rss = [float(t.user_attrs["rss_mb"]) for t in trials_ if "rss_mb" in t.user_attrs]
+        replaced = done.stdout.count("a fresh process takes over")  # the search says so in one line each time
     at = {n: rss[min(n, len(rss)) - 1] for n in (10, 50, len(rss))}
     return {
         "trials": len(rss),
         "epochs": epochs,
         "workers": workers,
         "recycle_mb": recycle_mb,
+        "limit_train": limit_train,
+        "replaced_workers": replaced,
         "rss_mb_after": {str(n): round(v, 1) for n, v in at.items()},
         "ratio_last_to_10th": round(at[len(rss)] / at[10], 3),
         "max_rss_mb": round(max(rss), 1),
@@ -63,11 +67,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--recycle-mb", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=int, default=400)
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     if args.trials < 10:
         raise SystemExit("--trials must be at least 10: the ratio is to the 10th trial")
-    result = measure(args.trials, args.epochs, args.workers, args.recycle_mb, args.seed)
+    result = measure(args.trials, args.epochs, args.workers, args.recycle_mb, args.seed, args.limit_train)
     print(json.dumps(result))
     if args.out:
         runs = json.loads(args.out.read_text()) if args.out.exists() else []

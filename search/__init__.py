@@ -66,6 +66,7 @@ _LAZY = {
     "BudgetPlan": "search.study.budget",
     "run_search": "search.api",
     "from_arrays": "search.core.data",
+    "from_tf_data": "search.core.tfdata",
     "compile_model": "search.core.training",
     "parse_budget": "search.study.budgets",
 }

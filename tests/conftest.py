@@ -27,6 +27,7 @@ SLOW_MODULES = {
     "tests/test_benchmarks_overhead.py",
     "tests/cli/test_cli.py",
     "tests/cli/test_custom_model.py",
+    "tests/cli/test_tensorboard.py",
     "tests/core/test_textdata.py",
     "tests/final/test_final.py",
     "tests/final/test_serving.py",

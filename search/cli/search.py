@@ -115,6 +115,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"exit 2; the same command resumes); training goes on meanwhile (default: {DEFAULT_WAIT:g})",
     )
     p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="each trial's epoch scalars and hyperparameters as a TensorBoard run, DIR/trial-NNNN "
+        "(watch with: tensorboard --logdir DIR; needs pip install -e '.[tensorboard]')",
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="also show TensorFlow's own start-up and C++ log lines (hidden by default)",

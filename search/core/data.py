@@ -27,7 +27,17 @@ from search.core.config import DataConfig
 from search.core.loaders import RawData
 from search.errors import DataError
 
-__all__ = ["BUILTIN_DATASETS", "RawData", "Dataset", "load_raw", "prepare", "load_dataset", "from_arrays", "parse_spec"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "RawData",
+    "Dataset",
+    "load_raw",
+    "prepare",
+    "load_dataset",
+    "from_arrays",
+    "parse_spec",
+    "check_arrays",
+]
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "captcha")
 PATH_KINDS = ("folder", "npz", "textfolder", "captcha")
@@ -114,7 +124,7 @@ def load_raw(spec: str, data_dir: str | None = None) -> RawData:
         raw = loaders.load_textfolder(captcha_folder(int(path or DEFAULT_COUNT), data_dir))
     else:
         raw = loaders.load_npz(Path(path))  # type: ignore[arg-type]
-    _check_arrays(raw, spec)
+    check_arrays(raw, spec)
     return raw
 
 
@@ -199,14 +209,14 @@ def from_arrays(
         yt = loaders.as_labels(np.asarray(y_test).reshape(-1), len(xt), where, "y_test")
         loaders.same_image_shape(x, xt, where)
         raw = RawData(x, y, xt, yt, names, pixel_max)
-    _check_arrays(raw, name)
+    check_arrays(raw, name)
     return prepare(raw, DataConfig(name, val_split=val_split, split_seed=split_seed))
 
 
 # --- checks and helpers ------------------------------------------------------------------
 
 
-def _check_arrays(raw: RawData, spec: str) -> None:
+def check_arrays(raw: RawData, spec: str) -> None:
     for key in ("x_train", "x_test"):
         x = getattr(raw, key)
         if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():

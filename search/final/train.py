@@ -41,6 +41,7 @@ from search.core.figures import save_confusion, save_mistakes
 from search.core.outputs import check_output_folder, is_model_folder, staged_folder
 from search.core.plots import save_curves
 from search.core.textdata import decode
+from search.core.tfdata import from_tf_data, is_tf_data
 from search.core.training import fit
 from search.errors import UsageError
 from search.final.evaluation import confidence, confident_mistakes, evaluate_test, test_metrics
@@ -88,8 +89,11 @@ def train_final(
     The validation split is the one ``config.data`` describes (a trial's config: the
     split that trial was judged on).  ``early_stopping`` (patience in epochs, validation
     kept only) stops on ``config.train.monitor`` and restores the best weights.
-    ``source`` (an export's provenance) is copied into ``config.json``.
+    ``source`` (an export's provenance) is copied into ``config.json``.  ``data``: a
+    ``Dataset``, or ``tf.data`` pipelines as ``search.run_search`` takes them.
     """
+    if data is not None and is_tf_data(data):  # a tf.data pipeline, or (train, validation[, test]) of them
+        data = from_tf_data(*data) if isinstance(data, tuple) else from_tf_data(data)
     if early_stopping is not None:
         if not keep_val:
             raise UsageError("early stopping watches the validation split; add --keep-val (keep_val=True)")

@@ -31,15 +31,21 @@ def model_spec(model: str | Callable[..., Any] | None) -> str | None:
 
 
 def declare_model(
-    spec: str, space: Space | None, recorded: StudySettings | None, name: str
+    spec: str,
+    space: Space | None,
+    recorded: StudySettings | None,
+    name: str,
+    before: Callable[[], None] | None = None,
 ) -> tuple[Declared, dict[str, Any]]:
     """Run the model function at its defaults (``search.core.custom.declare``) and put its
     parameters into the space: the given one, the resumed study's, or ``_training``.
     Returns what it declared and the study settings it gives (the model, the space).  A
     resumed study of another model, or whose function now declares other parameters, is
-    refused."""
+    refused.  ``before`` runs first (the command line's check that TensorFlow is installed)."""
     from search.core.custom import declare
 
+    if before is not None:
+        before()
     if recorded is not None and recorded.model != spec:
         raise StorageError(
             f"study '{name}' was created with model={recorded.model or 'the built-in models'}, not {spec}; "

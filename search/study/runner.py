@@ -22,11 +22,16 @@ BUDGET_MAX_EPOCHS = 100  # a budgeted search's longest schedule when ``epochs`` 
 
 
 def build_objective(
-    settings: StudySettings, data: Dataset, artifact_dir: Path | None = None, budget: BudgetPlan | None = None
+    settings: StudySettings,
+    data: Dataset,
+    artifact_dir: Path | None = None,
+    budget: BudgetPlan | None = None,
+    tensorboard: str | None = None,
 ) -> Objective:
     """The objective for ``settings`` on ``data``; workers call it after loading the data.
     With a ``budget``, each trial's epochs are planned (its ``epochs`` param) and the
-    running trial stops at the deadline."""
+    running trial stops at the deadline.  With ``tensorboard`` (a folder) each trial logs its
+    run there (``search.core.tensorboard``)."""
     from search.study.trial import Objective
 
     return Objective(
@@ -40,6 +45,7 @@ def build_objective(
         epochs=(1, budget.max_epochs) if budget else None,
         checkpoint_dir=artifact_dir / "checkpoints" if artifact_dir is not None and budget is not None else None,
         max_params=settings.max_params,
+        tensorboard=tensorboard,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from search.study.storage import (
     create_or_load,
     default_artifact_dir,
     default_storage,
+    default_study_name,
     read_recorded,
 )
 
@@ -98,6 +100,7 @@ class SearchRequest:
     storage_wait: float = DEFAULT_WAIT
     model: str | Callable[..., Any] | None = None  # a model function of your own (search.core.custom)
     max_params: int | None = None
+    tensorboard: str | None = None  # a folder: each trial's run in TensorBoard (search.core.tensorboard)
 
     @property
     def in_memory(self) -> Dataset | None:
@@ -146,6 +149,8 @@ def check_request(r: SearchRequest) -> None:
             f"--storage-wait must be from 0 to {MAX_WAIT:g} seconds (how long a search waits for a database "
             f"server that went away), received {r.storage_wait:g}"
         )
+    if r.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package; run: pip install -e '.[tensorboard]'")
     if r.max_params is not None and r.max_params < 1:
         raise UsageError(f"--max-params must be a positive number of parameters, received {r.max_params}")
     if r.heartbeat is not None and not 1 <= r.heartbeat <= MAX_HEARTBEAT:
@@ -159,16 +164,6 @@ def check_monitor(monitor: str, text: bool = False) -> None:
     known = metric_names(text)
     if monitor not in known:
         raise MetricNotFoundError(f"unknown metric '{monitor}' for --monitor; use one of {', '.join(known)}")
-
-
-def default_study_name(dataset: str, space: str) -> str:
-    """``<dataset>-<space>``: a path's last folder (``folder:data/cats`` -> ``cats``), ``captcha:4`` -> ``captcha4``."""
-    stem = (
-        Path(dataset.split(":", 1)[1]).name
-        if ":" in dataset and not dataset.startswith("captcha:")
-        else dataset.replace(":", "")
-    )
-    return f"{stem}-{Path(space).stem}"
 
 
 def requested_settings(r: SearchRequest, space: Space | None) -> dict[str, Any]:
@@ -241,6 +236,7 @@ class Search:
                 self.settings,
                 artifact_dir=default_artifact_dir(self.name, self.url, Path(r.studies_dir)),
                 budget=self.budget,
+                tensorboard=str(Path(r.tensorboard).resolve()) if r.tensorboard else None,
             ),
             recycle_mb=r.recycle_mb or None,
             budget=self.budget,
@@ -279,12 +275,10 @@ def prepare(r: SearchRequest, before_data: Callable[[], None] | None = None) -> 
     check_writable(url)
     recorded = read_recorded(name, url)
     declared = None
-    if spec is not None:  # the model function needs TensorFlow: check for it first
-        if before_data is not None:
-            before_data()
-        before_data = None
-        declared, given = declare_model(spec, space, recorded, name)
+    if spec is not None:  # the function needs TensorFlow: declare_model runs before_data first
+        declared, given = declare_model(spec, space, recorded, name, before_data)
         requested.update(given)
+        before_data = None
     if "monitor" in requested:
         dataset = requested.get("dataset", recorded.dataset if recorded else DEFAULTS.dataset)
         check_monitor(requested["monitor"], text=is_text_dataset(dataset))

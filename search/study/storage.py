@@ -46,6 +46,7 @@ __all__ = [
     "WARM_START_ATTR",
     "GRACE_FACTOR",
     "check_study_name",
+    "default_study_name",
     "default_storage",
     "check_writable",
     "safe_url",
@@ -302,3 +303,13 @@ def _study_names(storage: optuna.storages.BaseStorage, url: str) -> set[str]:
         raise StorageError(
             f"cannot read storage {safe_url(url)} ({driver_message(e, url)}); check the URL, the server and the file"
         ) from e
+
+
+def default_study_name(dataset: str, space: str) -> str:
+    """``<dataset>-<space>``: a path's last folder (``folder:data/cats`` -> ``cats``), ``captcha:4`` -> ``captcha4``."""
+    stem = (
+        Path(dataset.split(":", 1)[1]).name
+        if ":" in dataset and not dataset.startswith("captcha:")
+        else dataset.replace(":", "")
+    )
+    return f"{stem}-{Path(space).stem}"

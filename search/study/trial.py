@@ -91,6 +91,7 @@ class Objective:
         direction: str | None = None,
         checkpoint_dir: Path | None = None,
         max_params: int | None = None,
+        tensorboard: str | None = None,
     ) -> None:
         self.space = space
         self.data = data
@@ -105,6 +106,7 @@ class Objective:
         # A rich budget's explore trials leave their weights here; its final run continues from the winner's.
         self.checkpoint_dir = checkpoint_dir
         self.max_params = max_params  # a trial whose model has more parameters fails before it trains
+        self.tensorboard = tensorboard  # a folder: each trial's run for TensorBoard
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
@@ -126,13 +128,19 @@ class Objective:
         until = plan.pace_until
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         source = self._continued_from(trial, plan)
+        board = []
+        if self.tensorboard is not None:
+            from search.core.tensorboard import TensorBoardLog, run_folder
+
+            hparams = {**trial.params, "trial": trial.number}
+            board = [TensorBoardLog(run_folder(self.tensorboard, trial.number), hparams, str(trial.number))]
         try:
             with keras_session():
                 try:
                     result = fit(
                         config,
                         self.data,
-                        callbacks=[*self.callbacks, *deadline, reporter],
+                        callbacks=[*self.callbacks, *board, *deadline, reporter],
                         until=until,
                         initial_weights=source[1] if source else None,
                         max_params=self.max_params,

@@ -1,0 +1,74 @@
+"""Each trial in TensorBoard (``search --tensorboard DIR``): one run folder a trial,
+``DIR/trial-0007``, with its epoch scalars (loss, accuracy, learning rate) in ``train/`` and
+``validation/`` and its hyperparameters for the HParams dashboard, written and flushed at
+every epoch end, so TensorBoard shows a running search as it goes:
+
+    tensorboard --logdir DIR
+
+The scalar names are Keras' own (``epoch_loss``, ``epoch_accuracy``,
+``epoch_learning_rate``), so a search's runs sit beside runs logged by
+``keras.callbacks.TensorBoard``.  The HParams summary needs the ``tensorboard`` package
+(``pip install -e ".[tensorboard]"``); the search checks for it before it starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+__all__ = ["TensorBoardLog", "run_folder"]
+
+
+def run_folder(root: str | Path, trial_number: int) -> Path:
+    return Path(root) / f"trial-{trial_number:04d}"
+
+
+class TensorBoardLog(keras.callbacks.Callback):
+    """Writes one trial's run folder: ``hparams`` (plain values: numbers, strings, booleans)
+    once at the start, then every epoch's metrics and learning rate."""
+
+    def __init__(self, folder: str | Path, hparams: dict[str, Any], trial_id: str) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.hparams = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
+        self.trial_id = trial_id
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.folder / name) if name else str(self.folder))
+        return self._writers[name]
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hp_api
+
+        with self._writer("").as_default():
+            hp_api.hparams(self.hparams, trial_id=self.trial_id)
+        self._writer("").flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        rate = logs.pop("learning_rate", None)
+        if rate is None and getattr(self.model, "optimizer", None) is not None:
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        split: dict[str, dict[str, float]] = {"train": {}, "validation": {}}
+        for key, value in logs.items():
+            where = "validation" if key.startswith("val_") else "train"
+            split[where][f"epoch_{key.removeprefix('val_')}"] = float(value)
+        if rate is not None:
+            split["train"]["epoch_learning_rate"] = float(rate)
+        for name, scalars in split.items():
+            if not scalars:
+                continue
+            with self._writer(name).as_default():
+                for tag, value in scalars.items():
+                    tf.summary.scalar(tag, value, step=epoch)
+            self._writer(name).flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
