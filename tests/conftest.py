@@ -28,6 +28,7 @@ SLOW_MODULES = {
     "tests/cli/test_cli.py",
     "tests/cli/test_custom_model.py",
     "tests/cli/test_tensorboard.py",
+    "tests/cli/test_mlflow.py",
     "tests/core/test_textdata.py",
     "tests/final/test_final.py",
     "tests/final/test_serving.py",

@@ -121,6 +121,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(watch with: tensorboard --logdir DIR; needs pip install -e '.[tensorboard]')",
     )
     p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="each trial an MLflow run of the experiment named after the study: params, per-epoch metrics, status "
+        "(a tracking URI: http://host:5000, sqlite:///mlflow.db, or a folder; needs pip install -e '.[mlflow]')",
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="also show TensorFlow's own start-up and C++ log lines (hidden by default)",

@@ -13,6 +13,7 @@ The scalar names are Keras' own (``epoch_loss``, ``epoch_accuracy``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,13 @@ def run_folder(root: str | Path, trial_number: int) -> Path:
 
 
 class TensorBoardLog(keras.callbacks.Callback):
-    """Writes one trial's run folder: ``hparams`` (plain values: numbers, strings, booleans)
-    once at the start, then every epoch's metrics and learning rate."""
+    """Writes one trial's run folder: ``hparams()`` (its plain values: numbers, strings,
+    booleans) once at the start, then every epoch's metrics and learning rate."""
 
-    def __init__(self, folder: str | Path, hparams: dict[str, Any], trial_id: str) -> None:
+    def __init__(self, folder: str | Path, hparams: Callable[[], dict[str, Any]], trial_id: str) -> None:
         super().__init__()
         self.folder = Path(folder)
-        self.hparams = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
+        self.hparams = hparams  # read when training starts: a trial's params are drawn by then
         self.trial_id = trial_id
         self._writers: dict[str, Any] = {}
 
@@ -45,8 +46,9 @@ class TensorBoardLog(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hp_api
 
+        hparams = {k: v for k, v in self.hparams().items() if isinstance(v, (bool, int, float, str))}
         with self._writer("").as_default():
-            hp_api.hparams(self.hparams, trial_id=self.trial_id)
+            hp_api.hparams(hparams, trial_id=self.trial_id)
         self._writer("").flush()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from search.core.data import Dataset
     from search.study.trial import Objective
 
-__all__ = ["build_objective", "with_recipe", "BUDGET_MAX_EPOCHS"]
+__all__ = ["build_objective", "with_recipe", "tracking_uri", "BUDGET_MAX_EPOCHS"]
 
 BUDGET_MAX_EPOCHS = 100  # a budgeted search's longest schedule when ``epochs`` is not given
 
@@ -27,11 +27,13 @@ def build_objective(
     artifact_dir: Path | None = None,
     budget: BudgetPlan | None = None,
     tensorboard: str | None = None,
+    mlflow: str | None = None,
 ) -> Objective:
     """The objective for ``settings`` on ``data``; workers call it after loading the data.
     With a ``budget``, each trial's epochs are planned (its ``epochs`` param) and the
-    running trial stops at the deadline.  With ``tensorboard`` (a folder) each trial logs its
-    run there (``search.core.tensorboard``)."""
+    running trial stops at the deadline.  With ``tensorboard`` (a folder) or ``mlflow`` (a
+    tracking URI) each trial logs its run there (``search.core.tensorboard``,
+    ``search.study.tracking``)."""
     from search.study.trial import Objective
 
     return Objective(
@@ -46,6 +48,7 @@ def build_objective(
         checkpoint_dir=artifact_dir / "checkpoints" if artifact_dir is not None and budget is not None else None,
         max_params=settings.max_params,
         tensorboard=tensorboard,
+        mlflow=mlflow,
     )
 
 
@@ -61,3 +64,10 @@ def with_recipe(settings: StudySettings, data: Dataset) -> StudySettings:
     if isinstance(settings.config.model, CustomModelConfig):  # the user's model, trained with the recipe's training
         return dataclasses.replace(settings, config=base.replace(train=train, model=settings.config.model))
     return dataclasses.replace(settings, config=base.replace(train=train))
+
+
+def tracking_uri(uri: str) -> str:
+    """``uri`` with a plain folder made a ``file://`` URI (absolute, so workers agree)."""
+    if "://" in uri:
+        return uri
+    return Path(uri).expanduser().resolve().as_uri()

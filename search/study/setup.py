@@ -30,7 +30,7 @@ from search.study.model_space import declare_model, model_spec
 from search.study.objectives import check_objective_settings, parse_objectives
 from search.study.patient import DEFAULT_WAIT, MAX_WAIT
 from search.study.recovery import reap_dead
-from search.study.runner import BUDGET_MAX_EPOCHS, build_objective, with_recipe
+from search.study.runner import BUDGET_MAX_EPOCHS, build_objective, tracking_uri, with_recipe
 from search.study.samplers import make_pruner, make_sampler
 from search.study.settings import StudySettings, resolve_settings
 from search.study.storage import (
@@ -101,6 +101,7 @@ class SearchRequest:
     model: str | Callable[..., Any] | None = None  # a model function of your own (search.core.custom)
     max_params: int | None = None
     tensorboard: str | None = None  # a folder: each trial's run in TensorBoard (search.core.tensorboard)
+    mlflow: str | None = None  # a tracking URI: each trial an MLflow run (search.study.tracking)
 
     @property
     def in_memory(self) -> Dataset | None:
@@ -149,8 +150,9 @@ def check_request(r: SearchRequest) -> None:
             f"--storage-wait must be from 0 to {MAX_WAIT:g} seconds (how long a search waits for a database "
             f"server that went away), received {r.storage_wait:g}"
         )
-    if r.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("--tensorboard needs the tensorboard package; run: pip install -e '.[tensorboard]'")
+    for option, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        if getattr(r, option) is not None and importlib.util.find_spec(package) is None:
+            raise UsageError(f"--{option} needs the {package} package; run: pip install -e '.[{option}]'")
     if r.max_params is not None and r.max_params < 1:
         raise UsageError(f"--max-params must be a positive number of parameters, received {r.max_params}")
     if r.heartbeat is not None and not 1 <= r.heartbeat <= MAX_HEARTBEAT:
@@ -237,6 +239,7 @@ class Search:
                 artifact_dir=default_artifact_dir(self.name, self.url, Path(r.studies_dir)),
                 budget=self.budget,
                 tensorboard=str(Path(r.tensorboard).resolve()) if r.tensorboard else None,
+                mlflow=tracking_uri(r.mlflow) if r.mlflow else None,
             ),
             recycle_mb=r.recycle_mb or None,
             budget=self.budget,

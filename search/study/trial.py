@@ -92,6 +92,7 @@ class Objective:
         checkpoint_dir: Path | None = None,
         max_params: int | None = None,
         tensorboard: str | None = None,
+        mlflow: str | None = None,
     ) -> None:
         self.space = space
         self.data = data
@@ -107,12 +108,27 @@ class Objective:
         self.checkpoint_dir = checkpoint_dir
         self.max_params = max_params  # a trial whose model has more parameters fails before it trains
         self.tensorboard = tensorboard  # a folder: each trial's run for TensorBoard
+        self.mlflow = mlflow  # a tracking URI: each trial an MLflow run (search.study.tracking)
 
     def config_for(self, trial: optuna.trial.BaseTrial) -> RunConfig:
         """The run config of ``trial``: sampled from the space, seeded by trial number."""
         return trial_config(self.space, self.base, trial, self.epochs)
 
     def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
+        board = []
+        if self.tensorboard is not None:
+            from search.core.tensorboard import TensorBoardLog, run_folder
+
+            hparams = lambda: {**trial.params, "trial": trial.number}  # noqa: E731 (drawn once the config is)
+            board = [TensorBoardLog(run_folder(self.tensorboard, trial.number), hparams, str(trial.number))]
+        if self.mlflow is None:
+            return self._run(trial, board)
+        from search.study.tracking import mlflow_run
+
+        with mlflow_run(self.mlflow, trial) as logging:
+            return self._run(trial, [*board, *logging])
+
+    def _run(self, trial: optuna.trial.Trial, watch: list[keras.callbacks.Callback]) -> float | tuple[float, ...]:
         config = self.config_for(trial)
         write(trial, config=config.to_dict())
         multi = len(self.objectives) > 1
@@ -128,19 +144,13 @@ class Objective:
         until = plan.pace_until
         deadline = [Deadline(self.deadline, project=not planned)] if self.deadline is not None else []
         source = self._continued_from(trial, plan)
-        board = []
-        if self.tensorboard is not None:
-            from search.core.tensorboard import TensorBoardLog, run_folder
-
-            hparams = {**trial.params, "trial": trial.number}
-            board = [TensorBoardLog(run_folder(self.tensorboard, trial.number), hparams, str(trial.number))]
         try:
             with keras_session():
                 try:
                     result = fit(
                         config,
                         self.data,
-                        callbacks=[*self.callbacks, *board, *deadline, reporter],
+                        callbacks=[*self.callbacks, *watch, *deadline, reporter],
                         until=until,
                         initial_weights=source[1] if source else None,
                         max_params=self.max_params,
