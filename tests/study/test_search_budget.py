@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -179,6 +180,21 @@ def test_warm_start_counts_what_it_queued(tmp_path, tiny_study):
     assert f"queued 0: this study already holds {took.group(1)} of them" in again.stdout
 
 
+def _has_budget(db) -> bool:
+    """Whether the study in ``db`` records its budget yet, read without writing: Optuna's
+    load_study would create the tables itself, racing the command that is creating them
+    (CI of stop 29 failed on "table trial_user_attributes already exists")."""
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+            return bool(con.execute("SELECT 1 FROM study_user_attributes WHERE key = 'budget'").fetchall())
+    except sqlite3.OperationalError:  # no such table yet, or locked by the writer
+        return False
+
+
 def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
     """A second terminal on the same study joins the first one's budget (its deadline,
     the time left) instead of running a budget and a final run of its own."""
@@ -207,12 +223,8 @@ def test_two_commands_on_one_study_share_its_budget_and_one_final_run(tmp_path):
     db = tmp_path / "studies" / "shared.db"
     for _ in range(600):  # until the study exists and holds its budget
         time.sleep(0.1)
-        if db.exists():
-            try:
-                if "budget" in optuna.load_study(study_name="shared", storage=f"sqlite:///{db}").user_attrs:
-                    break
-            except KeyError:
-                continue
+        if _has_budget(db):
+            break
     time.sleep(5)
     second = run_cli(*args[2:], cwd=tmp_path)
     out, err = first.communicate(timeout=200)
