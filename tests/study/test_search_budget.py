@@ -183,7 +183,7 @@ def test_warm_start_counts_what_it_queued(tmp_path, tiny_study):
 def _has_budget(db) -> bool:
     """Whether the study in ``db`` records its budget yet, read without writing: Optuna's
     load_study would create the tables itself, racing the command that is creating them
-    (CI of stop 29 failed on "table trial_user_attributes already exists")."""
+    (a CI run failed on "table trial_user_attributes already exists")."""
     import sqlite3
 
     if not db.exists():
