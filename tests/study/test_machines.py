@@ -137,7 +137,9 @@ def test_a_lost_machine_costs_only_its_running_trials_which_the_other_machine_ru
         assert t.params.items() <= again[0].params.items()
         waited = again[0].datetime_start.timestamp() - killed_at
         print(f"trial {t.number} of the lost machine ran again as trial {again[0].number} {waited:.1f}s after the kill")
-        assert 3 * HEARTBEAT - 1 <= waited < 120  # after the heartbeat grace, not before
+        # after the heartbeat grace, not before: the grace (3 heartbeats) runs from the trial's last beat,
+        # which came up to a heartbeat before the kill (more when a loaded machine delays the beating thread)
+        assert 2 * HEARTBEAT - 1 <= waited < 120
     done_by = {
         host: sum(
             str(t.user_attrs.get("worker", "")).startswith(host) for t in trials if t.state == TrialState.COMPLETE
