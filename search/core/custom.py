@@ -93,11 +93,17 @@ def spec_of(function: Callable[..., Any]) -> str:
     return spec
 
 
-def normalize_spec(spec: str) -> str:
-    """``spec`` with a file path made absolute (so ``train`` finds it from any folder)."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """``FILE.py:NAME`` or ``module:NAME`` as (where, name); a ``ConfigError`` otherwise."""
     where, _, name = spec.rpartition(":")
     if not where or not name:
         raise ConfigError(f"--model {spec!r}: expected FILE.py:FUNCTION (or package.module:FUNCTION)")
+    return where, name
+
+
+def normalize_spec(spec: str) -> str:
+    """``spec`` with a file path made absolute (so ``train`` finds it from any folder)."""
+    where, name = split_spec(spec)
     if _is_path(where):
         return f"{Path(where).expanduser().resolve()}:{name}"
     return spec
@@ -109,9 +115,7 @@ def load_builder(spec: str) -> Callable[..., Any]:
         return _REGISTERED[spec]
     if spec in _LOADED:
         return _LOADED[spec]
-    where, _, name = spec.rpartition(":")
-    if not where or not name:
-        raise ConfigError(f"--model {spec!r}: expected FILE.py:FUNCTION (or package.module:FUNCTION)")
+    where, name = split_spec(spec)
     import_tensorflow_quietly()  # the function's module imports Keras: without TensorFlow's start-up lines
     module = _import_path(where, spec) if _is_path(where) else _import_module(where, spec)
     function = module

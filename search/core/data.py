@@ -35,6 +35,8 @@ __all__ = [
     "prepare",
     "load_dataset",
     "from_arrays",
+    "raw_from_arrays",
+    "with_splits",
     "parse_spec",
     "check_arrays",
 ]
@@ -151,9 +153,17 @@ def prepare(raw: RawData, cfg: DataConfig) -> Dataset:
         x_tr, _, y_tr, _ = train_test_split(
             x_tr, y_tr, train_size=cfg.limit_train, stratify=loaders.stratify_labels(y_tr), random_state=cfg.split_seed
         )
+    return with_splits(raw, cfg.dataset, x_tr, y_tr, x_val, y_val)
+
+
+def with_splits(
+    raw: RawData, name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> Dataset:
+    """``raw``'s test split and labels with these training and validation splits, and the
+    normalization statistics of the training split (only)."""
     x64 = x_tr.reshape(-1, x_tr.shape[-1]).astype(np.float64)
     return Dataset(
-        name=cfg.dataset,
+        name=name,
         x_train=np.ascontiguousarray(x_tr),
         y_train=np.ascontiguousarray(y_tr),
         x_val=np.ascontiguousarray(x_val),
@@ -192,6 +202,23 @@ def from_arrays(
     ``prepare`` does for any dataset.  ``name`` names it in studies and reports.
     ``pixel_max``, the value of a full-intensity pixel, defaults to 255 for integer
     pixels, and to 1 (or the largest pixel, when above 1) for floats."""
+    raw = raw_from_arrays(x_train, y_train, x_test, y_test, class_names=class_names, name=name, pixel_max=pixel_max)
+    return prepare(raw, DataConfig(name, val_split=val_split, split_seed=split_seed))
+
+
+def raw_from_arrays(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    *,
+    class_names: tuple[str, ...] | list[str] | None = None,
+    name: str = "arrays",
+    pixel_max: float | None = None,
+) -> RawData:
+    """``from_arrays``' checked splits, before a validation split is carved: images and
+    labels checked, class names (default: 0..max label), ``pixel_max``, the test split
+    (carved when not given)."""
     where = Path(name)
     x = loaders.as_images(np.asarray(x_train), where, "x_train")
     y = loaders.as_labels(np.asarray(y_train).reshape(-1), len(x), where, "y_train")
@@ -210,7 +237,7 @@ def from_arrays(
         loaders.same_image_shape(x, xt, where)
         raw = RawData(x, y, xt, yt, names, pixel_max)
     check_arrays(raw, name)
-    return prepare(raw, DataConfig(name, val_split=val_split, split_seed=split_seed))
+    return raw
 
 
 # --- checks and helpers ------------------------------------------------------------------

@@ -20,7 +20,16 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["TensorBoardLog", "run_folder"]
+__all__ = ["TensorBoardLog", "run_folder", "with_learning_rate"]
+
+
+def with_learning_rate(model: keras.Model, logs: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of an epoch's ``logs`` with the optimizer's current ``learning_rate`` where
+    Keras left it out (what both the TensorBoard and the MLflow logs record)."""
+    logs = dict(logs or {})
+    if "learning_rate" not in logs and getattr(model, "optimizer", None) is not None:
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    return logs
 
 
 def run_folder(root: str | Path, trial_number: int) -> Path:
@@ -52,10 +61,8 @@ class TensorBoardLog(keras.callbacks.Callback):
         self._writer("").flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
+        logs = with_learning_rate(self.model, logs)
         rate = logs.pop("learning_rate", None)
-        if rate is None and getattr(self.model, "optimizer", None) is not None:
-            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         split: dict[str, dict[str, float]] = {"train": {}, "validation": {}}
         for key, value in logs.items():
             where = "validation" if key.startswith("val_") else "train"

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from search.core import loaders
-from search.core.data import Dataset, check_arrays, from_arrays
-from search.core.loaders import RawData
+from search.core.data import Dataset, from_arrays, raw_from_arrays, with_splits
 from search.errors import DataError
 
 __all__ = ["from_tf_data", "is_tf_data"]
@@ -83,36 +82,15 @@ def from_tf_data(
             split_seed=split_seed, pixel_max=pixel_max,
         )  # fmt: skip
     x_val, y_val = read(validation, "validation")
+    names = _names(class_names, y, y_val)  # a class only the validation images show is still a class
+    raw = raw_from_arrays(x, y, x_test, y_test, class_names=names, name=name, pixel_max=pixel_max)
     where = Path(name)
-    x, x_val = loaders.as_images(x, where, "train"), loaders.as_images(x_val, where, "validation")
-    loaders.same_image_shape(x, x_val, where)
-    names = _names(class_names, y, y_val)
-    y, y_val = loaders.as_labels(y, len(x), where, "train"), loaders.as_labels(y_val, len(x_val), where, "validation")
-    if pixel_max is None:
-        pixel_max = 255.0 if np.issubdtype(x.dtype, np.integer) else max(1.0, float(x.max()))
-    if x_test is None:
-        raw = loaders.with_carved_test(x, y, names, pixel_max)
-    else:
-        x_test = loaders.as_images(x_test, where, "test")
-        loaders.same_image_shape(x, x_test, where)
-        raw = RawData(x, y, x_test, loaders.as_labels(y_test, len(x_test), where, "test"), names, pixel_max)
-    check_arrays(raw, name)
+    x_val = loaders.as_images(x_val, where, "validation")
+    loaders.same_image_shape(raw.x_train, x_val, where)
+    y_val = loaders.as_labels(y_val, len(x_val), where, "validation")
     if y_val.max() >= len(names):
         raise DataError(f"dataset '{name}': validation labels outside 0..{len(names) - 1}; fix the labels")
-    x64 = raw.x_train.reshape(-1, raw.x_train.shape[-1]).astype(np.float64)
-    return Dataset(
-        name=name,
-        x_train=np.ascontiguousarray(raw.x_train),
-        y_train=np.ascontiguousarray(raw.y_train),
-        x_val=np.ascontiguousarray(x_val),
-        y_val=np.ascontiguousarray(y_val),
-        x_test=raw.x_test,
-        y_test=raw.y_test,
-        class_names=names,
-        pixel_max=pixel_max,
-        mean=tuple(float(v) for v in x64.mean(axis=0)),
-        variance=tuple(float(v) for v in x64.var(axis=0)),
-    )
+    return with_splits(raw, name, raw.x_train, raw.y_train, x_val, y_val)
 
 
 def _names(class_names: Any, *labels: np.ndarray) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ from typing import Any
 import keras
 import optuna
 
+from search.core.tensorboard import with_learning_rate
+
 __all__ = ["mlflow_run"]
 
 
@@ -46,9 +48,7 @@ class _EpochMetrics(keras.callbacks.Callback):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        logs = dict(logs or {})
-        if "learning_rate" not in logs and getattr(self.model, "optimizer", None) is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs = with_learning_rate(self.model, logs)
         # step: the epoch counted from 1, as Optuna stores intermediate values (the dashboard shows)
         metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if isinstance(v, (int, float))]
         self.client.log_batch(self.run_id, metrics=metrics)
