@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.core.config import MAX_SEED, DataConfig, is_text_dataset, metric_names
+from search.core.outputs import check_output_folder
 from search.core.space_files import load_space
 from search.core.spaces import Space
 from search.errors import MetricNotFoundError, UsageError
@@ -150,9 +151,11 @@ def check_request(r: SearchRequest) -> None:
             f"--storage-wait must be from 0 to {MAX_WAIT:g} seconds (how long a search waits for a database "
             f"server that went away), received {r.storage_wait:g}"
         )
-    for option, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
-        if getattr(r, option) is not None and importlib.util.find_spec(package) is None:
-            raise UsageError(f"--{option} needs the {package} package; run: pip install -e '.[{option}]'")
+    for option in ("tensorboard", "mlflow"):  # each the name of its package and of its extra
+        if (value := getattr(r, option)) is not None and importlib.util.find_spec(option) is None:
+            raise UsageError(f"--{option} needs the {option} package; run: pip install -e '.[{option}]'")
+        if value is not None and "://" not in value:  # a folder of runs: new files only, beside what it holds
+            check_output_folder(value, f"--{option}", ours=lambda _: True, what="runs")
     if r.max_params is not None and r.max_params < 1:
         raise UsageError(f"--max-params must be a positive number of parameters, received {r.max_params}")
     if r.heartbeat is not None and not 1 <= r.heartbeat <= MAX_HEARTBEAT:

@@ -207,6 +207,8 @@ CASES = {
         ["existing", "model", "drop that option"],
     ),
     "--max-params 0": (["--max-params", "0"], ["--max-params", "positive", "0"]),
+    "--tensorboard on a file": (["--tensorboard", "a_file"], ["--tensorboard", "a_file"]),
+    "--mlflow folder under a file": (["--mlflow", "a_file/runs"], ["--mlflow", "a_file"]),
 }
 
 
