@@ -111,7 +111,9 @@ def test_right_after_an_outage_no_trial_is_judged_silent_until_the_others_could_
     base.record_heartbeat(trial._trial_id)
     import time
 
-    time.sleep(6.5)  # silent past the grace by the database's clock
+    # silent past the grace by the database's clock: SQLite's CURRENT_TIMESTAMP counts whole
+    # seconds, so 6.5 s can read as 6 (a beat at x.1 s, the check at x+6.6 s) and not be stale
+    time.sleep(7.5)
     assert base._get_stale_trial_ids(study._study_id) == [trial._trial_id]
     other = study.ask()
     storage.record_heartbeat(other._trial_id)  # this worker's heartbeat waited for the database: it is back now
