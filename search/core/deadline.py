@@ -56,15 +56,17 @@ EPOCH_TAIL = 0.5  # Pace does not begin an epoch that would run past ``until`` b
 class Pace(keras.callbacks.Callback):
     """Run a learning-rate schedule on the wall clock instead of the step count.
 
-    The schedule's progress is the share of the time from the start of training to
-    ``until`` (``time.time()``) already spent: step ``progress * total_steps`` of
-    ``schedule`` sets the rate before each batch, and training stops at the first batch
-    that ends after ``until`` (Keras still validates the epoch it stopped in).  A
+    The schedule's progress is the share of the time from the start of training to its
+    end already spent: step ``progress * total_steps`` of ``schedule`` sets the rate
+    before each batch, and training stops at the first batch that ends after the end
+    (Keras still validates the epoch it stopped in).  The end is ``until``
+    (``time.time()``) less the last validation pass's measured seconds, so that the pass
+    Keras runs after the stop ends by ``until``, however slow the machine is that day.  A
     budget's final run is planned from epoch times that sustained load can stretch (on
     this project's CPU, 1.7x the probe): counted in steps, a schedule planned too long is
     cut before it anneals; counted in seconds, it anneals exactly at the deadline, however
     fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).
-    An epoch that would mostly run past ``until`` is not begun.
+    An epoch that would mostly run past the end is not begun.
     ``schedule`` None (a constant or plateau rate): only the stop."""
 
     def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
@@ -75,10 +77,17 @@ class Pace(keras.callbacks.Callback):
         self.total_steps = max(1, int(total_steps))
         self.stopped = False
         self._start = 0.0
+        self.validation_seconds = 0.0  # the last validation pass's
+        self._test_start = 0.0
+
+    @property
+    def end(self) -> float:
+        """When training stops: a validation pass before ``until``."""
+        return self.until - self.validation_seconds
 
     def progress(self, now: float | None = None) -> float:
         now = time.time() if now is None else now
-        return min(1.0, max(0.0, (now - self._start) / max(self.until - self._start, 1e-9)))
+        return min(1.0, max(0.0, (now - self._start) / max(self.end - self._start, 1e-9)))
 
     def rate(self, progress: float) -> float:
         return float(keras.ops.convert_to_numpy(self.schedule(progress * self.total_steps)))
@@ -89,12 +98,18 @@ class Pace(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.time()
 
+    def on_test_begin(self, logs=None):
+        self._test_start = time.time()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds = time.time() - self._test_start
+
     def on_epoch_end(self, epoch, logs=None):
-        # An epoch that would end past ``until`` by more than half of it is not begun: its
+        # An epoch that would end past the stop by more than half of it is not begun: its
         # first batches wait for the input pipeline to refill (6 s on one core for CIFAR),
         # its validation comes after the stop, and the rate is near its floor by then.
         now = time.time()
-        if not self.stopped and self.until - now < EPOCH_TAIL * (now - self._epoch_start):
+        if not self.stopped and self.end - now < EPOCH_TAIL * (now - self._epoch_start):
             self.stopped = True
             self.model.stop_training = True
 
@@ -103,7 +118,7 @@ class Pace(keras.callbacks.Callback):
             self.model.optimizer.learning_rate.assign(self.rate(self.progress()))
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.time() >= self.until and not self.stopped:
+        if time.time() >= self.end and not self.stopped:
             self.stopped = True
             self.model.stop_training = True
 

@@ -260,6 +260,24 @@ def test_pace_does_not_begin_an_epoch_that_would_mostly_run_past_its_end():
     assert not roomy.model.stop_training
 
 
+def test_pace_stops_training_a_validation_pass_before_its_end_so_the_pass_ends_in_time():
+    from search.core.deadline import Pace
+
+    pace = Pace(time.time() + 3.0)
+    pace.set_model(_Model())
+    pace.on_train_begin()
+    pace.on_epoch_begin(0)
+    pace.on_train_batch_end(0)
+    assert not pace.model.stop_training  # 3 s left, no validation measured yet
+    pace.on_test_begin()
+    pace._test_start -= 5.0  # a validation pass took 5 s: the next one would end past ``until``
+    pace.on_test_end()
+    assert pace.end == pytest.approx(pace.until - 5.0, abs=0.5)
+    assert pace.progress() == 1.0  # the schedule has annealed by then
+    pace.on_train_batch_end(1)
+    assert pace.model.stop_training and pace.stopped
+
+
 def test_a_rich_budget_judges_explore_trials_at_a_length_that_decides_and_stops_exploring_in_time():
     import datetime as dt
 
