@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.record import ToolRun
 from search.errors import UsageError
 
-__all__ = ["SearchResults", "environment", "load_json"]
+__all__ = ["SearchResults", "append_entry", "environment", "load_json"]
 
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "optuna", "optuna-integration", "keras-tuner", "numpy")
 
@@ -35,6 +35,16 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "packages": versions,
     }
+
+
+def append_entry(out: Path | None, entry: dict[str, Any]) -> None:
+    """Add ``entry`` to the JSON list in ``out`` (created if missing; None: nothing), with
+    the machine and package versions: the small measuring scripts keep one entry a run."""
+    if out is None:
+        return
+    runs = json.loads(out.read_text()) if out.exists() else []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([*runs, {**entry, "environment": environment()}], indent=1) + "\n")
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -499,3 +499,46 @@ def test_what_cnn_search_explored_names_the_trunk_its_branches_and_the_final_run
         "at 30 s; #2 branch (trial 0 continued with cutout 0.25) 40 ep 0.8200 at 40 s; #3 final (trial 2 again, "
         "continued from its weights) 90 ep 0.8800 at 99 s"
     )
+
+
+def test_epoch_time_splits_each_epoch_and_compares_it_with_the_probe(tmp_path, capsys):
+    from benchmarks.epoch_time import main
+
+    out = tmp_path / "epoch-time.json"
+    args = ["--dataset", "digits", "--limit-train", "300", "--val-size", "100", "--epochs", "3", "--out", str(out)]
+    assert main(args) == 0
+    (run,) = json.loads(out.read_text())
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3]
+    for e in run["epochs"]:  # the parts add up to the epoch, each one measured
+        assert e["steps"] > 0 and e["validation"] > 0 and e["between_steps"] >= 0
+        assert e["steps"] + e["between_steps"] + e["validation"] + e["rest"] == pytest.approx(e["wall"], abs=0.01)
+    assert run["probe_epoch_s"] > 0 and run["pipeline_epoch_s"] > 0 and run["step_in_memory_s"] > 0
+    mean = run["later_epochs_mean"]["wall"]
+    assert run["sustained_over_probe"] == pytest.approx(mean / run["probe_epoch_s"], rel=0.05)
+    assert main(["--dataset", "folder:no/such/folder", "--epochs", "1"]) == 2  # one line, no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_recipe_variant_trains_the_changed_recipe_paced_and_tests_it(tmp_path, capsys):
+    import keras
+
+    from benchmarks.recipe_variant import main
+
+    out = tmp_path / "variants.json"
+    common = ["--dataset", "digits", "--limit-train", "300", "--val-size", "100", "--budget", "25", "--out", str(out)]
+    assert main([*common, "--label", "today"]) == 0
+    assert (
+        main([*common, "--label", "narrow-bf16", "--set", "model.base_filters=8", "--precision", "mixed_bfloat16"]) == 0
+    )
+    today, narrow = json.loads(out.read_text())
+    assert (today["label"], narrow["label"]) == ("today", "narrow-bf16")
+    assert narrow["params"] < today["params"] and narrow["precision"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy is put back
+    for run in (today, narrow):
+        assert run["epochs"] == len(run["epoch_seconds"]) >= 1 and 0 <= run["test_accuracy"] <= 1
+        assert run["wall_s"] <= 25 + 5  # paced inside its budget (the probe included), a few seconds to test
+    assert main([*common, "--label", "x", "--set", "model.no_such_key=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.no_such_key" in err[0]
+    assert len(json.loads(out.read_text())) == 2  # nothing written for the refused run
