@@ -23,6 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.results import append_entry
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,10 +79,7 @@ def main() -> None:
         raise SystemExit("--trials must be at least 10: the ratio is to the 10th trial")
     result = measure(args.trials, args.epochs, args.workers, args.recycle_mb, args.seed, args.limit_train)
     print(json.dumps(result))
-    if args.out:
-        runs = json.loads(args.out.read_text()) if args.out.exists() else []
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps([*runs, result], indent=1) + "\n")
+    append_entry(args.out, result)
 
 
 if __name__ == "__main__":
