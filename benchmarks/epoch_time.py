@@ -28,6 +28,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -43,6 +45,8 @@ from search.core.pipeline import TensorCache, make_pipeline
 from search.core.recipe import DataShape, recipe
 from search.core.training import compile_model, fit, keras_session, probe_epoch_seconds
 from search.errors import CnnSearchError
+
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 class Breakdown(keras.callbacks.Callback):
@@ -142,7 +146,23 @@ def time_steps(config, data, steps: int) -> float:
         return (time.perf_counter() - start) / steps
 
 
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``name`` (``float32``, ``mixed_bfloat16``) for a block."""
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def measure(args) -> dict:
+    with dtype_policy(args.precision):
+        return _measure(args)
+
+
+def _measure(args) -> dict:
     cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
     config = recipe(DataShape.of(data, args.dataset), cfg, epochs=args.epochs, seed=args.seed)
     train_steps = math.ceil(len(data.x_train) / config.train.batch_size)
@@ -164,6 +184,7 @@ def measure(args) -> dict:
         "batch_size": config.train.batch_size,
         "train_steps": train_steps,
         "augment": str(config.augment),
+        "precision": args.precision,
         "probe_epoch_s": round(probe, 3),
         "pipeline_epoch_s": round(pipeline, 2),
         "pipeline_no_augment_epoch_s": round(pipeline_plain, 2),
@@ -186,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="Keras' dtype policy")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     try:

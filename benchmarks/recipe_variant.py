@@ -32,10 +32,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import keras
 
 from benchmarks.args import add_data_arguments
-from benchmarks.epoch_time import Breakdown
+from benchmarks.epoch_time import PRECISIONS, Breakdown, dtype_policy
 from benchmarks.results import append_entry
 from benchmarks.tools import load_data
 from search.core.config import RunConfig
@@ -67,12 +66,8 @@ def run(args) -> dict:
     start = time.time()
     cfg, data = load_data(args.dataset, args.data_dir, args.limit_train, args.val_size)
     config = with_settings(recipe(DataShape.of(data, args.dataset), cfg, seed=args.seed), args.set)
-    before = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(args.precision)
-    try:
+    with dtype_policy(args.precision):
         return _paced(args, start, config, data)
-    finally:
-        keras.mixed_precision.set_global_policy(before)
 
 
 def _paced(args, start: float, config: RunConfig, data) -> dict:
@@ -120,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=600.0, help="seconds, the probe included (default: 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="change one recipe field")
-    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    p.add_argument("--precision", default="float32", choices=PRECISIONS, help="Keras' dtype policy")
     p.add_argument("--label", required=True, help="the variant's name in the results")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
