@@ -50,7 +50,8 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 class Breakdown(keras.callbacks.Callback):
-    """Per epoch: wall seconds, training-step seconds, seconds between steps, validation
+    """Per epoch: wall seconds, training-step seconds (and the first step's, which waits for the
+    input pipeline's first batch), seconds between steps, validation
     seconds, process CPU seconds, and the seconds the hypervisor stole from its core."""
 
     def __init__(self, quiet: bool = False) -> None:
@@ -78,6 +79,8 @@ class Breakdown(keras.callbacks.Callback):
         self._last_end = self._now()
         self._e["steps"] += self._last_end - self._b
         self._e["n"] += 1
+        if self._e["n"] == 1:  # waits for the input pipeline's first batch of the epoch
+            self._e["first_step"] = self._last_end - self._b
 
     def on_test_begin(self, logs=None):
         self._t = self._now()
@@ -95,6 +98,7 @@ class Breakdown(keras.callbacks.Callback):
                 "wall": round(wall, 3),
                 "steps": round(e["steps"], 3),
                 "per_step": round(e["steps"] / max(e["n"], 1), 4),
+                "first_step": round(e.get("first_step", 0.0), 4),
                 "between_steps": round(e["between"], 3),
                 "validation": round(val, 3),
                 "rest": round(wall - e["steps"] - e["between"] - val, 3),
