@@ -60,13 +60,14 @@ class Pace(keras.callbacks.Callback):
     end already spent: step ``progress * total_steps`` of ``schedule`` sets the rate
     before each batch, and training stops at the first batch that ends after the end
     (Keras still validates the epoch it stopped in).  The end is ``until``
-    (``time.time()``) less the last validation pass's measured seconds, so that the pass
-    Keras runs after the stop ends by ``until``, however slow the machine is that day.  A
-    budget's final run is planned from epoch times that sustained load can stretch (on
-    this project's CPU, 1.7x the probe): counted in steps, a schedule planned too long is
-    cut before it anneals; counted in seconds, it anneals exactly at the deadline, however
-    fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).
-    An epoch that would mostly run past the end is not begun.
+    (``time.time()``) less the last validation pass's measured seconds (from the second
+    pass on: the first also traces), so that the pass Keras runs after the stop ends by
+    ``until``, however slow the machine is that day.  A budget's final run is planned
+    from epoch times that sustained load can stretch (on this project's CPU, 1.7x the
+    probe): counted in steps, a schedule planned too long is cut before it anneals;
+    counted in seconds, it anneals exactly at the deadline, however fast the epochs turn
+    out (the budgeted-training idea of Li et al., ICLR 2020).  An epoch that would
+    mostly run past the end is not begun.
     ``schedule`` None (a constant or plateau rate): only the stop."""
 
     def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
@@ -77,8 +78,9 @@ class Pace(keras.callbacks.Callback):
         self.total_steps = max(1, int(total_steps))
         self.stopped = False
         self._start = 0.0
-        self.validation_seconds = 0.0  # the last validation pass's
+        self.validation_seconds = 0.0  # the last validation pass's, from the second on
         self._test_start = 0.0
+        self._passes = 0
 
     @property
     def end(self) -> float:
@@ -102,7 +104,9 @@ class Pace(keras.callbacks.Callback):
         self._test_start = time.time()
 
     def on_test_end(self, logs=None):
-        self.validation_seconds = time.time() - self._test_start
+        self._passes += 1
+        if self._passes > 1:  # the first pass also traces the model's test step: not what a pass costs
+            self.validation_seconds = time.time() - self._test_start
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch that would end past the stop by more than half of it is not begun: its

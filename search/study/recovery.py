@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import warnings
+from datetime import datetime
 from typing import Any, TextIO
 
 import optuna
@@ -35,7 +36,16 @@ from optuna.trial import FrozenTrial, TrialState
 from search.study.optuna_access import get_trial, storage_of, trial_id
 from search.study.record import TrialRecord, attrs, write_to
 
-__all__ = ["MAX_RETRY", "requeue", "RequeueStale", "StopRequest", "worker_name", "reap_dead", "Heartbeat"]
+__all__ = [
+    "MAX_RETRY",
+    "requeue",
+    "RequeueStale",
+    "StopRequest",
+    "worker_name",
+    "reap_dead",
+    "fail_unstarted",
+    "Heartbeat",
+]
 
 # Optuna 4.9 renamed RetryFailedTrialCallback (its name back to 2.8) to RetryHeartbeatStaleTrialCallback.
 RETRY_CALLBACK = (
@@ -126,17 +136,44 @@ def reap_dead(
                     flush=True,
                 )
             continue
-        try:
-            write_to(study, trial, fail_reason=f"its worker {worker} is gone (killed?)")
-            storage_of(study).set_trial_state_values(trial_id(trial), TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process got there first
-        queued = requeue(study, trial)
-        then = "queued to run again" if queued else f"not queued again: its worker died {MAX_RETRY + 1} times"
-        print(f"trial {trial.number:>4}  FAIL      its worker {worker} is gone (killed?); {then}", file=out, flush=True)
-        if queued:
+        if _fail_and_requeue(study, trial, f"its worker {worker} is gone (killed?)", out):
             requeued.append(trial.number)
     return requeued
+
+
+def fail_unstarted(study: optuna.Study, grace: float | None, out: TextIO | None = None) -> list[int]:
+    """Fail and queue again the RUNNING trials whose worker never recorded itself and that
+    began more than ``grace`` seconds ago (by ``datetime_start``).  A worker writes its
+    name right after the trial's first heartbeat, and Optuna finds a trial stale by its
+    heartbeat only: a worker killed between ``ask`` and that first beat (milliseconds,
+    but CI's loaded machine hit it) would leave its trial RUNNING for good.  ``grace``
+    None or 0 (no heartbeat): nothing.  The trial numbers queued again."""
+    if not grace:
+        return []
+    now = datetime.now()  # Optuna stamps datetime_start with the local naive time, as this
+    requeued = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if TrialRecord.of(trial).worker is not None or trial.datetime_start is None:
+            continue
+        if (now - trial.datetime_start).total_seconds() <= grace:
+            continue
+        if _fail_and_requeue(study, trial, "its worker stopped before its first heartbeat (killed?)", out):
+            requeued.append(trial.number)
+    return requeued
+
+
+def _fail_and_requeue(study: optuna.Study, trial: FrozenTrial, reason: str, out: TextIO | None) -> bool:
+    """Mark a RUNNING trial failed for ``reason`` and queue it again; say so.  False when
+    another process failed it first or its retries are spent."""
+    try:
+        write_to(study, trial, fail_reason=reason)
+        storage_of(study).set_trial_state_values(trial_id(trial), TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # another process got there first
+    queued = requeue(study, trial)
+    then = "queued to run again" if queued else f"not queued again: its worker died {MAX_RETRY + 1} times"
+    print(f"trial {trial.number:>4}  FAIL      {reason}; {then}", file=out or sys.stdout, flush=True)
+    return queued
 
 
 class StopRequest:

@@ -45,7 +45,7 @@ from search.study.objectives import DEFAULT_OBJECTIVES, objective_names
 from search.study.optuna_access import get_trial, trial_id
 from search.study.pruning import TrialReporter
 from search.study.record import TrialRecord, write
-from search.study.recovery import Heartbeat, StopRequest, requeue, worker_name
+from search.study.recovery import Heartbeat, StopRequest, fail_unstarted, requeue, worker_name
 
 __all__ = ["Objective", "TrialRunner", "Heartbeat", "trial_config", "best_of", "INTERRUPTED"]
 
@@ -270,6 +270,7 @@ class TrialRunner:
             # ask() warns that a heartbeat storage belongs to study.optimize: this loop keeps the heartbeat itself
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             optuna.storages.fail_stale_trials(study)
+            fail_unstarted(study, self.grace)  # and those killed before their first heartbeat
             trial = study.ask()
         state, values, reason, error = TrialState.FAIL, None, None, None
         try:

@@ -270,6 +270,10 @@ def test_pace_stops_training_a_validation_pass_before_its_end_so_the_pass_ends_i
     pace.on_train_batch_end(0)
     assert not pace.model.stop_training  # 3 s left, no validation measured yet
     pace.on_test_begin()
+    pace._test_start -= 5.0  # the first pass took 5 s, tracing included: not counted
+    pace.on_test_end()
+    assert pace.end == pace.until
+    pace.on_test_begin()
     pace._test_start -= 5.0  # a validation pass took 5 s: the next one would end past ``until``
     pace.on_test_end()
     assert pace.end == pytest.approx(pace.until - 5.0, abs=0.5)

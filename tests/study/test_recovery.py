@@ -158,6 +158,32 @@ def test_a_trial_running_elsewhere_is_named_with_when_it_would_be_retried(tmp_pa
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.RUNNING] * 2
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_queued_again(sqlite_url: str):
+    import io
+
+    import optuna
+
+    from search.study.recovery import fail_unstarted
+
+    study = optuna.create_study(study_name="s", storage=sqlite_url)
+    lost = study.ask()  # asked, then killed before its first heartbeat: no worker, no beat
+    lost.suggest_float("lr", 0.1, 1.0)
+    started = study.ask()
+    started.set_user_attr("worker", "elsewhere:123")  # its heartbeat is Optuna's to judge
+    out = io.StringIO()
+    assert fail_unstarted(study, 30, out=out) == []  # younger than the grace
+    assert fail_unstarted(study, None, out=out) == []  # no heartbeat: nothing is judged
+    time.sleep(1.2)
+    assert fail_unstarted(study, 1, out=out) == [lost.number]
+    trials = study.get_trials()
+    assert [t.state for t in trials[:2]] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING]
+    assert "before its first heartbeat" in trials[0].user_attrs["fail_reason"]
+    (retry,) = trials[2:]
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == {"lr": lost.params["lr"]}
+    assert out.getvalue().startswith(f"trial {lost.number:>4}  FAIL      its worker stopped before its first heartbeat")
+    assert fail_unstarted(study, 1, out=out) == []  # failed once, queued once
+
+
 def test_ctrl_c_ends_the_trial_cleanly_and_the_same_command_resumes(tmp_path: Path):
     from optuna.trial import TrialState
 
