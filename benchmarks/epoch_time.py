@@ -39,12 +39,11 @@ import keras
 import tensorflow as tf
 
 from benchmarks.args import add_data_arguments
-from benchmarks.results import append_entry
+from benchmarks.results import measure_and_append
 from benchmarks.tools import load_data
 from search.core.pipeline import TensorCache, make_pipeline
 from search.core.recipe import DataShape, recipe
 from search.core.training import compile_model, fit, keras_session, probe_epoch_seconds
-from search.errors import CnnSearchError
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -214,14 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="float32", choices=PRECISIONS, help="Keras' dtype policy")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    try:
-        result = measure(args)
-    except CnnSearchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in result.items() if k != "epochs"}))
-    append_entry(args.out, result)
-    return 0
+    return measure_and_append(lambda: measure(args), args.out, hide="epochs")
 
 
 if __name__ == "__main__":

@@ -35,13 +35,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.args import add_data_arguments
 from benchmarks.epoch_time import PRECISIONS, Breakdown, dtype_policy
-from benchmarks.results import append_entry
+from benchmarks.results import measure_and_append
 from benchmarks.tools import load_data
 from search.core.config import RunConfig
 from search.core.pipeline import TensorCache, make_pipeline
 from search.core.recipe import DataShape, recipe
 from search.core.training import fit, keras_session, probe_epoch_seconds
-from search.errors import CnnSearchError, UsageError
+from search.errors import UsageError
 from search.study.budget import BudgetPlan
 
 
@@ -120,14 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    try:
-        result = run(args)
-    except CnnSearchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in result.items() if k != "epoch_seconds"}))
-    append_entry(args.out, result)
-    return 0
+    return measure_and_append(lambda: run(args), args.out, hide="epoch_seconds")
 
 
 if __name__ == "__main__":

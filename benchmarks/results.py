@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.record import ToolRun
-from search.errors import UsageError
+from search.errors import CnnSearchError, UsageError
 
-__all__ = ["SearchResults", "append_entry", "environment", "load_json"]
+__all__ = ["SearchResults", "append_entry", "environment", "load_json", "measure_and_append"]
 
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "optuna", "optuna-integration", "keras-tuner", "numpy")
 
@@ -45,6 +46,20 @@ def append_entry(out: Path | None, entry: dict[str, Any]) -> None:
     runs = json.loads(out.read_text()) if out.exists() else []
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps([*runs, {**entry, "environment": environment()}], indent=1) + "\n")
+
+
+def measure_and_append(measure: Callable[[], dict[str, Any]], out: Path | None, hide: str) -> int:
+    """Run a measuring script's ``measure``, print its entry (less the long ``hide`` list)
+    as one JSON line and append it to ``out``; exit status 0, or 2 with one line on bad
+    input (nothing written)."""
+    try:
+        entry = measure()
+    except CnnSearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in entry.items() if k != hide}))
+    append_entry(out, entry)
+    return 0
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -63,11 +63,12 @@ class Pace(keras.callbacks.Callback):
     (``time.time()``) less the last validation pass's measured seconds (from the second
     pass on: the first also traces), so that the pass Keras runs after the stop ends by
     ``until``, however slow the machine is that day.  A budget's final run is planned
-    from epoch times that sustained load can stretch (on this project's CPU, 1.7x the
-    probe): counted in steps, a schedule planned too long is cut before it anneals;
-    counted in seconds, it anneals exactly at the deadline, however fast the epochs turn
-    out (the budgeted-training idea of Li et al., ICLR 2020).  An epoch that would
-    mostly run past the end is not begun.
+    from epoch times that can turn out longer (on this project's CPU 1.4-1.7x the
+    probe, until ``fit`` stopped waiting for tf.data's threads each epoch: see
+    docs/benchmarks/epoch-time.md): counted in steps, a schedule planned too long is cut
+    before it anneals; counted in seconds, it anneals exactly at the deadline, however
+    fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).  An
+    epoch that would mostly run past the end is not begun.
     ``schedule`` None (a constant or plateau rate): only the stop."""
 
     def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
@@ -110,8 +111,7 @@ class Pace(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch that would end past the stop by more than half of it is not begun: its
-        # first batches wait for the input pipeline to refill (6 s on one core for CIFAR),
-        # its validation comes after the stop, and the rate is near its floor by then.
+        # validation comes after the stop, and the rate is near its floor by then.
         now = time.time()
         if not self.stopped and self.end - now < EPOCH_TAIL * (now - self._epoch_start):
             self.stopped = True
