@@ -49,8 +49,8 @@ def make_pipeline(
     ``repeat``: the epochs one after another, each shuffled anew, for a ``fit`` given
     ``steps_per_epoch`` (the batches of one epoch): Keras then keeps one iterator for the
     whole run.  Without it Keras makes an iterator an epoch and drops the last one, and on
-    one CPU core dropping it waited, idle, for tf.data's threads: 13.8-19.1 s in 20 of 29
-    CIFAR-subset epochs of 25 s (docs/benchmarks/epoch-time.md)."""
+    one CPU core dropping it waited 2-17 s, idle, for tf.data's threads in about half the
+    epochs (a CIFAR-subset epoch of 25 s took 40-43 s: docs/benchmarks/epoch-time.md)."""
     n = int(x.shape[0])
     ds = tf.data.Dataset.range(n)
     if shuffle:
