@@ -42,22 +42,13 @@ def make_pipeline(
     shuffle: bool,
     seed: int,
     augment: AugmentConfig | None = None,
-    repeat: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (float32 images, one-hot labels); shuffled and augmented when asked.
-
-    ``repeat``: the epochs one after another, each shuffled anew, for a ``fit`` given
-    ``steps_per_epoch`` (the batches of one epoch): Keras then keeps one iterator for the
-    whole run.  Without it Keras makes an iterator an epoch and drops the last one, and on
-    one CPU core dropping it waited 2-17 s, idle, for tf.data's threads in about half the
-    epochs (a CIFAR-subset epoch of 25 s took 40-43 s: docs/benchmarks/epoch-time.md)."""
+    """Batches of (float32 images, one-hot labels); shuffled and augmented when asked."""
     n = int(x.shape[0])
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if repeat:  # before the augmentation seeds are zipped on: they go on from epoch to epoch
-        ds = ds.repeat()
 
     def gather(idx):
         images = tf.cast(tf.gather(x, idx), tf.float32)

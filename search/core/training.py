@@ -206,14 +206,7 @@ def fit(
             keras.utils.set_random_seed(config.seed)
             model = compile_model(config, data, lr)
     train_ds = make_pipeline(
-        x,
-        y,
-        data.num_classes,
-        config.train.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=config.augment,
-        repeat=True,  # one iterator for the run (see make_pipeline): steps_per_epoch below
+        x, y, data.num_classes, config.train.batch_size, shuffle=True, seed=config.seed, augment=config.augment
     )
     val_ds = None
     if validate:
@@ -228,7 +221,6 @@ def fit(
             train_ds,
             validation_data=val_ds,
             epochs=epochs,
-            steps_per_epoch=steps,
             callbacks=[guard, *own_timer, *schedule_callbacks, *callbacks],
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
