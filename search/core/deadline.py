@@ -63,9 +63,9 @@ class Pace(keras.callbacks.Callback):
     (``time.time()``) less the last validation pass's measured seconds (from the second
     pass on: the first also traces), so that the pass Keras runs after the stop ends by
     ``until``, however slow the machine is that day.  A budget's final run is planned
-    from epoch times that can turn out longer (on this project's CPU 1.4-1.7x the
-    probe: ``fit`` waits for tf.data's threads as Keras drops each epoch's iterator, see
-    docs/benchmarks/epoch-time.md): counted in steps, a schedule planned too long is cut
+    from epoch times that can turn out longer (on a slower day, under load; on this
+    project's CPU they took 1.4-1.7x the probe until the input pipelines stopped waiting
+    for tf.data's autotuner, see docs/benchmarks/epoch-time.md): counted in steps, a schedule planned too long is cut
     before it anneals; counted in seconds, it anneals exactly at the deadline, however
     fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).  An
     epoch that would mostly run past the end is not begun.

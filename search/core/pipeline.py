@@ -63,7 +63,16 @@ def make_pipeline(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_OPTIONS)
+
+
+# tf.data's autotuner runs a thread per iterator that sleeps between its optimizations, the
+# sleeps doubling up to a minute; dropping an iterator joined that thread, and on one CPU
+# core that waited, idle, up to the rest of its sleep (CIFAR-subset epochs: 14-19 s in 20 of
+# 29; Fashion-MNIST ~10 s in 4 of 29: docs/benchmarks/epoch-time.md).  Without it the
+# parallel maps run as many calls as the machine has cores and prefetch keeps a batch ready.
+_OPTIONS = tf.data.Options()
+_OPTIONS.autotune.enabled = False
 
 
 def _active(cfg: AugmentConfig) -> bool:

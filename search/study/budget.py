@@ -85,9 +85,9 @@ SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs o
 # (measured) before that, so the pass after the stop ends in time.  With a quarter epoch alone, benchmark
 # runs finished 2 s (Fashion-MNIST, 2.7 s left) and 2-5 s (CIFAR, 10 s left) past their budget; with 10 s
 # more but the validation pass unmeasured, a CIFAR final run under load (4-5) still ended 7 s past 2400.
-# Its epochs only size the schedule: on one CPU core the CIFAR recipe's sustained epochs took 1.4-1.7x
-# what the probe measured (an idle wait for tf.data's threads as Keras drops each epoch's iterator:
-# docs/benchmarks/epoch-time.md), and a schedule planned in epochs from the probe was cut by
+# Its epochs only size the schedule: sustained epochs can take longer than the probe measured (on one
+# CPU core the CIFAR recipe's took 1.4-1.7x, until the input pipelines stopped waiting for tf.data's
+# autotuner: docs/benchmarks/epoch-time.md), and a schedule planned in epochs from the probe was cut by
 # the deadline before it annealed.
 FINISH_EPOCHS = 0.25
 FINISH_SECONDS = 10.0

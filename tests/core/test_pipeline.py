@@ -88,3 +88,15 @@ def test_cutout_erases_one_square_per_image_with_the_batch_mean():
     kept = ~erased
     np.testing.assert_array_equal(out[kept], images.numpy()[kept])
     np.testing.assert_array_equal(out, augment_batch(images, AugmentConfig(cutout=0.375), tf.constant([7, 8])).numpy())
+
+
+def test_pipelines_run_without_tf_data_autotuning():
+    """Dropping an autotuned iterator waits for its autotuner's sleeping thread (up to
+    20 s an epoch on one core: docs/benchmarks/epoch-time.md); every pipeline turns it off,
+    augmented or not, and still prepares its batches ahead in parallel."""
+    x, y = arrays(20)
+    plain = make_pipeline(x, y, 3, 8, shuffle=False, seed=0)
+    augmented = make_pipeline(x, y, 3, 8, shuffle=True, seed=0, augment=AugmentConfig(horizontal_flip=True))
+    for ds in (plain, augmented):
+        assert ds.options().autotune.enabled is False
+        assert sum(int(b[0].shape[0]) for b in ds) == 20
