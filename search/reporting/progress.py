@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from search.core.diagnose import Finding, explain
 from search.study.budget import trial_epochs
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
+from search.study.ranking import validation_noise
 from search.study.record import TrialRecord
 
 __all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
@@ -110,12 +111,14 @@ def budget_summary(study: optuna.Study, budget) -> str:
                 f"  {phase:<8} {len(these)} trials of {'/'.join(map(str, epochs))} epochs, "
                 f"{sum(len(t.intermediate_values) for t in these)} epochs run, best {_fmt(best)}"
             )
-    return "\n".join(lines + learned(study, trials))
+    return "\n".join(lines + learned(study, trials, getattr(budget, "val_images", None)))
 
 
-def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], images: int | None = None) -> list[str]:
     """What exploring found: each change to the recipe against the recipe at the same
-    schedule length, and what the final run trained (the recipe or a found configuration)."""
+    schedule length, and what the final run trained (the recipe or a found configuration).
+    ``images``: the validation images of an accuracy; a change helped when it beat the
+    recipe by more than their noise (``validation_noise``)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     sign = 1 if study.direction.name == "MAXIMIZE" else -1
     recipe = {trial_epochs(t): t for t in done if _is_recipe(t)}
@@ -129,7 +132,10 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list
             continue
         change = ", ".join(f"{k} {v}" for k, v in what.items())
         delta = sign * (t.value - control.value)
-        verdict = "helped" if delta > 0 else "did not help"
+        noise = validation_noise(control.value, images) if images else 0.0
+        verdict = "helped" if delta > noise else "did not help"
+        if 0 < delta <= noise:
+            verdict = f"within the noise of the validation images ({noise * 100:.1f} points)"
         lines.append(
             f"  {change}: {_fmt(t.value)} against the recipe's {_fmt(control.value)} at {trial_epochs(t)} "
             f"epochs ({delta * 100:+.1f} points): {verdict}"
@@ -140,7 +146,10 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list
         by_number = {t.number: t for t in trials}
         picked = by_number.get(source)
         if picked is not None and _is_recipe(picked):
-            lines.append("  the final run trained the recipe: no change beat it at the same schedule length")
+            lines.append(
+                "  the final run trained the recipe: no change beat it at the same schedule length"
+                + (" by more than the noise of the validation images" if images else "")
+            )
         elif picked is not None:
             what = TrialRecord.of(picked).lever or TrialRecord.of(picked).changed or "its configuration"
             lines.append(

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from search.reporting.leaderboard import Leaderboard, format_value, leaderboard, param_importances, table_cells
 from search.reporting.progress import findings, learned
 from search.study.objectives import describe_objectives, is_multi_objective, study_metric_names
-from search.study.record import TrialRecord
+from search.study.record import BUDGET, TrialRecord
 from search.study.settings import StudySettings
 
 __all__ = ["FIGURES", "MULTI_OBJECTIVE_FIGURES", "render_report", "write_report"]
@@ -195,7 +195,7 @@ def _budget_section(study: optuna.Study, trials: list) -> str:
             ]
             for t in mine
         ]
-        lines = learned(study, mine)
+        lines = learned(study, mine, (study.user_attrs.get(BUDGET) or {}).get("val_images"))
         parts.append(
             f"<h3>Budget started {html.escape(when)}</h3>"
             + _table(["trial", "phase", "epochs", "value", "what"], rows, numeric={2, 3})

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.study.ranking import epoch_seconds, epochs_run, rank_trials, trial_epochs
+from search.study.ranking import epoch_seconds, epochs_run, final_source, rank_trials, trial_epochs
 from search.study.record import TrialRecord, attrs
 
 __all__ = ["BudgetPlan", "TrialPlan", "epoch_seconds", "epochs_run", "trial_epochs", "rank_trials"]
@@ -134,6 +134,7 @@ class BudgetPlan:
         False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
     )
     sampler: str = "prior"  # what draws the explore trials: the prior sampler moves the recipe's levers first
+    val_images: int | None = None  # an accuracy monitor's validation images: a branch must beat their noise
 
     @property
     def deadline(self) -> float:
@@ -316,7 +317,7 @@ class BudgetPlan:
 
     def _final(self, study: optuna.Study, done: list[FrozenTrial], now: float) -> TrialPlan | None:
         """The best trial again (or, with nothing done yet, the prior: the recipe) with the time left."""
-        best = rank_trials(study, done)[0] if done else None
+        best = final_source(study, done, self.val_images) if done else None
         per_epoch = epoch_seconds(best) if best is not None else self.probe
         if not per_epoch:
             return None

@@ -82,7 +82,7 @@ def study_budget(
             )
             return BudgetPlan(total, start=start, **plan), note
     budget = BudgetPlan(seconds, start=now, **plan)
-    study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds})
+    study.set_user_attr(BUDGET_ATTR, {"start": budget.start, "seconds": seconds, "val_images": budget.val_images})
     return budget, None
 
 

@@ -330,9 +330,9 @@ def prepare(r: SearchRequest, before_data: Callable[[], None] | None = None) -> 
         taken.apply(study)
         search.notes.append(taken.describe())
     if budget_s:  # the study's running budget, if another command (or this one before a kill -9) started one
-        search.budget, joined = study_budget(
-            study, budget_s, max_epochs=r.epochs or BUDGET_MAX_EPOCHS, capped=bool(r.epochs), sampler=settings.sampler
-        )  # the worker says the plan
+        plan = {"max_epochs": r.epochs or BUDGET_MAX_EPOCHS, "capped": bool(r.epochs), "sampler": settings.sampler}
+        images = len(data.x_val) if settings.monitor == "val_accuracy" else None  # a branch must beat their noise
+        search.budget, joined = study_budget(study, budget_s, **plan, val_images=images)  # the worker says the plan
         if joined:
             search.notes.append(joined)
     ends = (time.time() + r.timeout if r.timeout else None, search.budget.deadline if search.budget else None)

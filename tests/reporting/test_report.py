@@ -187,3 +187,7 @@ def test_report_says_what_a_budget_bought_and_learned():
     assert "trial 1 again, continued from its weights" in text
     assert "the final run trained trial 1" in text
     assert _budget_section(optuna.create_study(), []) == ""
+    # measured on 100 validation images, +3 points is inside their noise (5.7 points)
+    study.set_user_attr("budget", {"start": 1_000_000.0, "seconds": 600.0, "val_images": 100})
+    text = _budget_section(study, study.get_trials())
+    assert "(+3.0 points): within the noise of the validation images (5.7 points)" in text

@@ -315,7 +315,7 @@ def test_a_study_keeps_its_running_budget_for_every_command_that_joins_it():
     study = optuna.create_study(direction="maximize")
     first, note = study_budget(study, 600.0, now=1000.0, max_epochs=50)
     assert note is None and (first.start, first.seconds, first.max_epochs) == (1000.0, 600.0, 50)
-    assert study.user_attrs[BUDGET_ATTR] == {"start": 1000.0, "seconds": 600.0}
+    assert study.user_attrs[BUDGET_ATTR] == {"start": 1000.0, "seconds": 600.0, "val_images": None}
     # another terminal (or this command rerun after kill -9) 200 s later: the same deadline, the time left
     second, note = study_budget(study, 300.0, now=1200.0, max_epochs=50)
     assert (second.start, second.deadline) == (1000.0, 1600.0)
@@ -360,6 +360,41 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
     assert RICH_EXPLORE == 0.5 and plan.next_trial(study, now=460.0).phase == "branch"
     final = plan.next_trial(study, now=461.0)  # would end past half the budget
     assert (final.phase, final.source) == ("final", 3)  # the best branch at the longest length, not the trunk
+
+
+def test_a_branch_within_the_validation_noise_of_its_control_does_not_take_the_final_run():
+    """Measured on ``val_images`` images, a branch must beat the control (the trunk continued
+    unchanged, same length) by more than one standard error of their difference; otherwise
+    the final run continues the control."""
+    import datetime as dt
+
+    from search.study.ranking import final_source, validation_noise
+
+    assert validation_noise(0.67, 1000) == pytest.approx(0.0210, abs=1e-4)
+    assert validation_noise(0.91, 2000) == pytest.approx(0.0090, abs=1e-4)
+    assert validation_noise(0.5, 0) == 0.0
+
+    def ran(t):
+        t.datetime_start = t.datetime_complete = dt.datetime.fromtimestamp(100.0)
+        return t
+
+    def branch(value, **attrs):
+        return ran(_trial(value, 10, 4.0, budget_start=0.0, phase="branch", source=0, continued_epochs=24, **attrs))
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(ran(_trial(0.81, 24, 4.0, budget_start=0.0, phase="explore", checkpoint="/kept/t0.weights.h5")))
+    study.add_trial(branch(0.83, control=True))
+    study.add_trial(branch(0.845, lever={"cutout": 0.25}))  # +1.5 points; the noise at 1,000 images: 1.7
+    done = study.get_trials()
+    assert final_source(study, done).number == 2  # no noise known: the best
+    assert final_source(study, done, 1000).number == 1  # within the noise: the control
+    assert final_source(study, done, 10_000).number == 2  # 0.5 points of noise: a clear win
+    plan = BudgetPlan(1000.0, start=0.0, max_epochs=1000, probe=5.0, val_images=1000)
+    final = plan.next_trial(study, now=600.0)  # past half the budget: the final run, from the control
+    assert (final.phase, final.source) == ("final", 1)
+    study.add_trial(branch(0.86, lever={"pad_crop": 4}))  # +3.0: beats the noise of 1,000 images
+    assert final_source(study, study.get_trials(), 1000).number == 3
+    assert plan.next_trial(study, now=600.0).source == 3
 
 
 def test_of_two_trials_deciding_the_final_run_at_once_the_lower_numbered_claim_wins():

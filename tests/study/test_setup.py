@@ -80,3 +80,20 @@ def test_a_request_names_its_study_from_the_data_and_the_space_file(tmp_path: Pa
 def test_run_search_names_an_unknown_option():
     with pytest.raises(TypeError, match="budgett"):
         run_search("digits", budgett=60)
+
+
+def test_a_budget_knows_how_many_images_its_accuracy_is_measured_on(tmp_path: Path):
+    """A branch must beat its control by more than the noise of the validation images
+    (search.study.ranking.final_source): the plan, and the study for ``report``, know how many."""
+    from search.study.record import BUDGET
+
+    def budget_of(**options):
+        search = prepare(
+            SearchRequest(dataset="digits", studies_dir=tmp_path, limit_train=300, budget="90s", **options)
+        )
+        return search.budget, search.study.user_attrs[BUDGET], len(search.data.x_val)
+
+    plan, stored, images = budget_of(study="acc")
+    assert plan.val_images == stored["val_images"] == images > 100
+    plan, stored, _ = budget_of(study="loss", monitor="val_loss")  # a loss has no such noise
+    assert plan.val_images is None and stored["val_images"] is None
