@@ -14,7 +14,9 @@ changes one field of the recipe's run config (``model.base_filters=64``,
 ``model.activation=gelu``, ``train.batch_size=256``); ``--precision`` sets Keras'
 dtype policy.  The run is paced as a budgeted search's final run (``recipe-paced``: the
 probe inside the budget, the one-cycle schedule on the clock), then the model it trained
-is tested on the test split.  One JSON entry a run is appended to ``--out`` (a lock-free
+is tested on the test split.  ``--epochs N`` trains a fixed N-epoch schedule instead,
+not paced: what a change does to the model, whatever the machine's speed (small data,
+where a budget's seconds would mostly be set-up).  One JSON entry a run is appended to ``--out`` (a lock-free
 read-modify-write: give each of a pair its own file, or merge them after), with the
 epochs, per-epoch seconds and the machine's load.
 """
@@ -71,16 +73,21 @@ def run(args) -> dict:
 
 
 def _paced(args, start: float, config: RunConfig, data) -> dict:
-    per_epoch = probe_epoch_seconds(config, data)  # inside the budget, as recipe-paced
-    plan = BudgetPlan(args.budget - (time.time() - start))
-    until = plan.deadline - plan.finish(per_epoch)
-    epochs = max(1, int((until - time.time()) / per_epoch))
+    until, per_epoch = None, None
+    if args.epochs:  # a fixed schedule, not paced
+        epochs = args.epochs
+    else:
+        per_epoch = probe_epoch_seconds(config, data)  # inside the budget, as recipe-paced
+        plan = BudgetPlan(args.budget - (time.time() - start))
+        until = plan.deadline - plan.finish(per_epoch)
+        epochs = max(1, int((until - time.time()) / per_epoch))
     config = config.replace(train=dataclasses.replace(config.train, epochs=epochs))
     breakdown = Breakdown(quiet=True)
     with keras_session():
         result = fit(config, data, callbacks=[breakdown], until=until)
         x, y = TensorCache.get(data, data.x_test, data.y_test)
-        _, test = result.model.evaluate(make_pipeline(x, y, data.num_classes, 512, shuffle=False, seed=0), verbose=0)
+        test_ds = make_pipeline(x, y, data.num_classes, 512, shuffle=False, seed=0)
+        test = result.model.evaluate(test_ds, verbose=0, return_dict=True)["accuracy"]  # a text's: whole strings
         params = result.model.count_params()
     later = [e["wall"] for e in breakdown.epochs[1:]] or [breakdown.epochs[0]["wall"]]
     return {
@@ -89,12 +96,12 @@ def _paced(args, start: float, config: RunConfig, data) -> dict:
         "train_images": len(data.x_train),
         "val_images": len(data.x_val),
         "test_images": len(data.x_test),
-        "budget_s": args.budget,
+        "budget_s": None if args.epochs else args.budget,
         "seed": args.seed,
         "set": args.set,
         "precision": args.precision,
         "params": params,
-        "probe_epoch_s": round(per_epoch, 2),
+        "probe_epoch_s": round(per_epoch, 2) if per_epoch else None,
         "epochs": result.epochs_run,
         "epoch_s_median": round(sorted(later)[len(later) // 2], 2),
         "best_val": round(max(result.history["val_accuracy"]), 4),
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_arguments(p)
     p.add_argument("--budget", type=float, default=600.0, help="seconds, the probe included (default: 600)")
+    p.add_argument("--epochs", type=int, help="a fixed schedule of this many epochs instead of the budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="change one recipe field")
     p.add_argument("--precision", default="float32", choices=PRECISIONS, help="Keras' dtype policy")

@@ -542,3 +542,6 @@ def test_recipe_variant_trains_the_changed_recipe_paced_and_tests_it(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.no_such_key" in err[0]
     assert len(json.loads(out.read_text())) == 2  # nothing written for the refused run
+    assert main([*common, "--label", "fixed", "--epochs", "2"]) == 0  # a fixed schedule: not paced
+    fixed = json.loads(out.read_text())[-1]
+    assert fixed["epochs"] == 2 and fixed["budget_s"] is None and fixed["probe_epoch_s"] is None

@@ -70,7 +70,8 @@ def make_pipeline(
 # sleeps doubling up to a minute; dropping an iterator joined that thread, and on one CPU
 # core that waited, idle, up to the rest of its sleep (CIFAR-subset epochs: 14-19 s in 20 of
 # 29; Fashion-MNIST ~10 s in 4 of 29: docs/benchmarks/epoch-time.md).  Without it the
-# parallel maps run as many calls as the machine has cores and prefetch keeps a batch ready.
+# parallel maps run as many calls as the machine has cores and the prefetch sizes its buffer
+# by its own simpler rule (it grows when the steps wait), without that thread.
 _OPTIONS = tf.data.Options()
 _OPTIONS.autotune.enabled = False
 
