@@ -65,10 +65,10 @@ class Pace(keras.callbacks.Callback):
     ``until``, however slow the machine is that day.  A budget's final run is planned
     from epoch times that can turn out longer (on a slower day, under load; on this
     project's CPU they took 1.4-1.7x the probe until the input pipelines stopped waiting
-    for tf.data's autotuner, see docs/benchmarks/epoch-time.md): counted in steps, a schedule planned too long is cut
-    before it anneals; counted in seconds, it anneals exactly at the deadline, however
-    fast the epochs turn out (the budgeted-training idea of Li et al., ICLR 2020).  An
-    epoch that would mostly run past the end is not begun.
+    for tf.data's autotuner, see docs/benchmarks/epoch-time.md): counted in steps, a
+    schedule planned too long is cut before it anneals; counted in seconds, it anneals
+    exactly at the deadline, however fast the epochs turn out (the budgeted-training idea
+    of Li et al., ICLR 2020).  An epoch that would mostly run past the end is not begun.
     ``schedule`` None (a constant or plateau rate): only the stop."""
 
     def __init__(self, until: float, schedule=None, total_steps: int = 1) -> None:
