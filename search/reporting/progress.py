@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search.core.diagnose import Finding, explain
 from search.study.budget import trial_epochs
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
-from search.study.ranking import validation_noise
+from search.study.ranking import clear_win, validation_noise
 from search.study.record import TrialRecord
 
 __all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
@@ -132,9 +132,9 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], images:
             continue
         change = ", ".join(f"{k} {v}" for k, v in what.items())
         delta = sign * (t.value - control.value)
-        noise = validation_noise(control.value, images) if images else 0.0
-        verdict = "helped" if delta > noise else "did not help"
-        if 0 < delta <= noise:
+        verdict = "helped" if clear_win(study, t, control, images) else "did not help"
+        if delta > 0 and verdict != "helped":
+            noise = validation_noise(control.value, images)
             verdict = f"within the noise of the validation images ({noise * 100:.1f} points)"
         lines.append(
             f"  {change}: {_fmt(t.value)} against the recipe's {_fmt(control.value)} at {trial_epochs(t)} "
