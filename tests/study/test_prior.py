@@ -292,7 +292,7 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
         direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
     )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
-    values = iter([0.80, 0.82, 0.81, 0.84, 0.79, 0.83, 0.9])
+    values = iter([0.80, 0.82, 0.81, 0.79, 0.84, 0.83, 0.80, 0.9])
 
     def objective(trial):
         SPACE.sample(trial, BASE, epochs=(1, 100))
@@ -309,12 +309,23 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
         control.user_attrs["phase"] == "branch" and control.user_attrs["control"] and control.user_attrs["source"] == 0
     )
     assert control.params == {**trunk.params, "epochs": budget.branch_epochs}  # the trunk unchanged, continued
-    expected = [{"cutout": 0.25}, {"pad_crop": 4}, {"block_dropout": 0.1}, {"cutout": 0.5}]  # FMNIST: pad-crop 2
+    expected = [{"batch_size": 64}, {"cutout": 0.25}, {"pad_crop": 4}, {"block_dropout": 0.1}, {"cutout": 0.5}]
+    assert BASE.train.batch_size == 128 and BASE.augment.pad_crop == 2  # half the batch, wider shifts
     assert [t.user_attrs["lever"] for t in branches] == expected
     for t, change in zip(branches, expected):
         assert t.user_attrs["phase"] == "branch" and t.user_attrs["source"] == 0 and "control" not in t.user_attrs
         assert {k: v for k, v in t.params.items() if k != "epochs"} == {**PRIOR, **change}
         assert t.params["epochs"] == budget.branch_epochs
     # every change tried: the final run continues the best branch (pad-crop 4, 0.84)
-    assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == branches[1].number
+    assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == branches[2].number
     assert {k: v for k, v in final.params.items() if k != "epochs"} == {**PRIOR, "pad_crop": 4}
+
+
+def test_a_lever_moves_to_the_next_choice_up_or_down_and_none_past_the_ends():
+    from optuna.distributions import CategoricalDistribution
+
+    batches = CategoricalDistribution([32, 64, 128, 256])
+    step = PriorSampler._lever_value
+    assert (step(128, "down", batches), step(128, "up", batches)) == (64, 256)
+    assert step(32, "down", batches) is None and step(256, "up", batches) is None
+    assert step(64, 64, batches) is None and step(64, 32, batches) == 32  # a value: taken when it changes something
