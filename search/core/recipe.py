@@ -18,10 +18,10 @@ What depends on the data:
   CIFAR-10 subset +0.8 points of validation and +1.3 of test accuracy for the same
   training, on Fashion-MNIST +0.2 and +0.3 (docs/design/recipe.md);
 * shifts: 2-pixel pad-and-crop from 24 px up; none on tiny images;
-* batch size: 128 from 2,048 training images (256 from 32,768), 64 below, so an epoch has
-  enough steps for the one-cycle schedule to warm up and anneal: on this CPU an epoch costs
-  the same at 128 as at 256 (twice the steps, each half the work), and the extra updates
-  paid over three seeds paced by the same clock (docs/benchmarks/epoch-time.md);
+* batch size: 64 under 8,192 training images, 128 from 8,192, 256 from 32,768: on this
+  CPU an epoch costs the same at half the batch (twice the steps, each half the work), and
+  the extra updates paid over three seeds paced by the same clock at 4,500 and at 9,000-10,000
+  images (docs/benchmarks/epoch-time.md);
 * text (captchas, ``textfolder:``): a flatten head (global pooling would erase where
   each character is), per-image standardization and Adam, which is what learned on
   generated captchas in this project's measurements (docs/guide/data.md, "Text images").
@@ -134,10 +134,12 @@ def recipe(shape: DataShape, data: DataConfig | None = None, epochs: int | None 
         schedule = ScheduleConfig(name=r["schedule"], max_lr_factor=r["max_lr_factor"])
         normalization = r["normalization"]
     n = shape.train_images
-    # 128, not 256, from 8,192 images: paced by the same clock beside 256, 3 seeds each, +3.40 validation
-    # and +2.45 test points on the CIFAR-10 subset 9k (600 s), +0.37 and +0.47 on Fashion-MNIST 10k (480 s);
-    # 256 stays from 32,768 images, where an epoch has 128 steps or more at 256 (not measured)
-    batch = 256 if n >= 32768 else 128 if n >= 2048 else 64
+    # paced by the same clock beside the larger batch, 3 seeds each: 128, not 256, from 8,192 images: +3.40
+    # validation and +2.45 test points on the CIFAR-10 subset 9k (600 s), +0.37 and +0.47 on Fashion-MNIST
+    # 10k (480 s); 64, not 128, under 8,192: +2.97 and +2.15 on the CIFAR-10 subset 4.5k (600 s).  256 stays
+    # from 32,768 images, where an epoch has 128 steps or more at 256 (not measured); text keeps 128 from
+    # 2,048 images (Adam at a constant rate: not measured at 64)
+    batch = 256 if n >= 32768 else 128 if n >= 8192 or (text and n >= 2048) else 64
     return RunConfig(
         data=dataclasses.replace(data, normalization=normalization),  # the caller's dataset and split, its seed too
         augment=AugmentConfig(

@@ -16,7 +16,7 @@ from search.study.settings import StudySettings
 from search.study.storage import create_or_load
 
 SPACE = load_space("cnn")
-FMNIST = DataShape("fashion_mnist", 28, 28, 1, 10, 8000)
+FMNIST = DataShape("fashion_mnist", 28, 28, 1, 10, 10000)
 BASE = recipe(FMNIST)
 PRIOR = SPACE.priors(BASE)
 NAMES = [p.name for p in SPACE.params if p.kind != "fixed"]
