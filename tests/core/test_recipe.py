@@ -16,6 +16,7 @@ def test_recipe_is_sized_to_the_images():
     assert (grey.train.batch_size, colour.train.batch_size, tiny.train.batch_size) == (128, 128, 64)
     assert recipe(DataShape("folder:photos", 32, 32, 3, 10, 4500)).train.batch_size == 64  # a few thousand images
     assert recipe(DataShape("fashion_mnist", 28, 28, 1, 10, 54000)).train.batch_size == 256  # the full set
+    assert recipe(DataShape("captcha", 40, 100, 1, 10, 7000, text=True)).train.batch_size == 128  # text: as before
     assert grey.augment.pad_crop == 2 and grey.train.epochs == RECIPE["epochs"]
     assert grey.optimizer.name == "sgd" and grey.optimizer.nesterov and grey.schedule.name == "one_cycle"
 
