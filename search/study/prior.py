@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.study.budget import BudgetPlan, TrialPlan, rank_trials
 from search.study.budgets import plan_for
 from search.study.optuna_access import trial_by_number
+from search.study.ranking import branching_settled
 from search.study.record import TrialRecord, attrs, write_to
 
 __all__ = ["PriorSampler", "Draw"]
@@ -240,18 +241,19 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def _next_branch(self, study: optuna.Study, plan: TrialPlan) -> Draw | None:
         """A branch of the trunk (``plan.source``): first the trunk's own configuration
         continued (the control every change is compared with), then the trunk with the
-        first of BRANCH_LEVERS not yet tried; None when every lever was tried."""
+        first of BRANCH_LEVERS not yet tried; None when every lever was tried or the last
+        TIED_BRANCHES did not beat the control (``branching_settled``)."""
         source = trial_by_number(study, plan.source)
         centre, name = {**self.prior, **source.params}, f"trial {plan.source}"
-        controls = [
+        mine = [
             t
             for t in study.get_trials(deepcopy=False)
-            if TrialRecord.of(t).control
-            and TrialRecord.of(t).budget_start == self.budget.start
-            and TrialRecord.of(t).source == plan.source
+            if TrialRecord.of(t).budget_start == self.budget.start and TrialRecord.of(t).source == plan.source
         ]
-        if not controls:
+        if not any(TrialRecord.of(t).control for t in mine):
             return Draw("replay", centre, plan=plan, centre_name=name)
+        if branching_settled(study, mine, self.budget.val_images):
+            return None  # the last changes tied the control: the final run gets the rest
         return self._next_lever(study, plan, BRANCH_LEVERS, centre, name)
 
     def _distributions(self, study: optuna.Study) -> dict[str, BaseDistribution]:

@@ -19,6 +19,8 @@ __all__ = [
     "validation_noise",
     "clear_win",
     "final_source",
+    "TIED_BRANCHES",
+    "branching_settled",
 ]
 
 
@@ -98,3 +100,23 @@ def final_source(study: optuna.Study, done: list[FrozenTrial], images: int | Non
         None,
     )
     return ranked[0] if control is None or clear_win(study, ranked[0], control, images) else control
+
+
+# Each branch costs BRANCH_SHARE of the epochs the budget buys whether or not its change helps.  On
+# Fashion-MNIST 10k at 1200 s (seed 0, e19e00b) none of four changes beat the control, and the four took
+# 280 s, 23% of the budget, that the final run did not get (95 epochs against recipe-paced's 126;
+# docs/benchmarks-rich-rerun.md).  So branching stops once TIED_BRANCHES changes in a row did not beat the
+# control by more than the noise: the levers after them are the less likely ones, and the rest of the
+# budget goes to the final run.
+TIED_BRANCHES = 2
+
+
+def branching_settled(study: optuna.Study, branches: list[FrozenTrial], images: int | None = None) -> bool:
+    """Whether one trunk's ``branches`` (its control and its changes) end with TIED_BRANCHES
+    completed changes in a row that did not beat the completed control (``clear_win``)."""
+    done = [t for t in branches if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    control = next((t for t in done if TrialRecord.of(t).control), None)
+    changes = sorted((t for t in done if TrialRecord.of(t).lever), key=lambda t: t.number)[-TIED_BRANCHES:]
+    if control is None or len(changes) < TIED_BRANCHES:
+        return False
+    return not any(clear_win(study, t, control, images) for t in changes)

@@ -292,7 +292,8 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
         direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
     )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
-    values = iter([0.80, 0.82, 0.81, 0.79, 0.84, 0.83, 0.80, 0.9])
+    # trunk, control, then the changes: no two in a row fail to beat the control (0.82), so every one is tried
+    values = iter([0.80, 0.82, 0.83, 0.79, 0.84, 0.83, 0.80, 0.9])
 
     def objective(trial):
         SPACE.sample(trial, BASE, epochs=(1, 100))
@@ -319,6 +320,49 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
     # every change tried: the final run continues the best branch (pad-crop 4, 0.84)
     assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == branches[2].number
     assert {k: v for k, v in final.params.items() if k != "epochs"} == {**PRIOR, "pad_crop": 4}
+
+
+def _branching_study(values: list[float], val_images: int | None, n: int) -> tuple[optuna.Study, BudgetPlan]:
+    budget = BudgetPlan(100_000.0, probe=100.0, val_images=val_images)  # rich: 1,000 epochs of the recipe
+    study = optuna.create_study(
+        direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
+    )
+    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
+    scores = iter(values)
+
+    def objective(trial):
+        SPACE.sample(trial, BASE, epochs=(1, 100))
+        trial.set_user_attr("epoch_seconds", [1.0, 1.0])
+        trial.set_user_attr("checkpoint", f"/kept/trial-{trial.number}.weights.h5")
+        if trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") == "branch":
+            trial.set_user_attr("continued_epochs", budget.short)
+        return next(scores)
+
+    study.optimize(objective, n_trials=n)
+    return study, budget
+
+
+@pytest.mark.parametrize(
+    "values, images, stops",
+    [
+        ([0.80, 0.82, 0.81, 0.79], None, True),  # two changes below the control: done
+        ([0.80, 0.82, 0.83, 0.79], None, False),  # the first of the two beat it: go on
+        ([0.80, 0.82, 0.83, 0.82], 1000, True),  # +1 point on 1,000 images is inside the noise (1.7): a tie
+        ([0.80, 0.82, 0.86, 0.82], 1000, False),  # +4 points is not
+    ],
+)
+def test_branching_stops_once_two_changes_in_a_row_do_not_beat_the_control(values, images, stops):
+    """Each branch costs its epochs whether or not it helps: after TIED_BRANCHES changes
+    that did not beat the control by more than the validation noise, the final run comes."""
+    from search.study.ranking import TIED_BRANCHES
+
+    assert TIED_BRANCHES == 2
+    study, _ = _branching_study([*values, 0.9], images, len(values) + 1)
+    nxt = study.trials[-1].user_attrs
+    if stops:  # the final run continues the best at the longest length: the control, since no change won
+        assert nxt["phase"] == "final" and nxt["source"] == study.trials[1].number
+    else:
+        assert nxt["phase"] == "branch" and nxt["lever"] == {"pad_crop": 4}  # the third change
 
 
 def test_a_lever_moves_to_the_next_choice_up_or_down_and_none_past_the_ends():
