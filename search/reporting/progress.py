@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search.core.diagnose import Finding, explain
 from search.study.budget import trial_epochs
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
-from search.study.ranking import clear_win, validation_noise
+from search.study.ranking import TIED_BRANCHES, branching_settled, clear_win, validation_noise
 from search.study.record import TrialRecord
 
 __all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
@@ -141,6 +141,12 @@ def learned(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], images:
             f"epochs ({delta * 100:+.1f} points): {verdict}"
         )
     finals = [t for t in trials if TrialRecord.of(t).phase == "final"]
+    branches = [t for t in trials if TrialRecord.of(t).phase == "branch"]
+    if finals and branches and branching_settled(study, branches, images):
+        lines.append(
+            f"  branching stopped after {TIED_BRANCHES} changes in a row did not beat the recipe: "
+            "the rest of the budget went to the final run"
+        )
     if finals and lines:
         source = TrialRecord.of(finals[-1]).source
         by_number = {t.number: t for t in trials}

@@ -191,3 +191,16 @@ def test_report_says_what_a_budget_bought_and_learned():
     study.set_user_attr("budget", {"start": 1_000_000.0, "seconds": 600.0, "val_images": 100})
     text = _budget_section(study, study.get_trials())
     assert "(+3.0 points): within the noise of the validation images (5.7 points)" in text
+    assert "branching stopped" not in text
+
+    # branches: the control, then two changes that did not beat it: the summary says branching stopped there
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(trial(0.80, 12, phase="explore", baseline=True, checkpoint="w"))
+    study.add_trial(trial(0.82, 16, phase="branch", source=0, control=True, continued_epochs=12))
+    study.add_trial(trial(0.81, 16, phase="branch", source=0, lever={"batch_size": 64}, continued_epochs=12))
+    study.add_trial(trial(0.83, 16, phase="branch", source=0, lever={"cutout": 0.25}, continued_epochs=12))
+    study.add_trial(trial(0.86, 40, phase="final", source=1, continued_from=1, continued_epochs=16, paced="paced"))
+    study.set_user_attr("budget", {"start": 1_000_000.0, "seconds": 600.0, "val_images": 1000})
+    text = _budget_section(study, study.get_trials())
+    assert "branching stopped after 2 changes in a row did not beat the recipe" in text, text
+    assert "the final run trained the recipe" in text
