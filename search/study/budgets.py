@@ -117,8 +117,7 @@ def describe_plan(plan: BudgetPlan) -> str:
             f"weights continue {plan.branch_epochs} more as they are "
             "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
             f"until two in a row do not beat it or about {RICH_EXPLORE:.0%} of the budget; the best of them "
-            "(the recipe unless a change "
-            "beat it) continues with the time left"
+            "(the recipe unless a change beat it) continues with the time left"
         )
     if plan.rich:
         then = (
