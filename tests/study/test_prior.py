@@ -282,18 +282,13 @@ def test_a_change_around_the_prior_moves_away_from_the_recipe_trial_itself():
     assert all(t.params != recipe for t in study.trials[1:])
 
 
-def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_then_continues_the_best():
-    """With the recipe's weights kept, the control (the recipe continued) comes first, then
-    one BRANCH_LEVER at a time on the recipe, each as long; then the final run of the best."""
-    from search.study.prior import BRANCH_LEVERS
-
-    budget = BudgetPlan(100_000.0, probe=100.0)  # 1,000 epochs of the recipe: rich
+def _branching_study(values: list[float], val_images: int | None, n: int) -> tuple[optuna.Study, BudgetPlan]:
+    budget = BudgetPlan(100_000.0, probe=100.0, val_images=val_images)  # rich: 1,000 epochs of the recipe
     study = optuna.create_study(
         direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
     )
     study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
-    # trunk, control, then the changes: no two in a row fail to beat the control (0.82), so every one is tried
-    values = iter([0.80, 0.82, 0.83, 0.79, 0.84, 0.83, 0.80, 0.9])
+    scores = iter(values)
 
     def objective(trial):
         SPACE.sample(trial, BASE, epochs=(1, 100))
@@ -301,9 +296,20 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
         trial.set_user_attr("checkpoint", f"/kept/trial-{trial.number}.weights.h5")  # as the objective keeps weights
         if trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") == "branch":  # the sampler's plan
             trial.set_user_attr("continued_epochs", budget.short)  # as the objective records a continued run
-        return next(values)
+        return next(scores)
 
-    study.optimize(objective, n_trials=2 + len(BRANCH_LEVERS) + 1)
+    study.optimize(objective, n_trials=n)
+    return study, budget
+
+
+def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_then_continues_the_best():
+    """With the recipe's weights kept, the control (the recipe continued) comes first, then
+    one BRANCH_LEVER at a time on the recipe, each as long; then the final run of the best."""
+    from search.study.prior import BRANCH_LEVERS
+
+    # trunk, control, then the changes: no two in a row fail to beat the control (0.82), so every one is tried
+    values = [0.80, 0.82, 0.83, 0.79, 0.84, 0.83, 0.80, 0.9]
+    study, budget = _branching_study(values, None, 2 + len(BRANCH_LEVERS) + 1)
     trunk, control, *branches, final = study.trials
     assert trunk.user_attrs["phase"] == "explore" and trunk.params["epochs"] == budget.short
     assert (
@@ -320,26 +326,6 @@ def test_a_rich_budget_branches_the_recipe_with_changes_that_keep_its_weights_th
     # every change tried: the final run continues the best branch (pad-crop 4, 0.84)
     assert final.user_attrs["phase"] == "final" and final.user_attrs["source"] == branches[2].number
     assert {k: v for k, v in final.params.items() if k != "epochs"} == {**PRIOR, "pad_crop": 4}
-
-
-def _branching_study(values: list[float], val_images: int | None, n: int) -> tuple[optuna.Study, BudgetPlan]:
-    budget = BudgetPlan(100_000.0, probe=100.0, val_images=val_images)  # rich: 1,000 epochs of the recipe
-    study = optuna.create_study(
-        direction="maximize", sampler=PriorSampler(PRIOR, SPACE.changeable(BASE), seed=0, budget=budget)
-    )
-    study.enqueue_trial(SPACE.baseline(BASE), user_attrs={"baseline": True})
-    scores = iter(values)
-
-    def objective(trial):
-        SPACE.sample(trial, BASE, epochs=(1, 100))
-        trial.set_user_attr("epoch_seconds", [1.0, 1.0])
-        trial.set_user_attr("checkpoint", f"/kept/trial-{trial.number}.weights.h5")
-        if trial.storage.get_trial_user_attrs(trial._trial_id).get("phase") == "branch":
-            trial.set_user_attr("continued_epochs", budget.short)
-        return next(scores)
-
-    study.optimize(objective, n_trials=n)
-    return study, budget
 
 
 @pytest.mark.parametrize(
