@@ -97,6 +97,8 @@ def budget_summary(study: optuna.Study, budget) -> str:
         f"budget {budget.seconds:g}s bought {len(trials)} trials, "
         f"{sum(len(t.intermediate_values) for t in trials)} epochs:"
     ]
+    if getattr(budget, "widening", None) is not None:  # every trial of this budget trained the wider net
+        lines.append(f"  {budget.widening.describe(budget.seconds)}")
     for phase in ("early", "explore", "branch", "promote", "final"):
         these = [t for t in trials if TrialRecord.of(t).phase == phase]
         if these:

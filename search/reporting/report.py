@@ -26,6 +26,7 @@ from search.reporting.progress import findings, learned
 from search.study.objectives import describe_objectives, is_multi_objective, study_metric_names
 from search.study.record import BUDGET, TrialRecord
 from search.study.settings import StudySettings
+from search.study.widen import Widening
 
 __all__ = ["FIGURES", "MULTI_OBJECTIVE_FIGURES", "render_report", "write_report"]
 
@@ -195,7 +196,11 @@ def _budget_section(study: optuna.Study, trials: list) -> str:
             ]
             for t in mine
         ]
-        lines = learned(study, mine, (study.user_attrs.get(BUDGET) or {}).get("val_images"))
+        stored = study.user_attrs.get(BUDGET) or {}
+        lines = learned(study, mine, stored.get("val_images"))
+        widening = Widening.from_dict(stored.get("widening")) if stored.get("start") == start else None
+        if widening is not None:  # the study keeps its running budget's record: the latest budget's
+            lines = [lines[0] if lines else "", f"  {widening.describe(stored['seconds'])}"] + lines[1:]
         parts.append(
             f"<h3>Budget started {html.escape(when)}</h3>"
             + _table(["trial", "phase", "epochs", "value", "what"], rows, numeric={2, 3})

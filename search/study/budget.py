@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study.ranking import epoch_seconds, epochs_run, final_source, rank_trials, trial_epochs
 from search.study.record import TrialRecord, attrs
+
+if TYPE_CHECKING:
+    from search.study.widen import Widening
 
 __all__ = ["BudgetPlan", "TrialPlan", "epoch_seconds", "epochs_run", "trial_epochs", "rank_trials"]
 
@@ -122,19 +126,18 @@ class BudgetPlan:
 
     ``max_epochs`` bounds the ``epochs`` param (a paced final run's is only nominal: it
     trains as many as the clock allows unless ``capped``).  ``probe``: seconds an epoch of the
-    recipe takes, measured before the first trial
-    (``search.core.training.probe_epoch_seconds``); None until measured."""
+    recipe takes (``search.core.training.probe_epoch_seconds``), of its wider net where a
+    ``widening`` was planned (``search.study.widen``); None until measured."""
 
     seconds: float
     start: float = field(default_factory=time.time)
     max_epochs: int = 100
     short_epochs: int = SHORT_EPOCHS
     probe: float | None = None
-    capped: bool = (
-        False  # max_epochs was asked for (--epochs): a final run with time for more trains that many, unpaced
-    )
+    capped: bool = False  # --epochs set max_epochs: a final run with time for more trains that many, unpaced
     sampler: str = "prior"  # what draws the explore trials: the prior sampler moves the recipe's levers first
     val_images: int | None = None  # an accuracy monitor's validation images: a branch must beat their noise
+    widening: Widening | None = None  # a rich budget's wider net than the recipe's
 
     @property
     def deadline(self) -> float:
@@ -161,15 +164,13 @@ class BudgetPlan:
 
     @property
     def branching(self) -> bool:
-        """Whether a rich budget judges changes as branches of the trunk: with the prior
-        sampler, whose rich-budget changes keep the weights' shapes (another sampler's
-        draws change the net itself, so each trains from scratch)."""
+        """Whether a rich budget judges changes as branches of the trunk: with the prior sampler, whose
+        changes keep the weights' shapes (another sampler's change the net: each trains from scratch)."""
         return self.rich and self.sampler == "prior"
 
     @property
     def rich(self) -> bool:
-        """Whether the probe says the budget buys RICH epochs of the recipe or more (and it
-        is at least RICH_MIN_SECONDS long)."""
+        """Whether the probe says the budget buys RICH epochs or more, in RICH_MIN_SECONDS or more."""
         affordable = self.affordable_epochs()
         return affordable is not None and affordable >= RICH and self.seconds >= RICH_MIN_SECONDS
 
@@ -206,8 +207,7 @@ class BudgetPlan:
 
     def next_trial(self, study: optuna.Study, now: float | None = None, branches_left: bool = True) -> TrialPlan:
         """Decide the next (sampled, not queued) trial from the study's trials and the clock.
-        ``branches_left``: False when the sampler has no change left to branch with (the
-        final run comes next)."""
+        ``branches_left``: False when the sampler has no change left to branch with (the final run is next)."""
         now = time.time() if now is None else now
         spent = (now - self.start) / self.seconds
         trials = study.get_trials(deepcopy=False)

@@ -112,7 +112,7 @@ def describe_plan(plan: BudgetPlan) -> str:
     affordable = plan.affordable_epochs()
     if plan.branching:
         return (
-            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
+            f"{_bought(plan)}: "
             f"the recipe trains {plan.short} epochs, then its "
             f"weights continue {plan.branch_epochs} more as they are "
             "and with one change at a time that long schedules reward (cutout, wider shifts, dropout), "
@@ -126,19 +126,15 @@ def describe_plan(plan: BudgetPlan) -> str:
             else f"configurations the {plan.sampler} sampler draws"
         )
         return (
-            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
+            f"{_bought(plan)}: "
             f"the recipe, then {then}, each trains {plan.short} epochs until about {RICH_EXPLORE:.0%} of the "
             "budget; the best of them (the recipe unless another beat it) continues with the time left"
         )
     if affordable is not None and not plan.rich:
-        head = (
-            f"budget {plan.seconds:g}s buys about {affordable:.0f} epochs of the recipe ({plan.probe:.1f}s each): "
-            + (
-                f"too few to spend on exploring (under {RICH}); "
-                if affordable < RICH
-                else f"too short to spend on exploring (under {RICH_MIN_SECONDS:g}s, "
-                "each trial's set-up would eat it); "
-            )
+        head = f"{_bought(plan)}: " + (
+            f"too few to spend on exploring (under {RICH}); "
+            if affordable < RICH
+            else f"too short to spend on exploring (under {RICH_MIN_SECONDS:g}s, each trial's set-up would eat it); "
         )
         if affordable >= EARLY_MIN:
             return head + (
@@ -150,3 +146,11 @@ def describe_plan(plan: BudgetPlan) -> str:
         f"the best again with {plan.promoted_epochs} until "
         f"{plan.seconds * PROMOTE:.0f}s, then the best with the time left"
     )
+
+
+def _bought(plan: BudgetPlan) -> str:
+    """What the budget buys by the probe: epochs of the recipe, and of its wider net where one was planned."""
+    widening = plan.widening
+    recipe = widening.recipe_seconds if widening is not None else plan.probe
+    head = f"budget {plan.seconds:g}s buys about {plan.seconds / recipe:.0f} epochs of the recipe ({recipe:.1f}s each)"
+    return head if widening is None else f"{head}; {widening.describe(plan.seconds)}"

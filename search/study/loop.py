@@ -19,6 +19,7 @@ from search.errors import SearchInterrupted
 from search.study.budgets import describe_plan
 from search.study.recovery import StopRequest
 from search.study.storage import GRACE_FACTOR
+from search.study.widen import plan_widening
 
 if TYPE_CHECKING:
     from search.study.workers import SearchJob
@@ -89,14 +90,16 @@ def run_trials(
     return False
 
 
-def probe_budget(job: SearchJob, objective: Any, quiet: bool = False) -> None:
+def probe_budget(job: SearchJob, objective: Any, study: optuna.Study, quiet: bool = False) -> None:
     """A budgeted search times a few steps of its base config (the recipe) before the
-    first trial, to plan how much of the budget goes to exploring; it says the plan."""
+    first trial, to plan how much of the budget goes to exploring, and a rich one a wider
+    net (``search.study.widen``); it says the plan."""
     if job.budget is None or job.budget.probe is not None:
         return
     from search.core.training import probe_epoch_seconds
 
     job.budget.probe = probe_epoch_seconds(objective.base, objective.data)
+    plan_widening(study, job.budget, objective.space, objective.base, lambda c: probe_epoch_seconds(c, objective.data))
     if not quiet:
         print(describe_plan(job.budget), flush=True)
 

@@ -8,6 +8,8 @@ changes, and ``tests/test_layout.py`` checks that no other module touches them:
   ``trial._trial_id``): a sampler writes the plan onto the trial it is sampling, a
   worker claims the final run or fails another worker's trial, and reading one trial
   by number through the public ``study.trials`` would copy every trial of the study;
+- a queued trial's ``fixed_params`` (the system attribute ``enqueue_trial`` writes): a
+  rich budget widens the recipe trial queued before it knew the budget;
 - ``BaseHeartbeat`` (``optuna.storages._heartbeat``): the interface a storage
   implements for heartbeats, which ``search.study.patient.PatientStorage`` forwards.
 """
@@ -21,7 +23,16 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial
 
-__all__ = ["BaseHeartbeat", "storage_of", "study_id", "trial_id", "get_trial", "trial_by_number", "set_trial_attr"]
+__all__ = [
+    "BaseHeartbeat",
+    "storage_of",
+    "study_id",
+    "trial_id",
+    "get_trial",
+    "trial_by_number",
+    "set_trial_attr",
+    "set_fixed_params",
+]
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -52,3 +63,8 @@ def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
 def set_trial_attr(study: optuna.Study, trial: optuna.trial.BaseTrial | FrozenTrial, key: str, value: Any) -> None:
     """Write a user attribute onto any trial of the study, also one the caller does not run."""
     storage_of(study).set_trial_user_attr(trial_id(trial), key, value)
+
+
+def set_fixed_params(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+    """Change what a queued (waiting) trial will train: the params ``enqueue_trial`` fixed."""
+    storage_of(study).set_trial_system_attr(trial_id(trial), "fixed_params", params)

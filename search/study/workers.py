@@ -93,7 +93,7 @@ def _run_here(job: SearchJob, plan: WorkerPlan, data: Any) -> Outcome:
     job.setup(plan)
     objective = job.make_objective(data if data is not None else job.load_data())
     study = create_or_load(job.study, job.url, job.settings, budget=job.budget, wait=job.storage_wait)
-    probe_budget(job, objective)
+    probe_budget(job, objective, study)
     slots = LocalSlots(job.trials)
     stop = StopRequest().install()
     try:
@@ -235,7 +235,7 @@ def _worker_main(job: SearchJob, plan: WorkerPlan, used: Any, stop_flag: Any, in
                 wait=job.storage_wait,
             )
             objective = job.make_objective(data)
-            probe_budget(job, objective, quiet=plan.index > 0)
+            probe_budget(job, objective, study, quiet=plan.index > 0)
             watch = MemoryWatch(job.recycle_mb) if job.recycle_mb is not None else None
             if run_trials(job, study, objective, slots, stop, watch):
                 print(

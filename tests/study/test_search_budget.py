@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from pathlib import Path
 
 import optuna
 from conftest import ROOT, run_cli
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 TINY = str(ROOT / "tests" / "spaces" / "tiny.toml")
 
 
-def _budgeted(tmp_path, budget: int):
+def _budgeted(tmp_path, budget: int, space: str = TINY):
     start = time.perf_counter()
     result = run_cli(
         "--study",
@@ -21,7 +22,7 @@ def _budgeted(tmp_path, budget: int):
         "--studies-dir",
         "studies",
         "--space",
-        TINY,
+        space,
         "--limit-train",
         "300",
         "--budget",
@@ -60,7 +61,9 @@ def test_a_short_budget_trains_the_recipe_early_then_with_the_time_left_and_ends
 
 
 def test_a_rich_budget_branches_changes_from_the_recipe_and_continues_the_winner(tmp_path):
-    result, trials, attrs = _budgeted(tmp_path, 75)
+    wide = tmp_path / "wide.toml"  # the tiny space with a net twice as wide as the digits recipe's 32 filters
+    wide.write_text(Path(TINY).read_text().replace("choices = [16, 32]", "choices = [16, 32, 64]"))
+    result, trials, attrs = _budgeted(tmp_path, 75, str(wide))
     plan = re.search(
         r"budget 75s buys about \d+ epochs of the recipe .*: the recipe trains (\d+) epochs, then its "
         r"weights continue (\d+) more as they are and with one change at a time",
@@ -79,6 +82,11 @@ def test_a_rich_budget_branches_changes_from_the_recipe_and_continues_the_winner
     if lever is not None:
         assert lever.user_attrs["lever"] == {"block_dropout": 0.1} and lever.user_attrs["continued_from"] == 0
         assert lever.user_attrs["config"]["train"]["epochs"] == trunk_epochs + branch_epochs  # all it trained
+    # a budget this rich pays for the wider net (where the machine times it at 60 epochs or more):
+    # the queued recipe trial trains it, and so does every trial after it
+    widened = "a budget this rich pays for a wider net: 64 base filters instead of the recipe's 32" in result.stdout
+    assert {t.params["base_filters"] for t in trials} == {64 if widened else 32}, result.stdout
+    assert widened == (f"  {'a budget this rich pays for a wider net'}" in result.stdout.split("bought")[-1])
     # the final run continued from the weights of the better branch: all their epochs count
     source = trials[attrs["source"]]
     assert source in branches and attrs["continued_from"] == source.number
