@@ -204,3 +204,12 @@ def test_report_says_what_a_budget_bought_and_learned():
     text = _budget_section(study, study.get_trials())
     assert "branching stopped after 2 changes in a row did not beat the recipe" in text, text
     assert "the final run trained the recipe" in text
+    assert "wider net" not in text
+    # a widened budget: the report names the net every trial of that budget trained (not another budget's)
+    widening = {"recipe": 48, "width": 96, "recipe_seconds": 9.85, "seconds": 35.5}
+    study.set_user_attr("budget", {"start": 1_000_000.0, "seconds": 2400.0, "val_images": 1000, "widening": widening})
+    text = _budget_section(study, study.get_trials())
+    assert "a budget this rich pays for a wider net: 96 base filters instead of the recipe&#x27;s 48" in text, text
+    assert "branching stopped after 2 changes" in text  # the rest stays
+    study.set_user_attr("budget", {"start": 2_000_000.0, "seconds": 2400.0, "widening": widening})
+    assert "wider net" not in _budget_section(study, study.get_trials())
