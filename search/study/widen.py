@@ -14,9 +14,10 @@ picks the candidates, and a probe of the wider net decides.  The width is not ju
 a short trial beside the recipe's: at a few epochs the narrower net wins (the
 short-horizon bias), which is why the choice follows the budget instead.  Everything
 after it (the trunk, its branches, the final run, ``describe_plan``) counts epochs of the
-wider net.  The choice is the study's: it is stored with the running budget, and a command
-that joins it (another worker, terminal or machine, or the same command after kill -9)
-takes it, with its epoch time, instead of choosing again.  No TensorFlow here.
+wider net.  The choice is the study's: it is stored with the running budget (a choice not
+to widen too), and a command that joins it (another worker, terminal or machine, or the
+same command after kill -9) takes it, with its epoch time, instead of choosing again: every
+worker of one budget trains one net, whatever its own timing would say.  No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -95,20 +96,25 @@ def choose_width(
 
 def stored_widening(study: optuna.Study, budget: BudgetPlan) -> Widening | None:
     """The widening stored with ``budget`` in the study (None: none, or another budget's)."""
+    return _decision(study, budget)[1]
+
+
+def _decision(study: optuna.Study, budget: BudgetPlan) -> tuple[bool, Widening | None]:
+    """Whether a command already decided ``budget``'s width (a null widening: the recipe's), and what."""
     stored = study.user_attrs.get(BUDGET)
-    if not isinstance(stored, dict) or stored.get("start") != budget.start:
-        return None
-    return Widening.from_dict(stored.get("widening"))
+    if not isinstance(stored, dict) or stored.get("start") != budget.start or "widening" not in stored:
+        return False, None
+    return True, Widening.from_dict(stored["widening"])
 
 
 def plan_widening(study: optuna.Study, budget: BudgetPlan, space: Any, base: Any, measure: Callable) -> None:
     """Widen ``budget``'s recipe where it is rich and ``space`` has a wider ``base_filters``
-    choice that fits (or take the widening the study stored for this budget): set
+    choice that fits, or take what the first command on this budget decided: set
     ``budget.widening`` and ``budget.probe`` to the wider net's epoch, the queued recipe
     trial's and the sampler's prior width.  ``measure(config)``: seconds an epoch of a
     config takes; ``base``: the recipe's config (``budget.probe`` its epoch)."""
-    widening = stored_widening(study, budget)
-    if widening is None:
+    decided, widening = _decision(study, budget)
+    if not decided:
         recipe = space.baseline(base).get(WIDTH)
         param = next((p for p in space.params if (p.section, p.key, p.kind) == ("model", WIDTH, "categorical")), None)
         if not budget.rich or budget.probe is None or param is None or not isinstance(recipe, int):
@@ -119,13 +125,11 @@ def plan_widening(study: optuna.Study, budget: BudgetPlan, space: Any, base: Any
             recipe,
             param.choices,
             lambda width: measure(base.replace(model=_with_width(base.model, width))),
-        )
-        if chosen is None:  # no wider choice, or none the budget buys RICH epochs of
-            return
-        _store(study, budget, Widening(recipe, chosen[0], budget.probe, chosen[1]))
-        widening = stored_widening(study, budget)  # another worker's, where two chose at once
-        if widening is None:
-            return
+        )  # None: no wider choice, or none the budget buys RICH epochs of
+        _store(study, budget, Widening(recipe, chosen[0], budget.probe, chosen[1]) if chosen else None)
+        widening = stored_widening(study, budget)  # another worker's, where two decided at once
+    if widening is None:
+        return
     budget.widening, budget.probe = widening, widening.seconds
     _widen_queued_recipe(study, widening.width)
     prior = getattr(study.sampler, "prior", None)
@@ -139,11 +143,13 @@ def _with_width(model: Any, width: int) -> Any:
     return dataclasses.replace(model, base_filters=width)
 
 
-def _store(study: optuna.Study, budget: BudgetPlan, widening: Widening) -> None:
+def _store(study: optuna.Study, budget: BudgetPlan, widening: Widening | None) -> None:
+    """Record the decision with the running budget, unless a command on it decided first
+    (theirs stands: every worker trains one net), then wait a moment for a rival's write."""
     stored = dict(storage_of(study).get_study_user_attrs(study_id(study)).get(BUDGET) or {})
-    if stored.get("start") != budget.start or Widening.from_dict(stored.get("widening")) is not None:
-        return  # another budget's record, or another worker chose first: theirs stands
-    study.set_user_attr(BUDGET, {**stored, "widening": widening.to_dict()})
+    if stored.get("start") != budget.start or "widening" in stored:
+        return
+    study.set_user_attr(BUDGET, {**stored, "widening": widening.to_dict() if widening else None})
     time.sleep(SETTLE)
 
 

@@ -113,5 +113,9 @@ def test_no_widening_leaves_the_recipe_the_prior_and_the_plan_as_they_were(tmp_p
     plan_widening(study, budget, SPACE, BASE, lambda config: measure(config.model.base_filters))
     assert budget.widening is None and budget.probe == 9.85 and stored_widening(study, budget) is None
     assert study.sampler.prior["base_filters"] == 48
-    assert study.ask().suggest_categorical("base_filters", CHOICES) == 48
     assert "base filters" not in describe_plan(budget)
+    # a command joining this budget keeps the first one's decision, even where its own timing would widen
+    joined, _ = study_budget(study, seconds, probe=9.85, val_images=1000)
+    plan_widening(study, joined, SPACE, BASE, lambda config: 30.0)  # 80 epochs of 96 filters in 2400 s
+    assert joined.widening is None and joined.probe == 9.85 and study.sampler.prior["base_filters"] == 48
+    assert study.ask().suggest_categorical("base_filters", CHOICES) == 48
