@@ -33,16 +33,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study.ranking import epoch_seconds, epochs_run, final_source, rank_trials, trial_epochs
 from search.study.record import TrialRecord, attrs
-
-if TYPE_CHECKING:
-    from search.study.widen import Widening
 
 __all__ = ["BudgetPlan", "TrialPlan", "epoch_seconds", "epochs_run", "trial_epochs", "rank_trials"]
 
@@ -137,7 +134,7 @@ class BudgetPlan:
     capped: bool = False  # --epochs set max_epochs: a final run with time for more trains that many, unpaced
     sampler: str = "prior"  # what draws the explore trials: the prior sampler moves the recipe's levers first
     val_images: int | None = None  # an accuracy monitor's validation images: a branch must beat their noise
-    widening: Widening | None = None  # a rich budget's wider net than the recipe's
+    widening: Any = None  # a rich budget's wider net than the recipe's: search.study.widen.Widening
 
     @property
     def deadline(self) -> float:
