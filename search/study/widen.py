@@ -119,6 +119,8 @@ def plan_widening(study: optuna.Study, budget: BudgetPlan, space: Any, base: Any
         param = next((p for p in space.params if (p.section, p.key, p.kind) == ("model", WIDTH, "categorical")), None)
         if not budget.rich or budget.probe is None or param is None or not isinstance(recipe, int):
             return
+        if not _probes_its_net(space, base):
+            return  # the probe timed the recipe's net, not the one this space's recipe trial builds
         chosen = choose_width(
             budget.seconds,
             budget.probe,
@@ -135,6 +137,14 @@ def plan_widening(study: optuna.Study, budget: BudgetPlan, space: Any, base: Any
     prior = getattr(study.sampler, "prior", None)
     if isinstance(prior, dict) and WIDTH in prior:  # the prior and budgeted samplers' centre: the recipe
         prior[WIDTH] = widening.width
+
+
+def _probes_its_net(space: Any, base: Any) -> bool:
+    """Whether ``space``'s recipe trial builds ``base``'s kind of net (the probe's): not with
+    a space that fixes or samples another kind (``--space resnet`` over the CNN recipe)."""
+    kind = next((p for p in space.params if (p.section, p.key) == ("model", "kind")), None)
+    same = kind is None or (kind.kind == "fixed" and kind.value == getattr(base.model, "kind", None))
+    return same and hasattr(base.model, WIDTH)
 
 
 def _with_width(model: Any, width: int) -> Any:

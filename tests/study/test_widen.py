@@ -119,3 +119,9 @@ def test_no_widening_leaves_the_recipe_the_prior_and_the_plan_as_they_were(tmp_p
     plan_widening(study, joined, SPACE, BASE, lambda config: 30.0)  # 80 epochs of 96 filters in 2400 s
     assert joined.widening is None and joined.probe == 9.85 and study.sampler.prior["base_filters"] == 48
     assert study.ask().suggest_categorical("base_filters", CHOICES) == 48
+
+
+def test_a_space_of_another_kind_of_net_than_the_probed_recipe_is_not_widened(tmp_path):
+    study, budget, _ = _study(tmp_path, 2400.0, 9.85)  # the probe timed the CNN recipe
+    plan_widening(study, budget, load_space("resnet"), BASE, lambda config: 20.0)  # would fit, were it the net
+    assert budget.widening is None and budget.probe == 9.85 and stored_widening(study, budget) is None
