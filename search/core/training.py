@@ -248,20 +248,26 @@ class _StepTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 16) -> float:
+def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 16, max_params: int | None = None) -> float:
     """Seconds an epoch of ``config`` on ``data`` takes, from the second half of a few
     timed training steps (the first ones build, trace, and are fed from batches the input
     pipeline prepared meanwhile, which hides its cost) plus a validation pass estimated at
     a third of a training step per image.  Costs a model build and
-    ``steps`` steps: a budgeted search plans its first trial from it."""
+    ``steps`` steps: a budgeted search plans its first trial from it.  Raises
+    ``ResourceError`` as ``fit`` does (over ``max_params``, out of memory)."""
     keras.utils.set_random_seed(config.seed)
     batch = config.train.batch_size
     with keras_session():
         model = compile_model(config, data)
+        if max_params is not None and model.count_params() > max_params:
+            raise ResourceError(f"the model has {model.count_params():,} parameters, over --max-params {max_params:,}")
         x, y = TensorCache.get(data, data.x_train, data.y_train)
         ds = make_pipeline(x, y, data.num_classes, batch, shuffle=True, seed=config.seed, augment=config.augment)
         timer = _StepTimer()
-        model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
+        try:
+            model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
+        except tf.errors.ResourceExhaustedError as e:
+            raise ResourceError(f"out of memory with {model.count_params():,} parameters at batch size {batch}") from e
     late = timer.seconds[len(timer.seconds) // 2 :] or timer.seconds
     per_step = sum(late) / len(late)
     train_steps = math.ceil(len(data.x_train) / batch)

@@ -18,6 +18,7 @@ from search.study.budget import trial_epochs
 from search.study.objectives import format_objective, is_multi_objective, pareto_front, study_metric_names
 from search.study.ranking import TIED_BRANCHES, branching_settled, clear_win, validation_noise
 from search.study.record import TrialRecord
+from search.study.widen import stored_widening
 
 __all__ = ["TrialPrinter", "findings", "summary", "front_text", "budget_summary"]
 
@@ -97,8 +98,9 @@ def budget_summary(study: optuna.Study, budget) -> str:
         f"budget {budget.seconds:g}s bought {len(trials)} trials, "
         f"{sum(len(t.intermediate_values) for t in trials)} epochs:"
     ]
-    if getattr(budget, "widening", None) is not None:  # every trial of this budget trained the wider net
-        lines.append(f"  {budget.widening.describe(budget.seconds)}")
+    widening = stored_widening(study, budget)  # the study's: with --workers, this process did not probe
+    if widening is not None:  # every trial of this budget trained the wider net
+        lines.append(f"  {widening.describe(budget.seconds)}")
     for phase in ("early", "explore", "branch", "promote", "final"):
         these = [t for t in trials if TrialRecord.of(t).phase == phase]
         if these:

@@ -121,7 +121,7 @@ def describe_plan(plan: BudgetPlan) -> str:
         )
     if plan.rich:
         then = (
-            "the recipe with one change that long schedules reward (cutout, a wider net, dropout, ...)"
+            "the recipe with one change that long schedules reward (cutout, dropout)"
             if plan.sampler == "prior"
             else f"configurations the {plan.sampler} sampler draws"
         )

@@ -8,6 +8,7 @@ Slots count the trials started, here (``LocalSlots``) or across worker processes
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from search.errors import SearchInterrupted
 from search.study.budgets import describe_plan
 from search.study.recovery import StopRequest
 from search.study.storage import GRACE_FACTOR
-from search.study.widen import plan_widening
+from search.study.widen import WAIT_FOR_FIRST, plan_widening
 
 if TYPE_CHECKING:
     from search.study.workers import SearchJob
@@ -93,13 +94,22 @@ def run_trials(
 def probe_budget(job: SearchJob, objective: Any, study: optuna.Study, quiet: bool = False) -> None:
     """A budgeted search times a few steps of its base config (the recipe) before the
     first trial, to plan how much of the budget goes to exploring, and a rich one a wider
-    net (``search.study.widen``); it says the plan."""
+    net (``search.study.widen``: the first worker decides, a ``quiet`` one waits for that);
+    it says the plan."""
     if job.budget is None or job.budget.probe is not None:
         return
     from search.core.training import probe_epoch_seconds
+    from search.errors import ResourceError
 
     job.budget.probe = probe_epoch_seconds(objective.base, objective.data)
-    plan_widening(study, job.budget, objective.space, objective.base, lambda c: probe_epoch_seconds(c, objective.data))
+
+    def measure(config) -> float:
+        try:
+            return probe_epoch_seconds(config, objective.data, max_params=objective.max_params)
+        except ResourceError:  # over --max-params, or out of memory: that net does not fit
+            return math.inf
+
+    plan_widening(study, job.budget, objective.space, objective.base, measure, wait=WAIT_FOR_FIRST if quiet else 0.0)
     if not quiet:
         print(describe_plan(job.budget), flush=True)
 

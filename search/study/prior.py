@@ -54,14 +54,10 @@ CHANGE_WEIGHTS = (0.5, 0.3, 0.2)
 # change one lever that long schedules on few images reward, in this order, where the
 # space has the parameter and the value: regularization first (cutout: DeVries & Taylor
 # 2017 on CIFAR-10, 16 of 32 pixels; random erasing gave Fashion-MNIST +1.2 points at 300
-# epochs, Zhong et al. 2017), then capacity (a longer run pays for a wider net), then
-# dropout.  "up" is the next larger choice than the prior's.
-RICH_LEVERS: tuple[tuple[str, Any], ...] = (
-    ("cutout", 0.5),
-    ("base_filters", "up"),
-    ("cutout", 0.25),
-    ("block_dropout", 0.1),
-)
+# epochs, Zhong et al. 2017), then dropout.  Not the width: a rich budget's plan sets it for
+# every trial (``search.study.widen``), since a wider net judged at a short length loses to
+# the narrower one it would beat at the full length.  "up" is the next larger choice.
+RICH_LEVERS: tuple[tuple[str, Any], ...] = (("cutout", 0.5), ("cutout", 0.25), ("block_dropout", 0.1))
 # A rich budget's branches (``search.study.budget``, BRANCH_SHARE) continue the recipe's
 # weights, so they change only what keeps the weights' shapes, milder first.  Half the
 # batch comes first: on a CPU an epoch costs the same at half the batch (twice the steps,

@@ -31,15 +31,17 @@ import optuna
 from optuna.trial import TrialState
 
 from search.study.budget import RICH, BudgetPlan
-from search.study.optuna_access import set_fixed_params, storage_of, study_id
+from search.study.optuna_access import get_trial, set_fixed_params, storage_of, study_id
 from search.study.record import BUDGET, TrialRecord
 
-__all__ = ["Widening", "WIDTH", "WIDTH_COST", "choose_width", "plan_widening", "stored_widening"]
+__all__ = ["Widening", "WIDTH", "WIDTH_COST", "WAIT_FOR_FIRST", "choose_width", "plan_widening", "stored_widening"]
 
 WIDTH = "base_filters"  # the Optuna param a widening sets (the cnn and resnet spaces' first stage width)
 WIDTH_COST = 2.0  # an epoch's cost grows about as width ** WIDTH_COST (convolutions: channels in x out)
 MAX_PROBES = 2  # wider nets timed at most (each a model build and a few steps)
-SETTLE = 0.5  # seconds before reading a stored choice back (two workers choosing at once: one wins)
+SETTLE = 0.5  # seconds before reading a stored choice back (two commands choosing at once: one wins)
+WAIT_FOR_FIRST = 600.0  # seconds a worker after the first waits for its decision before deciding itself
+POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,36 +109,41 @@ def _decision(study: optuna.Study, budget: BudgetPlan) -> tuple[bool, Widening |
     return True, Widening.from_dict(stored["widening"])
 
 
-def plan_widening(study: optuna.Study, budget: BudgetPlan, space: Any, base: Any, measure: Callable) -> None:
+def plan_widening(
+    study: optuna.Study, budget: BudgetPlan, space: Any, base: Any, measure: Callable, wait: float = 0.0
+) -> None:
     """Widen ``budget``'s recipe where it is rich and ``space`` has a wider ``base_filters``
-    choice that fits, or take what the first command on this budget decided: set
-    ``budget.widening`` and ``budget.probe`` to the wider net's epoch, the queued recipe
-    trial's and the sampler's prior width.  ``measure(config)``: seconds an epoch of a
-    config takes; ``base``: the recipe's config (``budget.probe`` its epoch)."""
+    choice that fits, or take what the first command on this budget decided (waiting up to
+    ``wait`` seconds for it: a worker after the first): set ``budget.widening`` and
+    ``budget.probe`` to the wider net's epoch, and the queued recipe trial's and the
+    sampler's prior width.  ``measure(config)``: seconds an epoch of a config takes (inf:
+    it does not fit); ``base``: the recipe's config (``budget.probe`` its epoch)."""
     decided, widening = _decision(study, budget)
+    until = time.time() + wait
+    while not decided and time.time() < until:
+        time.sleep(POLL)
+        decided, widening = _decision(study, budget)
+    recipe = space.baseline(base).get(WIDTH)
     if not decided:
-        recipe = space.baseline(base).get(WIDTH)
         param = next((p for p in space.params if (p.section, p.key, p.kind) == ("model", WIDTH, "categorical")), None)
-        if not budget.rich or budget.probe is None or param is None or not isinstance(recipe, int):
-            return
-        if not _probes_its_net(space, base):
-            return  # the probe timed the recipe's net, not the one this space's recipe trial builds
-        chosen = choose_width(
-            budget.seconds,
-            budget.probe,
-            recipe,
-            param.choices,
-            lambda width: measure(base.replace(model=_with_width(base.model, width))),
-        )  # None: no wider choice, or none the budget buys RICH epochs of
+        chosen = None  # no wider choice, none the budget buys RICH epochs of, or not the probed net
+        if budget.rich and param is not None and isinstance(recipe, int) and _probes_its_net(space, base):
+            chosen = choose_width(
+                budget.seconds,
+                budget.probe,
+                recipe,
+                param.choices,
+                lambda width: measure(base.replace(model=_with_width(base.model, width))),
+            )
         _store(study, budget, Widening(recipe, chosen[0], budget.probe, chosen[1]) if chosen else None)
-        widening = stored_widening(study, budget)  # another worker's, where two decided at once
-    if widening is None:
-        return
-    budget.widening, budget.probe = widening, widening.seconds
-    _widen_queued_recipe(study, widening.width)
-    prior = getattr(study.sampler, "prior", None)
-    if isinstance(prior, dict) and WIDTH in prior:  # the prior and budgeted samplers' centre: the recipe
-        prior[WIDTH] = widening.width
+        widening = stored_widening(study, budget)  # another command's, where two decided at once
+    if widening is not None:
+        budget.widening, budget.probe = widening, widening.seconds
+        prior = getattr(study.sampler, "prior", None)
+        if isinstance(prior, dict) and WIDTH in prior:  # the prior and budgeted samplers' centre: the recipe
+            prior[WIDTH] = widening.width
+    if isinstance(recipe, int):  # the recipe queued before the budget was known: widened, or as it was
+        _width_of_queued_recipe(study, widening.width if widening is not None else recipe)
 
 
 def _probes_its_net(space: Any, base: Any) -> bool:
@@ -163,9 +170,11 @@ def _store(study: optuna.Study, budget: BudgetPlan, widening: Widening | None) -
     time.sleep(SETTLE)
 
 
-def _widen_queued_recipe(study: optuna.Study, width: int) -> None:
-    """The recipe trial queued at the study's creation, not yet started, trains the wider net."""
+def _width_of_queued_recipe(study: optuna.Study, width: int) -> None:
+    """The recipe trial queued at the study's creation, not yet started, trains ``width``
+    (a wider net, or the recipe's again where an earlier budget widened it)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         fixed = t.system_attrs.get("fixed_params")
         if TrialRecord.of(t).baseline and isinstance(fixed, dict) and WIDTH in fixed and fixed[WIDTH] != width:
-            set_fixed_params(study, t, {**fixed, WIDTH: width})
+            if get_trial(study, t).state == TrialState.WAITING:  # not taken by a worker meanwhile
+                set_fixed_params(study, t, {**fixed, WIDTH: width})

@@ -125,3 +125,38 @@ def test_a_space_of_another_kind_of_net_than_the_probed_recipe_is_not_widened(tm
     study, budget, _ = _study(tmp_path, 2400.0, 9.85)  # the probe timed the CNN recipe
     plan_widening(study, budget, load_space("resnet"), BASE, lambda config: 20.0)  # would fit, were it the net
     assert budget.widening is None and budget.probe == 9.85 and stored_widening(study, budget) is None
+
+
+def test_a_net_that_does_not_fit_is_not_taken():
+    measure, asked = _timed({96: float("inf"), 64: 18.0})  # 96: over --max-params, or out of memory
+    assert choose_width(2400, 9.85, 48, CHOICES, measure) == (64, 18.0) and asked == [96, 64]
+
+
+def test_a_later_worker_waits_for_the_first_ones_decision_and_takes_it(tmp_path):
+    import threading
+
+    from search.study.record import BUDGET
+
+    study, budget, storage = _study(tmp_path, 2400.0, 9.85)
+    decided = {
+        **study.user_attrs[BUDGET],
+        "widening": {"recipe": 48, "width": 64, "recipe_seconds": 9.9, "seconds": 18.0},
+    }
+    first = optuna.load_study(study_name="w", storage=storage)
+    threading.Timer(1.5, lambda: first.set_user_attr(BUDGET, decided)).start()  # the first worker, after its probes
+
+    def never(config):
+        raise AssertionError("a later worker does not time a wider net while the first decides")
+
+    plan_widening(study, budget, SPACE, BASE, never, wait=30.0)
+    assert (budget.widening.width, budget.probe) == (64, 18.0)
+    assert study.ask().suggest_categorical("base_filters", CHOICES) == 64
+
+
+def test_a_new_budget_that_does_not_widen_gives_the_queued_recipe_its_width_back(tmp_path):
+    study, budget, storage = _study(tmp_path, 2400.0, 9.85)
+    plan_widening(study, budget, SPACE, BASE, lambda config: 35.5)  # widened, then stopped before the recipe ran
+    assert study.get_trials()[0].system_attrs["fixed_params"]["base_filters"] == 96
+    later, _ = study_budget(study, 500.0, probe=9.85, now=budget.deadline + 60)  # rerun with a poorer budget
+    plan_widening(study, later, SPACE, BASE, lambda config: 35.5)
+    assert later.widening is None and study.ask().suggest_categorical("base_filters", CHOICES) == 48
