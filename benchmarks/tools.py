@@ -43,6 +43,8 @@ from search.core.spaces import Space
 from search.core.training import fit, keras_session
 from search.errors import DataError, TrialError
 from search.study.budget import BudgetPlan
+from search.study.budgets import study_budget
+from search.study.loop import plan_budget
 from search.study.record import TrialRecord
 from search.study.runner import BUDGET_MAX_EPOCHS  # as ``search --budget`` without --epochs
 from search.study.samplers import DEFAULT_PRUNER, DEFAULT_SAMPLER
@@ -148,10 +150,17 @@ def run_harness(
         config=base, space=bench.space.to_dict(), sampler=sampler, pruner=pruner, baseline=baseline
     )
     name = f"{rec.run.tool}-{bench.seed}"
-    # the sampler decides the plan's shape as in search --budget (search.study.budgets.study_budget): only the
-    # prior sampler branches; another draws its explore trials from scratch
-    budget = BudgetPlan(rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS, sampler=sampler) if budgeted else None
-    study = create_or_load(name, default_storage(name, bench.workdir), settings, budget=budget)
+    storage = default_storage(name, bench.workdir)
+    budget = None
+    if budgeted:  # as search --budget (search.study.setup): the study records its budget, then its sampler plans
+        # from it; the sampler decides the plan's shape (only the prior sampler branches; another draws its
+        # explore trials from scratch), and a branch must beat the noise of the validation images
+        images = len(bench.data.x_val) if settings.monitor == "val_accuracy" else None
+        created = create_or_load(name, storage, settings)
+        budget, _ = study_budget(
+            created, rec.remaining(), max_epochs=BUDGET_MAX_EPOCHS, sampler=sampler, val_images=images
+        )
+    study = create_or_load(name, storage, settings, budget=budget)
     objective = Objective(
         bench.space,
         bench.data,
@@ -161,10 +170,8 @@ def run_harness(
         epochs=(1, budget.max_epochs) if budget else None,
         checkpoint_dir=bench.workdir / "checkpoints" if budget else None,
     )
-    if budget is not None:  # as a search's worker does (search.study.loop.probe_budget), within the budget
-        from search.core.training import probe_epoch_seconds
-
-        budget.probe = probe_epoch_seconds(objective.base, bench.data)
+    if budget is not None:  # as a search's worker does, within the budget: the probe, a wider net, the plan line
+        plan_budget(budget, objective, study)
     try:
         study.optimize(
             objective,

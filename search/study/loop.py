@@ -23,9 +23,10 @@ from search.study.storage import GRACE_FACTOR
 from search.study.widen import WAIT_FOR_FIRST, plan_widening
 
 if TYPE_CHECKING:
+    from search.study.budget import BudgetPlan
     from search.study.workers import SearchJob
 
-__all__ = ["LocalSlots", "SharedSlots", "run_trials", "probe_budget", "interrupted_message"]
+__all__ = ["LocalSlots", "SharedSlots", "run_trials", "probe_budget", "plan_budget", "interrupted_message"]
 
 
 class LocalSlots:
@@ -92,16 +93,22 @@ def run_trials(
 
 
 def probe_budget(job: SearchJob, objective: Any, study: optuna.Study, quiet: bool = False) -> None:
+    """``plan_budget`` for a search's worker (``quiet``: one after the first)."""
+    if job.budget is not None:
+        plan_budget(job.budget, objective, study, quiet)
+
+
+def plan_budget(budget: BudgetPlan, objective: Any, study: optuna.Study, quiet: bool = False) -> None:
     """A budgeted search times a few steps of its base config (the recipe) before the
     first trial, to plan how much of the budget goes to exploring, and a rich one a wider
     net (``search.study.widen``: the first worker decides, a ``quiet`` one waits for that);
     it says the plan."""
-    if job.budget is None or job.budget.probe is not None:
+    if budget.probe is not None:
         return
     from search.core.training import probe_epoch_seconds
     from search.errors import ResourceError
 
-    job.budget.probe = probe_epoch_seconds(objective.base, objective.data)
+    budget.probe = probe_epoch_seconds(objective.base, objective.data)
 
     def measure(config) -> float:
         try:
@@ -109,9 +116,9 @@ def probe_budget(job: SearchJob, objective: Any, study: optuna.Study, quiet: boo
         except ResourceError:  # over --max-params, or out of memory: that net does not fit
             return math.inf
 
-    plan_widening(study, job.budget, objective.space, objective.base, measure, wait=WAIT_FOR_FIRST if quiet else 0.0)
+    plan_widening(study, budget, objective.space, objective.base, measure, wait=WAIT_FOR_FIRST if quiet else 0.0)
     if not quiet:
-        print(describe_plan(job.budget), flush=True)
+        print(describe_plan(budget), flush=True)
 
 
 def interrupted_message(numbers: Sequence[int]) -> str:
