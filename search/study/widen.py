@@ -3,9 +3,10 @@
 A budget that buys hundreds of recipe epochs spends most of them where they buy nothing:
 on the CIFAR-10 subset at 4,500 images the recipe's 271 epochs over 2400 s tested what
 its 45 epochs over 600 s did (0.722 against 0.711-0.725), and a net twice as wide (96
-base filters, 75 epochs in the same seconds) tested 0.7395, +1.75 points
-(docs/benchmarks/epoch-time.md, "Width at a rich budget").  A longer run pays for a
-bigger net (compute-optimal scaling, Hoffmann et al. 2022; Kaplan et al. 2020).
+base filters, 75 epochs in the same seconds) tested 0.7395, +1.75 points; on a second
+seed +1.8 validation points and -0.25 test (docs/benchmarks/epoch-time.md, "Width at a
+rich budget").  A longer run pays for a bigger net (compute-optimal scaling, Hoffmann et
+al. 2022; Kaplan et al. 2020).
 
 So after the probe, a rich budget (``BudgetPlan.rich``) widens the recipe to the widest
 ``base_filters`` choice of the space whose epochs the budget still buys RICH of: an
