@@ -115,7 +115,10 @@ def test_a_server_away_past_the_wait_stops_the_search_in_one_line_and_the_same_c
         cluster.start()
     assert proc.returncode == 2, err[-3000:]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and re.search(r"has been unreachable for [5-9]s \(connection", errors[0]), err[-3000:]
+    # about the 5 s asked for: the count runs to the write that gives up, which a loaded machine delays (10 s
+    # in a CI run beside two benchmark processes on 2 cores); not the default wait of minutes
+    unreachable = re.search(r"has been unreachable for (\d+)s \(connection", errors[0]) if len(errors) == 1 else None
+    assert unreachable and 5 <= int(unreachable.group(1)) < 30, err[-3000:]
     assert "run the same command to resume" in errors[0]
     assert "Traceback" not in err and PASSWORD not in out + err
     again = _search(cluster.url, tmp_path, "--trials", "6", "--recycle-mb", "0")
