@@ -193,8 +193,7 @@ def fit(
         schedule_callbacks = [*schedule_callbacks, pace]
         epochs = PACED_EPOCHS_CAP  # the clock ends it, however many epochs fit
     model = compile_model(config, data, lr)
-    if max_params is not None and model.count_params() > max_params:
-        raise ResourceError(f"the model has {model.count_params():,} parameters, over --max-params {max_params:,}")
+    _check_size(model, max_params)
     continued = False
     if initial_weights is not None:
         try:
@@ -216,7 +215,7 @@ def fit(
     # one epoch timer per run: a caller's (the trial reporter times epochs for the dashboard) or fit's own
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     own_timer = [] if timer is not None else [timer := EpochTimer()]
-    try:
+    with _out_of_memory(model, config.train.batch_size):
         history = model.fit(
             train_ds,
             validation_data=val_ds,
@@ -225,14 +224,25 @@ def fit(
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )
-    except tf.errors.ResourceExhaustedError as e:
-        raise ResourceError(
-            f"out of memory with {model.count_params():,} parameters at batch size {config.train.batch_size}"
-        ) from e
     if guard.reason:
         raise DivergedError(guard.reason)
     logs = {k: [float(v) for v in values] for k, values in history.history.items() if k != "learning_rate"}
     return FitResult(model, logs, timer.seconds, continued)
+
+
+def _check_size(model: keras.Model, max_params: int | None) -> None:
+    """``ResourceError`` for a model over ``--max-params``: it fails one trial (or, probed, does not fit)."""
+    if max_params is not None and model.count_params() > max_params:
+        raise ResourceError(f"the model has {model.count_params():,} parameters, over --max-params {max_params:,}")
+
+
+@contextmanager
+def _out_of_memory(model: keras.Model, batch_size: int) -> Iterator[None]:
+    """Training ``model`` out of memory raises ``ResourceError``, with its size and batch."""
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as e:
+        raise ResourceError(f"out of memory with {model.count_params():,} parameters at batch size {batch_size}") from e
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -259,15 +269,12 @@ def probe_epoch_seconds(config: RunConfig, data: Dataset, steps: int = 16, max_p
     batch = config.train.batch_size
     with keras_session():
         model = compile_model(config, data)
-        if max_params is not None and model.count_params() > max_params:
-            raise ResourceError(f"the model has {model.count_params():,} parameters, over --max-params {max_params:,}")
+        _check_size(model, max_params)
         x, y = TensorCache.get(data, data.x_train, data.y_train)
         ds = make_pipeline(x, y, data.num_classes, batch, shuffle=True, seed=config.seed, augment=config.augment)
         timer = _StepTimer()
-        try:
+        with _out_of_memory(model, batch):
             model.fit(ds.take(steps), epochs=1, callbacks=[timer], shuffle=False, verbose=0)
-        except tf.errors.ResourceExhaustedError as e:
-            raise ResourceError(f"out of memory with {model.count_params():,} parameters at batch size {batch}") from e
     late = timer.seconds[len(timer.seconds) // 2 :] or timer.seconds
     per_step = sum(late) / len(late)
     train_steps = math.ceil(len(data.x_train) / batch)

@@ -4,8 +4,8 @@ import keras
 import pytest
 
 from search.core.config import CNNConfig, OptimizerConfig, RunConfig, TrainConfig
-from search.core.training import METRICS, NanGuard, fit, keras_session
-from search.errors import DivergedError
+from search.core.training import METRICS, NanGuard, fit, keras_session, probe_epoch_seconds
+from search.errors import DivergedError, ResourceError
 
 TINY = RunConfig(
     model=CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=32),
@@ -54,6 +54,19 @@ def test_nan_loss_raises_diverged(digits):
     )
     with keras_session(), pytest.raises(DivergedError, match="diverged: .*loss became"):
         fit(wild, digits)
+
+
+def test_fit_and_the_probe_refuse_a_model_over_max_params_alike_and_the_probe_times_one_that_fits(digits):
+    with keras_session():
+        params = fit(TINY.replace(train=TrainConfig(epochs=1, batch_size=64)), digits).params
+    for run in (
+        lambda: fit(TINY, digits, max_params=params - 1),
+        lambda: probe_epoch_seconds(TINY, digits, 4, params - 1),
+    ):
+        with keras_session(), pytest.raises(ResourceError) as caught:
+            run()
+        assert str(caught.value) == f"the model has {params:,} parameters, over --max-params {params - 1:,}"
+    assert probe_epoch_seconds(TINY, digits, steps=4, max_params=params) > 0
 
 
 def test_nan_guard_stops_at_the_first_bad_batch():
