@@ -20,9 +20,9 @@ many of its epochs the budget buys: under ``RICH`` (60) nothing is explored and 
 first trial is the final one, the recipe with every epoch the budget allows (on one CPU
 core, 10 minutes buy about 15 epochs of the CIFAR-10 recipe).  From RICH epochs on, the
 explore trials are long (RUNG_SHARE of what the budget buys) and keep their weights;
-with the prior sampler, the recipe's explore trial is the trunk and each change to it
-is a **branch** (its weights continued a few epochs with the change, beside the trunk
-continued unchanged), and the final run continues the best branch.
+with the prior sampler, the recipe's explore trial is the trunk, each change to it a
+**branch** (the trunk's weights continued with the change, beside them continued
+unchanged) where branches get BRANCH_MIN epochs, and the final run continues the best.
 
 The trial running at the deadline is stopped there; the epochs it finished count
 (``search.core.deadline``).  A trial whose second epoch shows it cannot finish before
@@ -54,19 +54,22 @@ RICH = 60  # epochs of the recipe the budget must buy before any of it goes to e
 # RUNG_SHARE of the epochs the budget buys (15 of 100), and one starts only while it should end, at the
 # pace measured so far, by RICH_EXPLORE of the budget; the final run continues the winner's weights with
 # the rest, so the recipe's explore trial is not spent, and its model is as good as the 15-epoch recipe's
-# within about a quarter of the budget.  Measured on Fashion-MNIST 10k at 1200 s on one core (2026-12-06):
-# with 15% and 40% and the final run from scratch, the recipe's explore trial took 310 s (17 s an epoch
-# against the probe's 10) and no change was tried at all; the final run trained the recipe again.
+# within about a quarter of the budget (at 15% and 40% with the final run from scratch, Fashion-MNIST 10k at
+# 1200 s tried no change at all: the recipe's explore trial took 310 s, 17 s an epoch against the probe's 10).
 RUNG_SHARE = 0.15
 RICH_EXPLORE = 0.5
 # With the prior sampler, the changes it tries at a rich budget keep the weights' shapes (augmentation,
 # dropout, ...), so each is judged by continuing the recipe's explore trial (the trunk) for BRANCH_SHARE
 # of the affordable epochs (5 of 100): a branch, as freeze-thaw methods continue a run instead of starting
-# it again.  The recipe itself continued as long is the control, so every change is compared at the same
-# schedule length, and the final run continues the best branch's weights.  A losing branch costs its few
-# epochs, not a whole explore trial: on the CIFAR-10 subset at 2400 s the one change tried from scratch
-# (cutout 0.5, 23 epochs) took 17% of the budget and lost.
+# it again.  The recipe itself continued as long is the control (every change is compared at the same
+# length); the final run continues the best branch.  A losing branch costs its few epochs, not a whole
+# explore trial (on the CIFAR-10 subset at 2400 s, cutout 0.5 from scratch took 17% of the budget and lost).
 BRANCH_SHARE = 0.05
+# A branch restarts its schedule's warm-up from the trunk's weights, so a short one judges its change in the
+# dip of that restart: on Fashion-MNIST 6-epoch branches all ended below the trunk itself; at a widened budget
+# (CIFAR-10 subset, 2400 s, 96 filters: 3-4 epoch branches) no change beat the control by the noise on two
+# seeds, and the branches took 14-19% of the budget.  Under BRANCH_MIN the trunk continues as the final run.
+BRANCH_MIN = 8
 # Under a minute, each trial's building, tracing and bookkeeping (5-15 s on this CPU) eat the share a
 # second trial would have: a 45 s digits search tried one change, its recipe trial ended past half the
 # budget and no final run fitted.  Such a budget trains the recipe (an early answer, then the final run)
@@ -142,9 +145,8 @@ class BudgetPlan:
 
     @property
     def short(self) -> int:
-        """Epochs of an explore trial: ``short_epochs``, or at a rich budget (by the probe)
-        RUNG_SHARE of the epochs the budget buys, at most half of ``max_epochs`` (so the
-        final run can be longer)."""
+        """Epochs of an explore trial: ``short_epochs``, or at a rich budget (by the probe) RUNG_SHARE
+        of the epochs the budget buys, at most half of ``max_epochs`` (so the final run can be longer)."""
         base = max(1, min(self.short_epochs, self.max_epochs))
         affordable = self.affordable_epochs()
         if affordable is not None and affordable >= RICH:
@@ -162,8 +164,9 @@ class BudgetPlan:
     @property
     def branching(self) -> bool:
         """Whether a rich budget judges changes as branches of the trunk: with the prior sampler, whose
-        changes keep the weights' shapes (another sampler's change the net: each trains from scratch)."""
-        return self.rich and self.sampler == "prior"
+        changes keep the weights' shapes (another sampler's change the net: each trains from scratch), and
+        branches of BRANCH_MIN epochs or more (shorter ones: the trunk continues as the final run)."""
+        return self.rich and self.sampler == "prior" and self.branch_epochs >= BRANCH_MIN
 
     @property
     def rich(self) -> bool:
@@ -230,9 +233,9 @@ class BudgetPlan:
             )
         promoted = {TrialRecord.of(t).source for t in trials if TrialRecord.of(t).source is not None}
         if self.rich:
-            trunk = self.trunk(study, done) if self.branching else None
+            trunk = self.trunk(study, done) if self.sampler == "prior" else None
             if not final_done and trunk is not None:
-                if branches_left and self._explore_fits(done, now, self.branch_epochs):
+                if self.branching and branches_left and self._explore_fits(done, now, self.branch_epochs):
                     return TrialPlan(
                         "branch",
                         self.branch_epochs,

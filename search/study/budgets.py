@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import UsageError
 from search.study import record
 from search.study.budget import (
+    BRANCH_MIN,
     EARLY,
     EARLY_MIN,
     EXPLORE,
@@ -119,16 +120,17 @@ def describe_plan(plan: BudgetPlan) -> str:
             f"until two in a row do not beat it or about {RICH_EXPLORE:.0%} of the budget; the best of them "
             "(the recipe unless a change beat it) continues with the time left"
         )
-    if plan.rich:
-        then = (
-            "the recipe with one change that long schedules reward (cutout, dropout)"
-            if plan.sampler == "prior"
-            else f"configurations the {plan.sampler} sampler draws"
-        )
+    if plan.rich and plan.sampler == "prior":  # branches would be under BRANCH_MIN epochs
         return (
-            f"{_bought(plan)}: "
-            f"the recipe, then {then}, each trains {plan.short} epochs until about {RICH_EXPLORE:.0%} of the "
-            "budget; the best of them (the recipe unless another beat it) continues with the time left"
+            f"{_bought(plan)}: the recipe trains {plan.short} epochs, then its weights continue with the time "
+            f"left (no change is tried: a branch would get {plan.branch_epochs} epochs, under the {BRANCH_MIN} "
+            "that judge a change past its warm restart)"
+        )
+    if plan.rich:
+        return (
+            f"{_bought(plan)}: the recipe, then configurations the {plan.sampler} sampler draws, each trains "
+            f"{plan.short} epochs until about {RICH_EXPLORE:.0%} of the budget; "
+            "the best of them (the recipe unless another beat it) continues with the time left"
         )
     if affordable is not None and not plan.rich:
         head = f"{_bought(plan)}: " + (

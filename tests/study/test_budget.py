@@ -362,6 +362,30 @@ def test_a_rich_budget_with_the_prior_branches_from_the_recipe_and_continues_the
     assert (final.phase, final.source) == ("final", 3)  # the best branch at the longest length, not the trunk
 
 
+def test_where_branches_would_be_shorter_than_branch_min_the_trunk_continues_as_the_final_run():
+    """A rich budget whose branches would get under BRANCH_MIN epochs (a widened net's 70 epochs
+    give 4) tries no change: once the recipe's explore trial kept its weights, the final run
+    continues it with the time left, and the plan line says why."""
+    import datetime as dt
+
+    from search.study.budget import BRANCH_MIN
+
+    plan = BudgetPlan(2400.0, start=0.0, max_epochs=1000, probe=34.5)  # about 70 epochs: branches of 3
+    assert plan.rich and plan.branch_epochs == 3 < BRANCH_MIN and not plan.branching
+    assert BudgetPlan(2400.0, start=0.0, max_epochs=1000, probe=15.0).branching  # 160 epochs: branches of 8
+    line = describe_plan(plan)
+    assert f"the recipe trains {plan.short} epochs, then its weights continue with the time left" in line
+    assert f"a branch would get 3 epochs, under the {BRANCH_MIN}" in line and "one change at a time" not in line
+    study = optuna.create_study(direction="maximize")
+    assert plan.next_trial(study, now=1.0).phase == "explore"  # the trunk first
+    trunk = _trial(0.64, plan.short, 34.5, budget_start=0.0, phase="explore", checkpoint="/kept/t0.weights.h5")
+    trunk.datetime_start, trunk.datetime_complete = dt.datetime.fromtimestamp(1.0), dt.datetime.fromtimestamp(372.0)
+    study.add_trial(trunk)
+    final = plan.next_trial(study, now=373.0)  # at 16% of the budget: no branch, the final run
+    assert (final.phase, final.source) == ("final", 0) and final.until is not None
+    assert final.epochs == int((2400.0 - 373.0 - plan.finish(34.5) - 1.5 * 34.5) // 34.5)
+
+
 def test_a_branch_within_the_validation_noise_of_its_control_does_not_take_the_final_run():
     """Measured on ``val_images`` images, a branch must beat the control (the trunk continued
     unchanged, same length) by more than one standard error of their difference; otherwise
