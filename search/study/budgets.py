@@ -123,7 +123,7 @@ def describe_plan(plan: BudgetPlan) -> str:
     if plan.rich and plan.sampler == "prior":  # branches would be under BRANCH_MIN epochs
         return (
             f"{_bought(plan)}: the recipe trains {plan.short} epochs, then its weights continue with the time "
-            f"left (no change is tried: a branch would get {plan.branch_epochs} epochs, under the {BRANCH_MIN} "
+            f"left (no branches: a branch would get {plan.branch_epochs} epochs, under the {BRANCH_MIN} "
             "that judge a change past its warm restart)"
         )
     if plan.rich:
