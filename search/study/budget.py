@@ -24,9 +24,8 @@ with the prior sampler, the recipe's explore trial is the trunk, each change to 
 **branch** (the trunk's weights continued with the change, beside them continued
 unchanged) where branches get BRANCH_MIN epochs, and the final run continues the best.
 
-The trial running at the deadline is stopped there; the epochs it finished count
-(``search.core.deadline``).  A trial whose second epoch shows it cannot finish before
-the deadline stops there (pruned, with the reason).  This module loads no TensorFlow.
+The trial running at the deadline is stopped there (``search.core.deadline``); one whose second
+epoch shows it cannot finish in time is pruned with the reason.  This module loads no TensorFlow.
 """
 
 from __future__ import annotations
@@ -83,16 +82,15 @@ RICH_MIN_SECONDS = 60.0
 EARLY = 0.2
 EARLY_MIN = 30
 SETUP_EPOCHS = 1.5  # a run's building, tracing and last validation, in epochs of its own
-# The final run is paced (``search.core.deadline.Pace``): its learning-rate schedule runs on the clock and
-# ends FINISH_EPOCHS of an epoch plus FINISH_SECONDS before the deadline, which leaves time for the
-# trial's bookkeeping (curves, model summary, storage); Pace itself stops training a validation pass
-# (measured) before that, so the pass after the stop ends in time.  With a quarter epoch alone, benchmark
-# runs finished 2 s (Fashion-MNIST, 2.7 s left) and 2-5 s (CIFAR, 10 s left) past their budget; with 10 s
-# more but the validation pass unmeasured, a CIFAR final run under load (4-5) still ended 7 s past 2400.
-# Its epochs only size the schedule: sustained epochs can take longer than the probe measured (on one
-# CPU core the CIFAR recipe's took 1.4-1.7x, until the input pipelines stopped waiting for tf.data's
-# autotuner: docs/benchmarks/epoch-time.md), and a schedule planned in epochs from the probe was cut by
-# the deadline before it annealed.
+# The final run is paced (``search.core.deadline.Pace``): its learning-rate schedule runs on the clock and ends
+# FINISH_EPOCHS of an epoch plus FINISH_SECONDS before the deadline, which leaves time for the trial's bookkeeping
+# (curves, model summary, storage); Pace itself stops training a validation pass (measured) before that, so the pass
+# after the stop ends in time.  With a quarter epoch alone, benchmark runs finished 2 s (Fashion-MNIST, 2.7 s left)
+# and 2-5 s (CIFAR, 10 s left) past their budget; with 10 s more but the validation pass unmeasured, a CIFAR final run
+# under load (4-5) still ended 7 s past 2400. Its epochs only size the schedule: sustained epochs can take longer than
+# the probe measured (on one CPU core the CIFAR recipe's took 1.4-1.7x, until the input pipelines stopped waiting for
+# tf.data's autotuner: docs/benchmarks/epoch-time.md), and a schedule planned in epochs from the probe was cut by the
+# deadline before it annealed.
 FINISH_EPOCHS = 0.25
 FINISH_SECONDS = 10.0
 
@@ -155,18 +153,21 @@ class BudgetPlan:
 
     @property
     def branch_epochs(self) -> int:
-        """Epochs a branch continues the trunk for: BRANCH_SHARE of the epochs the budget
-        buys, at least 2 (a warm-up and an annealing), at most that share of ``short``
-        that RUNG_SHARE gives it (``short`` is capped by ``max_epochs``)."""
+        """Epochs a branch continues the trunk for: BRANCH_SHARE of the epochs the budget buys, at least 2
+        (a warm-up and an annealing), at most that share of ``short`` (capped by ``max_epochs``)."""
         affordable = self.affordable_epochs() or 0.0
         return max(2, min(round(self.short * BRANCH_SHARE / RUNG_SHARE), round(affordable * BRANCH_SHARE)))
 
     @property
+    def trunked(self) -> bool:
+        """Whether a rich budget continues a trunk (the recipe's explore trial): with the prior sampler, whose
+        changes keep the weights' shapes (another sampler's change the net: each trains from scratch)."""
+        return self.rich and self.sampler == "prior"
+
+    @property
     def branching(self) -> bool:
-        """Whether a rich budget judges changes as branches of the trunk: with the prior sampler, whose
-        changes keep the weights' shapes (another sampler's change the net: each trains from scratch), and
-        branches of BRANCH_MIN epochs or more (shorter ones: the trunk continues as the final run)."""
-        return self.rich and self.sampler == "prior" and self.branch_epochs >= BRANCH_MIN
+        """Whether the trunk's changes are judged as its branches: of BRANCH_MIN epochs or more (else it continues)."""
+        return self.trunked and self.branch_epochs >= BRANCH_MIN
 
     @property
     def rich(self) -> bool:
@@ -233,7 +234,7 @@ class BudgetPlan:
             )
         promoted = {TrialRecord.of(t).source for t in trials if TrialRecord.of(t).source is not None}
         if self.rich:
-            trunk = self.trunk(study, done) if self.sampler == "prior" else None
+            trunk = self.trunk(study, done) if self.trunked else None
             if not final_done and trunk is not None:
                 if self.branching and branches_left and self._explore_fits(done, now, self.branch_epochs):
                     return TrialPlan(
@@ -288,9 +289,8 @@ class BudgetPlan:
         return rank_trials(study, kept)[0] if kept else None
 
     def _explore_fits(self, done: list[FrozenTrial], now: float, epochs: int) -> bool:
-        """At a rich budget: a trial of ``epochs`` ends by RICH_EXPLORE of the budget, at the
-        slowest pace a trial of this budget took from its start to its end, per epoch it ran
-        (sustained epochs, building, tracing and bookkeeping: not the probe's burst)."""
+        """At a rich budget: a trial of ``epochs`` ends by RICH_EXPLORE of the budget, at the slowest pace a
+        trial of this budget took from start to end per epoch it ran (sustained, with building, tracing)."""
         paces = [
             (t.datetime_complete - t.datetime_start).total_seconds() / ran
             for t in done

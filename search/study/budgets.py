@@ -120,7 +120,7 @@ def describe_plan(plan: BudgetPlan) -> str:
             f"until two in a row do not beat it or about {RICH_EXPLORE:.0%} of the budget; the best of them "
             "(the recipe unless a change beat it) continues with the time left"
         )
-    if plan.rich and plan.sampler == "prior":  # branches would be under BRANCH_MIN epochs
+    if plan.trunked:  # branches would be under BRANCH_MIN epochs
         return (
             f"{_bought(plan)}: the recipe trains {plan.short} epochs, then its weights continue with the time "
             f"left (no branches: a branch would get {plan.branch_epochs} epochs, under the {BRANCH_MIN} "
