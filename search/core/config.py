@@ -121,11 +121,15 @@ class OptimizerConfig:
     momentum: float = 0.9  # SGD and RMSprop only
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0  # decoupled weight decay (Keras optimizers' ``weight_decay``)
+    # an exponential moving average of the weights (Polyak averaging; Keras' ``use_ema``) with this momentum
+    # per step, 0 for none: validation sees the average, and the trained model ends with it
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         require(0.0 < self.learning_rate <= 10.0, "optimizer.learning_rate", "a rate in (0, 10]", self.learning_rate)
         require(0.0 <= self.momentum < 1.0, "optimizer.momentum", "a value in [0, 1)", self.momentum)
         require(0.0 <= self.weight_decay < 1.0, "optimizer.weight_decay", "a value in [0, 1)", self.weight_decay)
+        require(0.0 <= self.ema < 1.0, "optimizer.ema", "a momentum in [0, 1), 0 for none", self.ema)
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,7 @@ def compiled_optimizer(model: keras.Model, where: str) -> OptimizerConfig | None
         momentum=float(config.get("momentum") or (0.9 if name == "sgd" else 0.0)),
         nesterov=bool(config.get("nesterov", False)),
         weight_decay=float(config.get("weight_decay") or 0.0),
+        ema=float(config.get("ema_momentum") or 0.99) if config.get("use_ema") else 0.0,
     )
 
 

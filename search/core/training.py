@@ -101,16 +101,17 @@ class EpochTimer(keras.callbacks.Callback):
 
 def make_optimizer(cfg: OptimizerConfig, learning_rate) -> keras.optimizers.Optimizer:
     wd = cfg.weight_decay or None
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if cfg.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
+        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd, **ema)
     if cfg.name == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=wd)
-    if cfg.name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay)  # 0 is 0: no hidden default
+        return keras.optimizers.Adam(learning_rate, weight_decay=wd, **ema)
+    if cfg.name == "adamw":  # 0 is 0: no hidden default
+        return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, **ema)
     if cfg.name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=cfg.momentum, weight_decay=wd)
+        return keras.optimizers.RMSprop(learning_rate, momentum=cfg.momentum, weight_decay=wd, **ema)
     if cfg.name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate, weight_decay=wd)
+        return keras.optimizers.Adagrad(learning_rate, weight_decay=wd, **ema)
     raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
 
 
@@ -215,12 +216,14 @@ def fit(
     # one epoch timer per run: a caller's (the trial reporter times epochs for the dashboard) or fit's own
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     own_timer = [] if timer is not None else [timer := EpochTimer()]
+    # validation sees the weights' average; Keras' fit ends by writing it into the model
+    averaged = [keras.callbacks.SwapEMAWeights()] if config.optimizer.ema else []
     with _out_of_memory(model, config.train.batch_size):
         history = model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=epochs,
-            callbacks=[guard, *own_timer, *schedule_callbacks, *callbacks],
+            callbacks=[guard, *own_timer, *schedule_callbacks, *averaged, *callbacks],
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )

@@ -184,3 +184,15 @@ def test_the_trained_model_wraps_the_function_normalizes_and_outputs_probabiliti
     assert not inner.compiled  # the wrapper compiles; the inner model's own optimizer is not saved twice
     p = np.asarray(model.predict(x, verbose=0))
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_compiled_optimizers_weight_average_is_kept():
+    from search.core.custom import compiled_optimizer
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, use_ema=True, ema_momentum=0.95), loss="categorical_crossentropy"
+    )
+    assert compiled_optimizer(model, "f.py:build").ema == pytest.approx(0.95)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
+    assert compiled_optimizer(model, "f.py:build").ema == 0.0

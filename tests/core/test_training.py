@@ -163,3 +163,32 @@ def test_a_run_continues_from_kept_weights_and_starts_anew_from_another_models(d
     with keras_session():
         anew = fit(wider.replace(train=one.train), digits, initial_weights=str(tmp_path / "kept.weights.h5"))
     assert not anew.continued and anew.epochs_run == 1  # another model's weights: trained from the initializer's draw
+
+
+def test_an_ema_run_validates_the_weights_average_and_ends_with_it(digits):
+    """With ``optimizer.ema`` validation sees the weights' moving average and the model ends with it: at a
+    momentum of 0.999 over 144 steps the average is still mostly the initializer's draw."""
+    import numpy as np
+
+    from search.errors import ConfigError
+
+    base = TINY.replace(
+        model=CNNConfig(
+            blocks=2, convs_per_block=1, base_filters=8, dense_units=32, block_dropout=0.0, head_dropout=0.0
+        ),
+        train=TrainConfig(epochs=4, batch_size=32),
+    )
+    labels = keras.utils.to_categorical(digits.y_val, 10)
+    runs = {}
+    for ema in (0.0, 0.999):
+        with keras_session():
+            result = fit(base.replace(optimizer=OptimizerConfig(learning_rate=3e-3, ema=ema)), digits)
+            runs[ema] = (result, result.model.evaluate(digits.x_val, labels, verbose=0)[1])
+    plain, averaged = runs[0.0], runs[0.999]
+    assert plain[0].history["val_accuracy"][-1] > 0.8
+    assert averaged[0].history["val_accuracy"][-1] < 0.6  # the average, not the weights trained
+    assert averaged[1] == pytest.approx(averaged[0].history["val_accuracy"][-1], abs=0.01)  # the model is the average
+    assert plain[1] == pytest.approx(plain[0].history["val_accuracy"][-1], abs=0.01)
+    assert np.isfinite(averaged[0].history["loss"]).all()
+    with pytest.raises(ConfigError, match=r"optimizer\.ema"):
+        OptimizerConfig(ema=1.0)
