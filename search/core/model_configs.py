@@ -48,6 +48,10 @@ class CNNConfig:
     # block): the other convolutions of the block run at half the resolution, a quarter
     # of the work, so two convolutions a block cost little more than one.
     early_pool: bool = False
+    # A 2x2 convolution with no padding before the blocks (airbench's first layer; issue 25): "conv" learns it;
+    # "whiten" fixes it to whiten the training images' 2x2 patches (the patch covariance's eigenvectors, each
+    # over the square root of its eigenvalue, and their negatives: 8 filters a channel), as airbench does.
+    stem: Literal["none", "conv", "whiten"] = "none"
 
     def __post_init__(self) -> None:
         require(1 <= self.blocks <= 8, "model.blocks", "an integer in [1, 8]", self.blocks)

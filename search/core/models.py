@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers
 
 from search.core.config import CNNConfig, CustomModelConfig, ModelConfig, ResNetConfig
@@ -26,6 +27,8 @@ from search.errors import ConfigError
 # Keras' default (0.99) needs hundreds of steps before the moving statistics used at
 # evaluation catch up; short trials on small data evaluate with stale statistics.
 BN_MOMENTUM = 0.9
+STEM = "stem"  # the layer name of a CNN's 2x2 stem (``CNNConfig.stem``)
+WHITEN_IMAGES = 5000  # training images a whitening stem's patch statistics come from (airbench's 5,000)
 
 __all__ = [
     "InputStats",
@@ -33,6 +36,7 @@ __all__ = [
     "FlipBatch",
     "MeanOfFlips",
     "build_model",
+    "whiten_stem",
     "normalization_layer",
     "string_accuracy",
     "compile_metrics",
@@ -188,6 +192,14 @@ def compile_metrics(text: bool) -> list:
 
 
 def _cnn_body(cfg: CNNConfig, x):
+    if cfg.stem != "none" and min(x.shape[1], x.shape[2]) >= 2:
+        width = 8 * x.shape[-1] if cfg.stem == "whiten" else cfg.filters(0)
+        stem = layers.Conv2D(width, 2, padding="valid", use_bias=not cfg.batch_norm, name=STEM)
+        stem.trainable = cfg.stem == "conv"  # a whitening stem is set from the data (``whiten_stem``), not learned
+        x = stem(x)
+        if cfg.batch_norm:
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = layers.Activation(cfg.activation)(x)
     size = min(x.shape[1], x.shape[2])
     for b in range(cfg.blocks):
         for i in range(cfg.convs_per_block):
@@ -217,6 +229,22 @@ def _cnn_body(cfg: CNNConfig, x):
     if cfg.head_dropout > 0:
         x = layers.Dropout(cfg.head_dropout)(x)
     return x
+
+
+def whiten_stem(model: keras.Model, images: np.ndarray, eps: float = 5e-4) -> None:
+    """Set a ``stem="whiten"`` model's stem to whiten the 2x2 patches of ``images`` (at most
+    WHITEN_IMAGES of them, as the model sees them: normalized): each eigenvector of the patch
+    covariance over the square root of its eigenvalue, and its negative (airbench's ``init_whiten``)."""
+    stem = model.get_layer(STEM)
+    seen = keras.Model(model.input, stem.input)(images[:WHITEN_IMAGES].astype("float32"), training=True)
+    seen = np.asarray(keras.ops.convert_to_numpy(seen), dtype="float64")
+    n, h, w, c = seen.shape
+    patches = np.stack([seen[:, i : h - 1 + i, j : w - 1 + j, :] for i in (0, 1) for j in (0, 1)], axis=3)
+    flat = patches.reshape(-1, 4 * c)  # (kernel row, kernel column, channel): the order of a Keras kernel
+    values, vectors = np.linalg.eigh(flat.T @ flat / len(flat))
+    scaled = vectors / np.sqrt(values + eps)  # one column a filter
+    kernel = np.concatenate([scaled, -scaled], axis=1).reshape(2, 2, c, 8 * c)
+    stem.kernel.assign(kernel.astype(stem.kernel.dtype))
 
 
 def _conv(filters: int, kernel: int, strides: int, cfg: ResNetConfig):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from search.core.config import METRICS, OptimizerConfig, RunConfig
 from search.core.data import Dataset
 from search.core.deadline import Pace
-from search.core.models import InputStats, build_model, compile_metrics
+from search.core.models import STEM, InputStats, build_model, compile_metrics, whiten_stem
 from search.core.pipeline import TensorCache, make_pipeline
 from search.core.schedules import make_schedule
 from search.errors import DivergedError, ResourceError
@@ -118,7 +118,7 @@ def make_optimizer(cfg: OptimizerConfig, learning_rate) -> keras.optimizers.Opti
 def build_for_data(config: RunConfig, data: Dataset) -> keras.Model:
     """The model ``config`` describes, sized and normalized for ``data``."""
     stats = InputStats(data.pixel_max, data.mean, data.variance)
-    return build_model(
+    model = build_model(
         config.model,
         data.input_shape,
         data.num_classes,
@@ -127,6 +127,9 @@ def build_for_data(config: RunConfig, data: Dataset) -> keras.Model:
         data.text_length,
         flip_tta=config.augment.predicts_flips,
     )
+    if getattr(config.model, "stem", "none") == "whiten" and STEM in {layer.name for layer in model.layers}:
+        whiten_stem(model, data.x_train)
+    return model
 
 
 def compile_model(

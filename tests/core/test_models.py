@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +118,44 @@ def test_flip_tta_predicts_the_mean_of_each_image_and_its_mirror(tmp_path):
     np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), expected, rtol=1e-5, atol=1e-6)
     # training sees each image once, as it is (last: a training call moves the norm statistics)
     np.testing.assert_allclose(tta(x, training=True), plain(x, training=True), rtol=1e-5, atol=1e-6)
+
+
+def test_a_whitening_stem_whitens_the_patches_it_was_set_from():
+    from search.core.models import STEM, whiten_stem
+
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(0, 255, size=(200, 32, 32, 1))
+    images = np.clip(grey + rng.normal(0, 20, size=(200, 32, 32, 3)), 0, 255)  # channels correlated, as photos'
+    cfg = CNNConfig(blocks=2, convs_per_block=1, base_filters=8, stem="whiten")
+    model = build_model(cfg, (32, 32, 3), 10, "per_channel", STATS)
+    stem = model.get_layer(STEM)
+    assert stem.filters == 24 and stem.kernel_size == (2, 2) and not stem.trainable
+    assert keras.Model(model.input, stem.output).output_shape == (None, 31, 31, 24)
+    whiten_stem(model, images)
+    out = keras.ops.convert_to_numpy(keras.Model(model.input, stem.output)(images.astype("float32"), training=True))
+    half = out[..., :12].reshape(-1, 12).astype("float64")  # the other 12 filters are their negatives
+    cov = half.T @ half / len(half)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3  # decorrelated
+    assert np.diag(cov).max() == pytest.approx(1.0, abs=0.01) and np.diag(cov).min() > 0.5  # unit variance
+    np.testing.assert_allclose(out[..., 12:], -out[..., :12], atol=1e-5)
+
+
+def test_a_whitening_stem_is_set_from_the_training_images_and_kept_while_a_learned_one_trains(digits):
+    from search.core.config import RunConfig, TrainConfig
+    from search.core.models import STEM
+    from search.core.training import build_for_data, fit, keras_session
+
+    cfg = CNNConfig(blocks=2, convs_per_block=1, base_filters=8, dense_units=0, block_dropout=0.0, head_dropout=0.0)
+    kernels = {}
+    for stem in ("whiten", "conv"):
+        config = RunConfig(model=dataclasses.replace(cfg, stem=stem), train=TrainConfig(epochs=2))
+        with keras_session():
+            built = keras.ops.convert_to_numpy(build_for_data(config, digits).get_layer(STEM).kernel)
+            result = fit(config, digits)
+            kernels[stem] = (built, keras.ops.convert_to_numpy(result.model.get_layer(STEM).kernel))
+        assert result.model.get_layer(STEM).output.shape[1:3] == (7, 7)  # 8x8 digits, no padding
+        assert result.history["val_accuracy"][-1] > 0.3  # chance is 0.1
+    built, trained = kernels["whiten"]
+    assert built.shape == (2, 2, 1, 8) and np.abs(built).max() > 1.0  # set from the data, not the initializer
+    np.testing.assert_array_equal(trained, built)
+    assert not np.allclose(kernels["conv"][1], kernels["conv"][0])
