@@ -545,3 +545,28 @@ def test_recipe_variant_trains_the_changed_recipe_paced_and_tests_it(tmp_path, c
     assert main([*common, "--label", "fixed", "--epochs", "2"]) == 0  # a fixed schedule: not paced
     fixed = json.loads(out.read_text())[-1]
     assert fixed["epochs"] == 2 and fixed["budget_s"] is None and fixed["probe_epoch_s"] is None
+
+
+def test_pair_runs_the_recipe_and_a_variant_side_by_side_and_resumes(tmp_path, capsys):
+    import os
+
+    from benchmarks.pair import main
+
+    cores = sorted(os.sched_getaffinity(0))
+    out = tmp_path / "pair"
+    argv = ["--dataset", "digits", "--limit-train", "300", "--val-size", "100", "--budget", "20", "--seeds", "0"]
+    argv += ["--set", "model.base_filters=8", "--out", str(out), "--cores", str(cores[0]), str(cores[-1])]
+    assert main(argv) == 0
+    recipe, variant = (json.loads((out / f"{side}.json").read_text()) for side in ("recipe", "variant"))
+    assert [r["label"] for r in recipe] == ["recipe"] and [r["set"] for r in recipe] == [[]]
+    assert [r["label"] for r in variant] == ["model.base_filters=8"] and variant[0]["params"] < recipe[0]["params"]
+    assert recipe[0]["cores"] == [cores[0]] and variant[0]["cores"] == [cores[-1]]  # one core each
+    printed = capsys.readouterr().out
+    difference = 100 * (variant[0]["test_accuracy"] - recipe[0]["test_accuracy"])
+    assert f"({difference:+.2f})" in printed and "mean difference over 1 seed(s)" in printed
+    assert main(argv) == 0  # resumed: the seed both sides hold is not run again
+    assert "seed 0: both sides already in" in capsys.readouterr().out
+    assert len(json.loads((out / "recipe.json").read_text())) == 1
+    with pytest.raises(SystemExit) as refused:
+        main(["--dataset", "digits", "--out", str(out)])  # no change to measure
+    assert refused.value.code == 2
