@@ -231,17 +231,23 @@ def _cnn_body(cfg: CNNConfig, x):
     return x
 
 
-def whiten_stem(model: keras.Model, images: np.ndarray, eps: float = 5e-4) -> None:
+def whiten_stem(model: keras.Model, images: np.ndarray, eps: float = 5e-4, chunk_bytes: float = 64e6) -> None:
     """Set a ``stem="whiten"`` model's stem to whiten the 2x2 patches of ``images`` (at most
     WHITEN_IMAGES of them, as the model sees them: normalized): each eigenvector of the patch
-    covariance over the square root of its eigenvalue, and its negative (airbench's ``init_whiten``)."""
+    covariance over the square root of its eigenvalue, and its negative (airbench's ``init_whiten``).
+    The covariance is summed a chunk of images at a time (about ``chunk_bytes`` of patches each)."""
     stem = model.get_layer(STEM)
-    seen = keras.Model(model.input, stem.input)(images[:WHITEN_IMAGES].astype("float32"), training=True)
-    seen = np.asarray(keras.ops.convert_to_numpy(seen), dtype="float64")
-    n, h, w, c = seen.shape
-    patches = np.stack([seen[:, i : h - 1 + i, j : w - 1 + j, :] for i in (0, 1) for j in (0, 1)], axis=3)
-    flat = patches.reshape(-1, 4 * c)  # (kernel row, kernel column, channel): the order of a Keras kernel
-    values, vectors = np.linalg.eigh(flat.T @ flat / len(flat))
+    seen_by_stem = keras.Model(model.input, stem.input)
+    h, w, c = stem.input.shape[1:]
+    chunk = max(1, int(chunk_bytes // ((h - 1) * (w - 1) * 4 * c * 8)))
+    total, count = np.zeros((4 * c, 4 * c)), 0
+    for start in range(0, min(len(images), WHITEN_IMAGES), chunk):
+        part = images[start : min(start + chunk, WHITEN_IMAGES)].astype("float32")
+        seen = np.asarray(keras.ops.convert_to_numpy(seen_by_stem(part, training=True)), dtype="float64")
+        patches = np.stack([seen[:, i : h - 1 + i, j : w - 1 + j, :] for i in (0, 1) for j in (0, 1)], axis=3)
+        flat = patches.reshape(-1, 4 * c)  # (kernel row, kernel column, channel): the order of a Keras kernel
+        total, count = total + flat.T @ flat, count + len(flat)
+    values, vectors = np.linalg.eigh(total / count)
     scaled = vectors / np.sqrt(values + eps)  # one column a filter
     kernel = np.concatenate([scaled, -scaled], axis=1).reshape(2, 2, c, 8 * c)
     stem.kernel.assign(kernel.astype(stem.kernel.dtype))

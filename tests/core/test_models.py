@@ -138,6 +138,10 @@ def test_a_whitening_stem_whitens_the_patches_it_was_set_from():
     assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3  # decorrelated
     assert np.diag(cov).max() == pytest.approx(1.0, abs=0.01) and np.diag(cov).min() > 0.5  # unit variance
     np.testing.assert_allclose(out[..., 12:], -out[..., :12], atol=1e-5)
+    whole = keras.ops.convert_to_numpy(stem.kernel)
+    whiten_stem(model, images, chunk_bytes=1e6)  # the covariance summed over 11 chunks of 21 images
+    chunked = keras.ops.convert_to_numpy(stem.kernel)  # an eigenvector's sign is LAPACK's choice: compare sizes
+    np.testing.assert_allclose(np.abs(chunked), np.abs(whole), rtol=1e-4, atol=1e-4)
 
 
 def test_a_whitening_stem_is_set_from_the_training_images_and_kept_while_a_learned_one_trains(digits):
