@@ -279,7 +279,7 @@ def _reaches_within(
             f"seed {s}: {'never' if t is None else f'{t:.0f} s'}"
             + (f" ({other} {theirs[s]:.4f})" if show_value else "")
         )
-    verdict = f"{_met(ok == len(seeds))} in {ok}/{len(seeds)} seeds"
+    verdict = f"{_met(ok == len(seeds))} ({ok} of {len(seeds)} seeds reached it)"
     return f"- {what} (≤ {limit:.0f} s{qualifier}): {'; '.join(per_seed)}: {verdict}."
 
 
@@ -310,7 +310,7 @@ def _winner_retrained(results: SearchResults) -> str:
         f"\n- {OURS}'s winner retrained lands within {REPEAT_POINTS:.0f} point of its trial value (best validation "
         f"accuracy of the retraining, as `train --keep-val`): "
         + "; ".join(f"seed {r.seed}: {g:+.2f}" for r, g in zip(again, gaps))
-        + f": {_met(within == len(again))} in {within}/{len(again)} seeds."
+        + f": {_met(within == len(again))} ({within} of {len(again)} seeds within it)."
     )
 
 
@@ -484,6 +484,8 @@ def write_report(results_dir: Path, markdown: Path) -> None:
     sections = [summary.read_text().rstrip("\n") + "\n"] if summary.exists() else []
     for json_path in sorted(results_dir.glob("*.json")):
         raw = load_json(json_path)
+        if not isinstance(raw, dict):  # another tool's list of runs (recipe_variant.py's, epoch_time.py's)
+            continue
         if raw.get("kind") == "search":
             results = SearchResults.from_dict(raw)
             png = json_path.with_suffix(".png")
