@@ -62,16 +62,24 @@ def _trials(url: str):
     return optuna.load_study(study_name="outage", storage=url).get_trials()
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
+def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen) -> None:
+    """Until ``predicate()``; a search that ended first, or the timeout, fails the test with the search's output."""
     end = time.time() + timeout
-    while time.time() < end:
+    while time.time() < end and proc.poll() is None:
         try:
             if predicate():
                 return
         except Exception:  # the study or its tables do not exist yet
             pass
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    ended = proc.poll() is not None
+    if not ended:
+        proc.kill()
+    out, err = proc.communicate(timeout=60)
+    raise AssertionError(
+        f"{'the search ended (exit ' + str(proc.returncode) + ') before' if ended else 'timed out waiting for'} "
+        f"{what}; its output:\n{out[-2000:]}\n{err[-3000:]}"
+    )
 
 
 def test_a_server_restarted_mid_search_costs_a_wait_and_no_trial(cluster, tmp_path):
@@ -79,14 +87,13 @@ def test_a_server_restarted_mid_search_costs_a_wait_and_no_trial(cluster, tmp_pa
 
     trials = 16
     proc = _search(cluster.url, tmp_path, "--workers", "2", "--trials", str(trials))
-    _wait_for(
-        lambda: (
-            sum(t.state == TrialState.COMPLETE for t in _trials(cluster.url)) >= 2
-            and any(t.state == TrialState.RUNNING for t in _trials(cluster.url))
-        ),
-        240,
-        "trials under way",
-    )
+
+    def under_way() -> bool:  # one snapshot: two trials finished (complete or pruned), one running
+        states = [t.state for t in _trials(cluster.url)]
+        finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+        return finished >= 2 and TrialState.RUNNING in states
+
+    _wait_for(under_way, 240, "trials under way", proc)
     cluster.stop()  # in the middle of a trial: its epochs end while the server is away
     time.sleep(OUTAGE_S)
     cluster.start()
@@ -107,7 +114,7 @@ def test_a_server_away_past_the_wait_stops_the_search_in_one_line_and_the_same_c
     from optuna.trial import TrialState
 
     proc = _search(cluster.url, tmp_path, "--trials", "6", "--recycle-mb", "0", "--storage-wait", "5")
-    _wait_for(lambda: any(t.state == TrialState.COMPLETE for t in _trials(cluster.url)), 240, "a finished trial")
+    _wait_for(lambda: any(t.state == TrialState.COMPLETE for t in _trials(cluster.url)), 240, "a finished trial", proc)
     cluster.stop()
     try:
         out, err = proc.communicate(timeout=120)
