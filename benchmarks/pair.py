@@ -7,11 +7,13 @@ the same time, the cores swapped from seed to seed: what a change is worth per s
 The machine's speed drifts from day to day, so only runs made side by side compare.  Each side
 is ``benchmarks/recipe_variant.py`` in its own process, pinned to one core with one TensorFlow
 thread; every option this script does not know (the data, ``--budget`` or ``--epochs``) goes to
-both.  Their JSON entries are appended to ``OUT/recipe.json`` and ``OUT/variant.json`` and their
-output to ``OUT/*.log``; a seed both files already hold is not run again, so a stopped run resumes
-(give each experiment its own OUT).  At the end, the table of every seed held: epochs, median
-epoch seconds, best validation and test accuracy of each side and their differences, with the
-mean and standard deviation of the differences.
+both, and so does each ``--base-set`` (a variant of a changed recipe: ``--base-set
+model.base_filters=64 --set augment.cutout=0.25``). Their JSON entries are appended to
+``OUT/recipe.json`` and ``OUT/variant.json`` and their output to ``OUT/*.log``; a seed both
+files already hold is not run again, so a stopped run resumes (give each experiment its own
+OUT). At the end, the table of every seed held: epochs, median epoch seconds, best validation
+and test accuracy of each side and their differences, with the mean and standard deviation of
+the differences.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="the variant's change")
+    p.add_argument(
+        "--base-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="a change both sides make"
+    )
     p.add_argument("--precision", default="float32", help="the variant's Keras dtype policy")
     p.add_argument("--label", help="the variant's name (default: its changes)")
     p.add_argument("--out", type=Path, required=True, help="a folder of this experiment's own")
@@ -53,8 +58,9 @@ def load(path: Path) -> list[dict]:
 
 def side_argv(args: argparse.Namespace, forwarded: list[str], side: str, seed: int) -> list[str]:
     argv = [sys.executable, str(VARIANT), *forwarded, "--seed", str(seed), "--out", str(args.out / f"{side}.json")]
+    argv += [item for change in args.base_set for item in ("--set", change)]
     if side == "recipe":
-        return [*argv, "--label", "recipe"]
+        return [*argv, "--label", " ".join(["recipe", *args.base_set])]
     changes = [item for change in args.set for item in ("--set", change)]
     return [*argv, "--label", args.label, *changes, "--precision", args.precision]
 

@@ -571,3 +571,10 @@ def test_pair_runs_the_recipe_and_a_variant_side_by_side_and_resumes(tmp_path, c
     with pytest.raises(SystemExit) as refused:
         main(["--dataset", "digits", "--out", str(out)])  # no change to measure
     assert refused.value.code == 2
+    based = [*argv[:8], "--seeds", "1", "--base-set", "model.base_filters=8", "--set", "train.label_smoothing=0.1"]
+    based += ["--out", str(tmp_path / "based"), "--cores", str(cores[0]), str(cores[-1])]
+    assert main(based) == 0  # seed 1: the cores swapped
+    recipe, variant = (json.loads((tmp_path / "based" / f"{side}.json").read_text()) for side in ("recipe", "variant"))
+    assert recipe[0]["set"] == ["model.base_filters=8"] and recipe[0]["label"] == "recipe model.base_filters=8"
+    assert variant[0]["set"] == ["model.base_filters=8", "train.label_smoothing=0.1"]
+    assert recipe[0]["cores"] == [cores[-1]] and variant[0]["cores"] == [cores[0]]
