@@ -19,12 +19,17 @@ the differences.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.results import load_json
+from search.errors import UsageError
 
 VARIANT = Path(__file__).resolve().parent / "recipe_variant.py"
 SIDES = ("recipe", "variant")
@@ -53,16 +58,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def load(path: Path) -> list[dict]:
-    return json.loads(path.read_text()) if path.is_file() else []
+    """The runs a side's file holds ([] before its first); a file that is not one side's runs is refused."""
+    if not path.exists():
+        return []
+    runs = load_json(path)
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "seed" in r for r in runs):
+        raise UsageError(f"{path}: not a list of recipe_variant.py runs; give --out a folder of this experiment's own")
+    return runs
+
+
+def as_sets(changes: list[str]) -> list[str]:
+    return [item for change in changes for item in ("--set", change)]
 
 
 def side_argv(args: argparse.Namespace, forwarded: list[str], side: str, seed: int) -> list[str]:
     argv = [sys.executable, str(VARIANT), *forwarded, "--seed", str(seed), "--out", str(args.out / f"{side}.json")]
-    argv += [item for change in args.base_set for item in ("--set", change)]
+    argv += as_sets(args.base_set)
     if side == "recipe":
         return [*argv, "--label", " ".join(["recipe", *args.base_set])]
-    changes = [item for change in args.set for item in ("--set", change)]
-    return [*argv, "--label", args.label, *changes, "--precision", args.precision]
+    return [*argv, "--label", args.label, *as_sets(args.set), "--precision", args.precision]
 
 
 def run_seed(args: argparse.Namespace, forwarded: list[str], seed: int) -> bool:
@@ -116,6 +130,12 @@ def table(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args, forwarded = parse_args(argv)
+    try:  # both sides' files are this experiment's, checked before any run
+        for side in SIDES:
+            load(args.out / f"{side}.json")
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
     for seed in args.seeds:

@@ -571,6 +571,14 @@ def test_pair_runs_the_recipe_and_a_variant_side_by_side_and_resumes(tmp_path, c
     with pytest.raises(SystemExit) as refused:
         main(["--dataset", "digits", "--out", str(out)])  # no change to measure
     assert refused.value.code == 2
+    capsys.readouterr()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "recipe.json").write_text('{"kind": "search"}')  # not a side's runs: refused before any run
+    assert main([*argv[:8], "--set", "model.base_filters=8", "--out", str(theirs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a list of recipe_variant.py runs" in err[0]
+    assert (theirs / "recipe.json").read_text() == '{"kind": "search"}' and len(list(theirs.iterdir())) == 1
     based = [*argv[:8], "--seeds", "1", "--base-set", "model.base_filters=8", "--set", "train.label_smoothing=0.1"]
     based += ["--out", str(tmp_path / "based"), "--cores", str(cores[0]), str(cores[-1])]
     assert main(based) == 0  # seed 1: the cores swapped
