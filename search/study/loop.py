@@ -101,7 +101,8 @@ def probe_budget(job: SearchJob, objective: Any, study: optuna.Study, quiet: boo
 def plan_budget(budget: BudgetPlan, objective: Any, study: optuna.Study, quiet: bool = False) -> None:
     """A budgeted search times a few steps of its base config (the recipe) before the
     first trial, to plan how much of the budget goes to exploring, and a rich one a wider
-    net (``search.study.widen``: the first worker decides, a ``quiet`` one waits for that);
+    net and, on few images, stronger augmentation (``search.study.widen``: the first worker
+    decides, a ``quiet`` one waits for that);
     it says the plan."""
     if budget.probe is not None:
         return
@@ -116,7 +117,8 @@ def plan_budget(budget: BudgetPlan, objective: Any, study: optuna.Study, quiet: 
         except ResourceError:  # over --max-params, or out of memory: that net does not fit
             return math.inf
 
-    plan_widening(study, budget, objective.space, objective.base, measure, wait=WAIT_FOR_FIRST if quiet else 0.0)
+    wait = WAIT_FOR_FIRST if quiet else 0.0
+    plan_widening(study, budget, objective.space, objective.base, measure, wait, len(objective.data.x_train))
     if not quiet:
         print(describe_plan(budget), flush=True)
 

@@ -18,14 +18,23 @@ after it (the trunk, its branches, the final run, ``describe_plan``) counts epoc
 wider net.  The choice is the study's: it is stored with the running budget (a choice not
 to widen too), and a command that joins it (another worker, terminal or machine, or the
 same command after kill -9) takes it, with its epoch time, instead of choosing again: every
-worker of one budget trains one net, whatever its own timing would say.  No TensorFlow here.
+worker of one budget trains one net, whatever its own timing would say.
+
+A long schedule on few images also pays for stronger augmentation, which a short one
+cannot show: on the CIFAR-10 subset at 4,500 images and 2400 s, the 64-filter net with
+4-pixel shifts and cutout 0.25 against it without, side by side, 131-133 epochs each
+(docs/benchmarks/epoch-time.md, "Long-schedule augmentation at a rich budget"), where a branch of 3-4
+epochs judges such a change in its warm restart's dip and cutout 0.5 from scratch lost
+at 23 epochs.  So the same decision adds LONG_AUGMENT to the recipe under FEW_IMAGES
+training images, where the recipe shifts its images at all (not text, not images under
+24 px).  No TensorFlow here.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -35,7 +44,18 @@ from search.study.budget import RICH, BudgetPlan
 from search.study.optuna_access import get_trial, set_fixed_params, storage_of, study_id
 from search.study.record import BUDGET, TrialRecord
 
-__all__ = ["Widening", "WIDTH", "WIDTH_COST", "WAIT_FOR_FIRST", "choose_width", "plan_widening", "stored_widening"]
+__all__ = [
+    "Widening",
+    "WIDTH",
+    "WIDTH_COST",
+    "WAIT_FOR_FIRST",
+    "FEW_IMAGES",
+    "LONG_AUGMENT",
+    "choose_width",
+    "long_augmentation",
+    "plan_widening",
+    "stored_widening",
+]
 
 WIDTH = "base_filters"  # the Optuna param a widening sets (the cnn and resnet spaces' first stage width)
 WIDTH_COST = 2.0  # an epoch's cost grows about as width ** WIDTH_COST (convolutions: channels in x out)
@@ -43,17 +63,22 @@ MAX_PROBES = 2  # wider nets timed at most (each a model build and a few steps)
 SETTLE = 0.5  # seconds before reading a stored choice back (two commands choosing at once: one wins)
 WAIT_FOR_FIRST = 600.0  # seconds a worker after the first waits for its decision before deciding itself
 POLL = 1.0
+FEW_IMAGES = 8192  # training images under which a rich budget's recipe augments more (the recipe's batch halves too)
+LONG_AUGMENT = (("pad_crop", 4), ("cutout", 0.25))  # the classic CIFAR shifts; a quarter-side erased square
 
 
 @dataclass(frozen=True)
 class Widening:
-    """The recipe's ``recipe`` base filters widened to ``width`` for one budget;
-    ``recipe_seconds``: the recipe's epoch, ``seconds``: the wider net's (both probed)."""
+    """A rich budget's change to the recipe: its ``recipe`` base filters widened to ``width``
+    (the same where no wider net fits) and ``augment``, Optuna params of LONG_AUGMENT
+    (empty: the recipe's own augmentation); ``recipe_seconds``: the recipe's epoch,
+    ``seconds``: the trained net's (both probed)."""
 
     recipe: int
     width: int
     recipe_seconds: float
     seconds: float
+    augment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,20 +86,49 @@ class Widening:
             "width": self.width,
             "recipe_seconds": self.recipe_seconds,
             "seconds": self.seconds,
+            "augment": dict(self.augment),
         }
 
     @classmethod
     def from_dict(cls, raw: Any) -> Widening | None:
         try:
-            return cls(int(raw["recipe"]), int(raw["width"]), float(raw["recipe_seconds"]), float(raw["seconds"]))
-        except (KeyError, TypeError, ValueError):
+            augment = dict(raw.get("augment") or {})  # none before augmentation was part of the decision
+            return cls(
+                int(raw["recipe"]), int(raw["width"]), float(raw["recipe_seconds"]), float(raw["seconds"]), augment
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
             return None
 
     def describe(self, budget_seconds: float) -> str:
+        bought = []
+        if self.width != self.recipe:
+            bought.append(f"a wider net: {self.width} base filters instead of the recipe's {self.recipe}")
+        if self.augment:
+            changes = ", ".join(f"{name} {value}" for name, value in self.augment.items())
+            bought.append(f"its few training images' long-schedule augmentation ({changes})")
         return (
-            f"a budget this rich pays for a wider net: {self.width} base filters instead of the recipe's "
-            f"{self.recipe}, {self.seconds:.1f}s an epoch, about {budget_seconds / self.seconds:.0f} epochs"
+            f"a budget this rich pays for {', and for '.join(bought)}, "
+            f"{self.seconds:.1f}s an epoch, about {budget_seconds / self.seconds:.0f} epochs"
         )
+
+
+def long_augmentation(space: Any, base: Any, images: int) -> dict[str, Any]:
+    """The Optuna params of LONG_AUGMENT that a rich budget's recipe takes on ``images``
+    training images: those ``space`` samples, can take, and that are stronger than
+    ``base``'s (the recipe's) value; none from FEW_IMAGES up, nor where the recipe does not
+    shift its images (text, images under 24 px: more of either is not measured there)."""
+    augment = getattr(base, "augment", None)
+    if images >= FEW_IMAGES or augment is None or augment.pad_crop <= 0:
+        return {}
+    taken = space.baseline(base)
+    out: dict[str, Any] = {}
+    for key, value in LONG_AUGMENT:
+        param = next((p for p in space.params if (p.section, p.key) == ("augment", key)), None)
+        if param is None or param.kind == "fixed" or param.name not in taken or not param.allows(value):
+            continue
+        if value > taken[param.name]:
+            out[param.name] = value
+    return out
 
 
 def choose_width(
@@ -111,20 +165,29 @@ def _decision(study: optuna.Study, budget: BudgetPlan) -> tuple[bool, Widening |
 
 
 def plan_widening(
-    study: optuna.Study, budget: BudgetPlan, space: Any, base: Any, measure: Callable, wait: float = 0.0
+    study: optuna.Study,
+    budget: BudgetPlan,
+    space: Any,
+    base: Any,
+    measure: Callable,
+    wait: float = 0.0,
+    images: int = FEW_IMAGES,
 ) -> None:
     """Widen ``budget``'s recipe where it is rich and ``space`` has a wider ``base_filters``
-    choice that fits, or take what the first command on this budget decided (waiting up to
-    ``wait`` seconds for it: a worker after the first): set ``budget.widening`` and
-    ``budget.probe`` to the wider net's epoch, and the queued recipe trial's and the
-    sampler's prior width.  ``measure(config)``: seconds an epoch of a config takes (inf:
-    it does not fit); ``base``: the recipe's config (``budget.probe`` its epoch)."""
+    choice that fits, and add LONG_AUGMENT where it is rich and the data has under
+    FEW_IMAGES training ``images`` (``long_augmentation``), or take what the first command
+    on this budget decided (waiting up to ``wait`` seconds for it: a worker after the
+    first): set ``budget.widening`` and ``budget.probe`` to the trained net's epoch, and the
+    queued recipe trial's and the sampler's prior width and augmentation.
+    ``measure(config)``: seconds an epoch of a config takes (inf: it does not fit);
+    ``base``: the recipe's config (``budget.probe`` its epoch)."""
     decided, widening = _decision(study, budget)
     until = time.time() + wait
     while not decided and time.time() < until:
         time.sleep(POLL)
         decided, widening = _decision(study, budget)
-    recipe = space.baseline(base).get(WIDTH)
+    baseline = space.baseline(base)
+    recipe = baseline.get(WIDTH)
     if not decided:
         param = next((p for p in space.params if (p.section, p.key, p.kind) == ("model", WIDTH, "categorical")), None)
         chosen = None  # no wider choice, none the budget buys RICH epochs of, or not the probed net
@@ -136,15 +199,26 @@ def plan_widening(
                 param.choices,
                 lambda width: measure(base.replace(model=_with_width(base.model, width))),
             )
-        _store(study, budget, Widening(recipe, chosen[0], budget.probe, chosen[1]) if chosen else None)
+        augment = long_augmentation(space, base, images) if budget.rich and isinstance(recipe, int) else {}
+        width, seconds = chosen or (recipe, budget.probe)
+        _store(study, budget, Widening(recipe, width, budget.probe, seconds, augment) if chosen or augment else None)
         widening = stored_widening(study, budget)  # another command's, where two decided at once
     if widening is not None:
         budget.widening, budget.probe = widening, widening.seconds
         prior = getattr(study.sampler, "prior", None)
-        if isinstance(prior, dict) and WIDTH in prior:  # the prior and budgeted samplers' centre: the recipe
-            prior[WIDTH] = widening.width
-    if isinstance(recipe, int):  # the recipe queued before the budget was known: widened, or as it was
-        _width_of_queued_recipe(study, widening.width if widening is not None else recipe)
+        if isinstance(prior, dict):  # the prior and budgeted samplers' centre: the recipe
+            changes = {WIDTH: widening.width, **widening.augment}
+            prior.update({name: value for name, value in changes.items() if name in prior})
+    if isinstance(recipe, int):  # the recipe queued before the budget was known: changed, or as it was
+        recipe_params = {name: baseline[name] for name in _augment_names(space) if name in baseline}
+        changes = {WIDTH: widening.width, **widening.augment} if widening is not None else {WIDTH: recipe}
+        _set_queued_recipe(study, {**recipe_params, **changes})
+
+
+def _augment_names(space: Any) -> list[str]:
+    """The Optuna names of ``space``'s LONG_AUGMENT parameters."""
+    keys = {key for key, _ in LONG_AUGMENT}
+    return [p.name for p in space.params if p.section == "augment" and p.key in keys]
 
 
 def _probes_its_net(space: Any, base: Any) -> bool:
@@ -171,11 +245,14 @@ def _store(study: optuna.Study, budget: BudgetPlan, widening: Widening | None) -
     time.sleep(SETTLE)
 
 
-def _width_of_queued_recipe(study: optuna.Study, width: int) -> None:
-    """The recipe trial queued at the study's creation, not yet started, trains ``width``
-    (a wider net, or the recipe's again where an earlier budget widened it)."""
+def _set_queued_recipe(study: optuna.Study, values: dict[str, Any]) -> None:
+    """The recipe trial queued at the study's creation, not yet started, trains with
+    ``values`` (a wider net or more augmentation, or the recipe's own again where an
+    earlier budget changed them) wherever it fixes those params."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         fixed = t.system_attrs.get("fixed_params")
-        if TrialRecord.of(t).baseline and isinstance(fixed, dict) and WIDTH in fixed and fixed[WIDTH] != width:
-            if get_trial(study, t).state == TrialState.WAITING:  # not taken by a worker meanwhile
-                set_fixed_params(study, t, {**fixed, WIDTH: width})
+        if not TrialRecord.of(t).baseline or not isinstance(fixed, dict):
+            continue
+        changed = {name: value for name, value in values.items() if name in fixed and fixed[name] != value}
+        if changed and get_trial(study, t).state == TrialState.WAITING:  # not taken by a worker meanwhile
+            set_fixed_params(study, t, {**fixed, **changed})

@@ -1,7 +1,10 @@
-"""A rich budget widens the recipe's net: the choice of width, and a real SQLite study's
-queued recipe, sampler and stored budget after it (epoch times given, not trained)."""
+"""A rich budget widens the recipe's net, and on few images augments it more: the choice of
+width and augmentation, and a real SQLite study's queued recipe, sampler and stored budget
+after it (epoch times given, not trained)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import optuna
 import pytest
@@ -12,7 +15,7 @@ from search.reporting.progress import budget_summary
 from search.study.budget import RICH
 from search.study.budgets import describe_plan, study_budget
 from search.study.prior import PriorSampler
-from search.study.widen import MAX_PROBES, choose_width, plan_widening, stored_widening
+from search.study.widen import FEW_IMAGES, MAX_PROBES, choose_width, long_augmentation, plan_widening, stored_widening
 
 SPACE = load_space("cnn")
 CIFAR = DataShape("folder:cifar", 32, 32, 3, 10, 4500)
@@ -160,3 +163,76 @@ def test_a_new_budget_that_does_not_widen_gives_the_queued_recipe_its_width_back
     later, _ = study_budget(study, 500.0, probe=9.85, now=budget.deadline + 60)  # rerun with a poorer budget
     plan_widening(study, later, SPACE, BASE, lambda config: 35.5)
     assert later.widening is None and study.ask().suggest_categorical("base_filters", CHOICES) == 48
+
+
+def _queued(study) -> dict:
+    return study.get_trials()[0].system_attrs["fixed_params"]
+
+
+def test_few_photographs_get_the_long_augmentation_that_the_space_can_take_and_nothing_else_does():
+    long = {"pad_crop": 4, "cutout": 0.25}
+    assert long_augmentation(SPACE, BASE, 4500) == long
+    grey = recipe(DataShape("fashion_mnist", 28, 28, 1, 10, 5000))  # 28 px: the recipe shifts them too
+    assert long_augmentation(SPACE, grey, 5000) == long
+    assert long_augmentation(SPACE, BASE, FEW_IMAGES) == {}  # enough images: not measured to help
+    digits = recipe(DataShape("digits", 8, 8, 1, 10, 1500))  # no shifts under 24 px
+    assert long_augmentation(SPACE, digits, 1500) == {}
+    text = recipe(DataShape("textfolder:caps", 40, 120, 1, 36, 3000, text=True))
+    assert long_augmentation(load_space("captcha"), text, 3000) == {}
+    already = BASE.replace(augment=dataclasses.replace(BASE.augment, pad_crop=4, cutout=0.5))  # as strong or more
+    assert long_augmentation(SPACE, already, 4500) == {}
+    no_cutout = dataclasses.replace(SPACE, params=tuple(p for p in SPACE.params if p.key != "cutout"))
+    assert long_augmentation(no_cutout, BASE, 4500) == {"pad_crop": 4}  # only what the space samples
+
+
+def test_a_rich_budget_on_few_images_augments_the_widened_recipe_and_a_joining_command_takes_it(tmp_path):
+    study, budget, storage = _study(tmp_path, 2400.0, 9.85)
+    plan_widening(study, budget, SPACE, BASE, lambda config: 35.5, images=4500)
+    assert (budget.widening.width, budget.widening.augment, budget.probe) == (96, {"pad_crop": 4, "cutout": 0.25}, 35.5)
+    assert {k: study.sampler.prior[k] for k in ("base_filters", "pad_crop", "cutout")} == {
+        "base_filters": 96,
+        "pad_crop": 4,
+        "cutout": 0.25,
+    }
+    line = describe_plan(budget)
+    assert "96 base filters instead of the recipe's 48, and for its few training images' long-schedule " in line
+    assert "augmentation (pad_crop 4, cutout 0.25), 35.5s an epoch, about 68 epochs" in line
+    trial = study.ask()  # Optuna hands the queued recipe its new values
+    assert (
+        trial.suggest_categorical("pad_crop", [0, 2, 4]),
+        trial.suggest_categorical("cutout", [0.0, 0.25, 0.5]),
+    ) == (
+        4,
+        0.25,
+    )
+    study.tell(trial, 0.7)
+    joined, _ = study_budget(study, 2400.0, probe=9.0, val_images=1000)
+    plan_widening(study, joined, SPACE, BASE, lambda config: 1.0, images=9000)  # its own data would not augment
+    assert joined.widening == budget.widening
+    assert stored_widening(optuna.load_study(study_name="w", storage=storage), joined) == budget.widening
+
+
+def test_a_rich_budget_no_wider_net_fits_still_augments_few_images_at_the_recipes_width(tmp_path):
+    study, budget, _ = _study(tmp_path, 2400.0, 9.85)
+    plan_widening(study, budget, SPACE, BASE, lambda config: 60.0, images=4500)  # 40 epochs of 64 or 96
+    assert (budget.widening.recipe, budget.widening.width, budget.probe) == (48, 48, 9.85)
+    assert {k: _queued(study)[k] for k in ("base_filters", "pad_crop", "cutout")} == {
+        "base_filters": 48,
+        "pad_crop": 4,
+        "cutout": 0.25,
+    }
+    line = describe_plan(budget)
+    assert "a budget this rich pays for its few training images' long-schedule augmentation (pad_crop 4, " in line
+    assert "base filters" not in line
+
+
+def test_a_poor_budget_or_enough_images_leave_the_recipes_augmentation_and_a_new_budget_gives_it_back(tmp_path):
+    study, budget, _ = _study(tmp_path, 500.0, 9.85)  # 51 epochs: not rich
+    plan_widening(study, budget, SPACE, BASE, lambda config: 1.0, images=4500)
+    assert budget.widening is None and (_queued(study)["pad_crop"], _queued(study)["cutout"]) == (2, 0.0)
+    richer, _ = study_budget(study, 2400.0, probe=9.85, now=budget.deadline + 60)
+    plan_widening(study, richer, SPACE, BASE, lambda config: 60.0, images=4500)  # stopped before the recipe ran
+    assert (_queued(study)["pad_crop"], _queued(study)["cutout"]) == (4, 0.25)
+    later, _ = study_budget(study, 2400.0, probe=9.85, now=richer.deadline + 60)  # the same budget, more images
+    plan_widening(study, later, SPACE, BASE, lambda config: 60.0, images=9000)
+    assert later.widening is None and (_queued(study)["pad_crop"], _queued(study)["cutout"]) == (2, 0.0)
