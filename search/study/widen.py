@@ -120,10 +120,10 @@ def long_augmentation(space: Any, base: Any, images: int) -> dict[str, Any]:
     augment = getattr(base, "augment", None)
     if images >= FEW_IMAGES or augment is None or augment.pad_crop <= 0:
         return {}
-    taken = space.baseline(base)
+    taken, params = space.baseline(base), _augment_params(space)
     out: dict[str, Any] = {}
     for key, value in LONG_AUGMENT:
-        param = next((p for p in space.params if (p.section, p.key) == ("augment", key)), None)
+        param = params.get(key)
         if param is None or param.kind == "fixed" or param.name not in taken or not param.allows(value):
             continue
         if value > taken[param.name]:
@@ -210,15 +210,15 @@ def plan_widening(
             changes = {WIDTH: widening.width, **widening.augment}
             prior.update({name: value for name, value in changes.items() if name in prior})
     if isinstance(recipe, int):  # the recipe queued before the budget was known: changed, or as it was
-        recipe_params = {name: baseline[name] for name in _augment_names(space) if name in baseline}
+        recipe_params = {p.name: baseline[p.name] for p in _augment_params(space).values() if p.name in baseline}
         changes = {WIDTH: widening.width, **widening.augment} if widening is not None else {WIDTH: recipe}
         _set_queued_recipe(study, {**recipe_params, **changes})
 
 
-def _augment_names(space: Any) -> list[str]:
-    """The Optuna names of ``space``'s LONG_AUGMENT parameters."""
+def _augment_params(space: Any) -> dict[str, Any]:
+    """``space``'s parameters of LONG_AUGMENT's keys, by key."""
     keys = {key for key, _ in LONG_AUGMENT}
-    return [p.name for p in space.params if p.section == "augment" and p.key in keys]
+    return {p.key: p for p in space.params if p.section == "augment" and p.key in keys}
 
 
 def _probes_its_net(space: Any, base: Any) -> bool:
