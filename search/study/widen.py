@@ -99,6 +99,10 @@ class Widening:
         except (AttributeError, KeyError, TypeError, ValueError):
             return None
 
+    def params(self) -> dict[str, Any]:
+        """The Optuna params this widening gives the recipe: its width and augmentation."""
+        return {WIDTH: self.width, **self.augment}
+
     def describe(self, budget_seconds: float) -> str:
         bought = []
         if self.width != self.recipe:
@@ -207,11 +211,10 @@ def plan_widening(
         budget.widening, budget.probe = widening, widening.seconds
         prior = getattr(study.sampler, "prior", None)
         if isinstance(prior, dict):  # the prior and budgeted samplers' centre: the recipe
-            changes = {WIDTH: widening.width, **widening.augment}
-            prior.update({name: value for name, value in changes.items() if name in prior})
+            prior.update({name: value for name, value in widening.params().items() if name in prior})
     if isinstance(recipe, int):  # the recipe queued before the budget was known: changed, or as it was
         recipe_params = {p.name: baseline[p.name] for p in _augment_params(space).values() if p.name in baseline}
-        changes = {WIDTH: widening.width, **widening.augment} if widening is not None else {WIDTH: recipe}
+        changes = widening.params() if widening is not None else {WIDTH: recipe}
         _set_queued_recipe(study, {**recipe_params, **changes})
 
 
